@@ -1,0 +1,45 @@
+//! Server commands: stats, flush_all, shutdown.
+
+use bytes::BytesMut;
+
+use super::{reply, Flow};
+use crate::kv::Kv;
+use crate::server::{Shared, StatValue};
+
+pub fn flush_all(kv: &Kv, delay: i64, out: &mut BytesMut) {
+    match kv.flush_all(delay) {
+        Ok(()) => reply::line(out, "OK"),
+        Err(e) => reply::kv_error(out, &e),
+    }
+}
+
+pub fn stats(shared: &Shared, args: &[u8], out: &mut BytesMut) {
+    let report = match args {
+        b"" => shared.stats(),
+        b"settings" => shared.settings(),
+        b"reset" => {
+            shared.kv.stats.reset();
+            return reply::line(out, "RESET");
+        }
+        // No slab allocator or per-item LRU dump here: memcached's answer
+        // for an empty cache, so tools that ask keep working.
+        b"items" | b"slabs" | b"conns" | b"detail dump" => Vec::new(),
+        a if a.starts_with(b"cachedump ") => Vec::new(),
+        b"sizes" => vec![("sizes_status", StatValue::Text("disabled".into()))],
+        _ => return reply::line(out, "ERROR"),
+    };
+    for (name, value) in report {
+        reply::stat(out, name, value);
+    }
+    reply::line(out, "END");
+}
+
+/// memcached answers `shutdown` only when started with `-A`.
+pub fn shutdown(shared: &Shared, out: &mut BytesMut) -> Flow {
+    if !shared.config.enable_shutdown {
+        reply::line(out, "ERROR: shutdown not enabled");
+        return Flow::Continue;
+    }
+    shared.request_shutdown();
+    Flow::Close
+}

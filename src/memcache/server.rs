@@ -1,0 +1,58 @@
+//! The memcached listener: accepts connections up to `--max-connections`
+//! (refusing more the way memcached does) and, on shutdown, stops
+//! accepting and waits for every connection to finish its current batch.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+
+use super::connection::Connection;
+use crate::server::Shared;
+use crate::stats::bump;
+
+pub async fn run(listener: TcpListener, shared: Arc<Shared>) {
+    let mut shutdown = shared.shutdown_signal();
+    // Every connection holds a sender; when all are dropped, draining is done.
+    let (alive, mut drained) = mpsc::channel::<()>(1);
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = shutdown.changed() => break,
+        };
+        let (mut socket, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                tracing::warn!("accept failed: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let current = shared.curr_connections.load(Ordering::Relaxed);
+        if current as usize >= shared.config.max_connections {
+            bump(&shared.kv.stats.rejected_connections);
+            tokio::spawn(async move {
+                let _ = socket.write_all(b"ERROR Too many open connections\r\n").await;
+                let _ = socket.shutdown().await;
+            });
+            continue;
+        }
+        let _ = socket.set_nodelay(true);
+        shared.curr_connections.fetch_add(1, Ordering::Relaxed);
+        shared.total_connections.fetch_add(1, Ordering::Relaxed);
+        let (shared, alive) = (shared.clone(), alive.clone());
+        tokio::spawn(async move {
+            let conn = Connection::new(socket, shared.clone());
+            if let Err(e) = conn.run().await {
+                tracing::debug!(%peer, "connection ended: {e}");
+            }
+            shared.curr_connections.fetch_sub(1, Ordering::Relaxed);
+            drop(alive);
+        });
+    }
+    drop(alive);
+    let _ = drained.recv().await;
+}

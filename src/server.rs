@@ -1,0 +1,177 @@
+//! Process wiring for `serve`: opens the store, starts the listeners and the
+//! expiry sweeper, and shuts everything down gracefully on SIGINT/SIGTERM
+//! (or the `shutdown` command): stop accepting, let in-flight commands
+//! finish, sync the store to disk.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::config::Config;
+use crate::kv::Kv;
+use crate::store::{expiry, Store};
+
+/// The memcached protocol version this server implements and reports.
+pub const PROTOCOL_VERSION: &str = "1.6.18";
+
+/// State shared by every connection of every front end.
+pub struct Shared {
+    pub kv: Arc<Kv>,
+    pub config: Config,
+    pub curr_connections: AtomicU64,
+    pub total_connections: AtomicU64,
+    shutdown: watch::Sender<bool>,
+}
+
+/// One `stats` value: memcached prints both kinds the same way, JSON does not.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(untagged)]
+pub enum StatValue {
+    Int(u64),
+    Text(String),
+}
+
+impl std::fmt::Display for StatValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StatValue::Int(n) => write!(f, "{n}"),
+            StatValue::Text(s) => f.write_str(s),
+        }
+    }
+}
+
+impl Shared {
+    pub fn new(kv: Arc<Kv>, config: Config) -> Arc<Self> {
+        let (shutdown, _) = watch::channel(false);
+        Arc::new(Shared {
+            kv,
+            config,
+            curr_connections: AtomicU64::new(0),
+            total_connections: AtomicU64::new(0),
+            shutdown,
+        })
+    }
+
+    /// Asks the whole server to shut down gracefully.
+    pub fn request_shutdown(&self) {
+        self.shutdown.send_replace(true);
+    }
+
+    /// Resolves once shutdown has been requested.
+    pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.shutdown.subscribe()
+    }
+
+    /// The general `stats` report, in memcached's order and names.
+    pub fn stats(&self) -> Vec<(&'static str, StatValue)> {
+        use StatValue::{Int, Text};
+        let now = expiry::now();
+        let (user, system) = rusage();
+        let mut out = vec![
+            ("pid", Int(std::process::id() as u64)),
+            ("uptime", Int(now.saturating_sub(self.kv.started()))),
+            ("time", Int(now)),
+            ("version", Text(PROTOCOL_VERSION.into())),
+            ("memcached_lite_version", Text(env!("CARGO_PKG_VERSION").into())),
+            ("pointer_size", Int(usize::BITS as u64)),
+            ("rusage_user", Text(user)),
+            ("rusage_system", Text(system)),
+            ("max_connections", Int(self.config.max_connections as u64)),
+            ("curr_connections", Int(self.curr_connections.load(Ordering::Relaxed))),
+            ("total_connections", Int(self.total_connections.load(Ordering::Relaxed))),
+        ];
+        out.extend(self.kv.stats.counters().into_iter().map(|(k, v)| (k, Int(v))));
+        out.extend([
+            ("limit_maxbytes", Int(self.kv.memory_limit())),
+            ("threads", Int(self.config.worker_threads() as u64)),
+            ("bytes", Int(self.kv.store().bytes())),
+            ("curr_items", Int(self.kv.store().curr_items())),
+        ]);
+        out
+    }
+
+    /// `stats settings`.
+    pub fn settings(&self) -> Vec<(&'static str, StatValue)> {
+        use StatValue::{Int, Text};
+        let c = &self.config;
+        let yes_no = |b: bool| Text(if b { "yes" } else { "no" }.into());
+        vec![
+            ("maxbytes", Int(self.kv.memory_limit())),
+            ("maxconns", Int(c.max_connections as u64)),
+            ("tcpport", Int(c.listen.port() as u64)),
+            ("inter", Text(c.listen.ip().to_string())),
+            ("evictions", Text("off".into())),
+            ("shutdown_command", yes_no(c.enable_shutdown)),
+            ("num_threads", Int(c.worker_threads() as u64)),
+            ("cas_enabled", yes_no(true)),
+            ("item_size_max", Int(c.store.max_item_size as u64)),
+            ("data_dir", Text(c.store.data_dir.display().to_string())),
+            ("flush_interval_ms", Int(c.store.flush_interval_ms)),
+        ]
+    }
+}
+
+fn rusage() -> (String, String) {
+    // SAFETY: getrusage only writes into the zeroed struct we pass.
+    let ru = unsafe {
+        let mut ru: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut ru);
+        ru
+    };
+    let fmt = |t: libc::timeval| format!("{}.{:06}", t.tv_sec, t.tv_usec);
+    (fmt(ru.ru_utime), fmt(ru.ru_stime))
+}
+
+/// Opens the store and serves until a shutdown signal; returns after the
+/// final sync so that everything acknowledged before it is on disk.
+pub async fn serve(config: Config) -> anyhow::Result<()> {
+    let store = Store::open(&config.store)
+        .with_context(|| format!("opening store in {}", config.store.data_dir.display()))?;
+    let kv = Arc::new(Kv::new(store, config.store.max_item_size));
+    kv.set_memory_limit(config.max_bytes);
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("binding memcached listener {}", config.listen))?;
+    warn_if_exposed(config.listen);
+    tracing::info!(addr = %listener.local_addr()?, "memcached listener ready");
+    let shared = Shared::new(kv.clone(), config);
+
+    let sweeper = tokio::spawn(kv.clone().run_sweeper(shared.shutdown_signal()));
+    let memcache = tokio::spawn(crate::memcache::server::run(listener, shared.clone()));
+
+    let mut requested = shared.shutdown_signal();
+    tokio::select! {
+        _ = os_signal() => tracing::info!("signal received, shutting down"),
+        _ = requested.changed() => tracing::info!("shutdown command received"),
+    }
+    shared.request_shutdown();
+    let drained = tokio::time::timeout(Duration::from_secs(10), memcache).await;
+    if drained.is_err() {
+        tracing::warn!("connections still busy after 10s; closing anyway");
+    }
+    let _ = sweeper.await;
+    tokio::task::spawn_blocking(move || kv.store().sync()).await??;
+    tracing::info!("store synced; bye");
+    Ok(())
+}
+
+fn warn_if_exposed(addr: SocketAddr) {
+    if !addr.ip().is_loopback() {
+        tracing::warn!(%addr, "listening on a non-loopback address without authentication");
+    }
+}
+
+async fn os_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}

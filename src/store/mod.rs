@@ -1,0 +1,366 @@
+//! The sled-backed store: items, CAS allocation, size accounting and expiry
+//! sweeping. It knows nothing of sockets, protocols or locking policy; the
+//! [`crate::kv`] layer puts memcached semantics on top of it.
+
+pub mod expiry;
+pub mod item;
+
+use std::fs::File;
+use std::ops::Bound;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use parking_lot::Mutex;
+
+use crate::config::StoreConfig;
+pub use item::Item;
+
+/// How many CAS values are reserved on disk at a time. A restart resumes
+/// after the reservation, so a CAS value is never handed out twice.
+const CAS_BLOCK: u64 = 1 << 20;
+const META_FORMAT: &[u8] = b"format";
+const META_CAS_RESERVED: &[u8] = b"cas_reserved";
+
+/// Errors of the storage layer.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("storage error: {0}")]
+    Sled(#[from] sled::Error),
+    #[error(transparent)]
+    Corrupt(#[from] item::CorruptItem),
+    #[error("io error: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("data directory {0} is in use by another process (is a server running on it?)")]
+    Locked(PathBuf),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// The persistent item store.
+pub struct Store {
+    db: sled::Db,
+    items: sled::Tree,
+    meta: sled::Tree,
+    dir: PathBuf,
+    next_cas: AtomicU64,
+    cas_limit: AtomicU64,
+    cas_reserve: Mutex<()>,
+    curr_items: AtomicU64,
+    bytes: AtomicU64,
+}
+
+impl Store {
+    /// Opens (or creates) the store in `cfg.data_dir`.
+    pub fn open(cfg: &StoreConfig) -> Result<Self> {
+        std::fs::create_dir_all(&cfg.data_dir)?;
+        let db = sled::Config::new()
+            .path(&cfg.data_dir)
+            .cache_capacity(cfg.cache_mb.max(1) * 1024 * 1024)
+            .flush_every_ms(Some(cfg.flush_interval_ms.max(1)))
+            .open()
+            .map_err(|e| match e {
+                sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock => {
+                    StoreError::Locked(cfg.data_dir.clone())
+                }
+                sled::Error::Io(io) if io.to_string().contains("lock") => {
+                    StoreError::Locked(cfg.data_dir.clone())
+                }
+                other => StoreError::Sled(other),
+            })?;
+        let items = db.open_tree("items")?;
+        let meta = db.open_tree("meta")?;
+        meta.insert(META_FORMAT, &[item::FORMAT_V1])?;
+        let reserved = meta
+            .get(META_CAS_RESERVED)?
+            .and_then(|v| v.as_ref().try_into().ok().map(u64::from_le_bytes))
+            .unwrap_or(1);
+        let store = Store {
+            db,
+            items,
+            meta,
+            dir: cfg.data_dir.clone(),
+            next_cas: AtomicU64::new(reserved.max(1)),
+            cas_limit: AtomicU64::new(reserved.max(1)),
+            cas_reserve: Mutex::new(()),
+            curr_items: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+        };
+        store.recount()?;
+        Ok(store)
+    }
+
+    /// Counts items and bytes once at start-up (sled keeps no count).
+    fn recount(&self) -> Result<()> {
+        let (mut n, mut bytes) = (0u64, 0u64);
+        for kv in self.items.iter() {
+            let (k, v) = kv?;
+            n += 1;
+            bytes += Item::footprint(k.len(), v.len());
+        }
+        self.curr_items.store(n, Ordering::Relaxed);
+        self.bytes.store(bytes, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// A fresh CAS value: unique, increasing, never reused across restarts.
+    pub fn next_cas(&self) -> Result<u64> {
+        let cas = self.next_cas.fetch_add(1, Ordering::Relaxed);
+        if cas >= self.cas_limit.load(Ordering::Acquire) {
+            let _guard = self.cas_reserve.lock();
+            let limit = self.cas_limit.load(Ordering::Acquire);
+            if cas >= limit {
+                let new_limit = cas.max(limit) + CAS_BLOCK;
+                self.meta
+                    .insert(META_CAS_RESERVED, &new_limit.to_le_bytes())?;
+                self.sync()?;
+                self.cas_limit.store(new_limit, Ordering::Release);
+            }
+        }
+        Ok(cas)
+    }
+
+    /// The item under `key`, expired or not (callers decide what expiry means).
+    pub fn get(&self, key: &[u8]) -> Result<Option<Item>> {
+        match self.items.get(key)? {
+            Some(raw) => Ok(Some(Item::from_raw(raw)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Writes an encoded record (see [`Item::encode`]).
+    pub fn insert(&self, key: &[u8], record: Vec<u8>) -> Result<()> {
+        let new_size = Item::footprint(key.len(), record.len());
+        let old = self.items.insert(key, record)?;
+        self.account(key, old.as_ref(), Some(new_size));
+        Ok(())
+    }
+
+    /// Removes `key`, returning what was there.
+    pub fn remove(&self, key: &[u8]) -> Result<Option<Item>> {
+        let old = self.items.remove(key)?;
+        self.account(key, old.as_ref(), None);
+        match old {
+            Some(raw) => Ok(Some(Item::from_raw(raw)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Removes `key` only if it still holds exactly `item` (used by the
+    /// sweeper, which runs without the key lock).
+    pub fn remove_if_unchanged(&self, key: &[u8], item: &Item) -> Result<bool> {
+        let swapped = self
+            .items
+            .compare_and_swap(key, Some(item.raw()), None as Option<&[u8]>)?;
+        if swapped.is_ok() {
+            self.account(key, Some(item.raw()), None);
+        }
+        Ok(swapped.is_ok())
+    }
+
+    fn account(&self, key: &[u8], old: Option<&sled::IVec>, new_size: Option<u64>) {
+        match (old, new_size) {
+            (None, Some(n)) => {
+                self.curr_items.fetch_add(1, Ordering::Relaxed);
+                self.bytes.fetch_add(n, Ordering::Relaxed);
+            }
+            (Some(o), Some(n)) => {
+                self.bytes.fetch_add(n, Ordering::Relaxed);
+                self.sub_bytes(Item::footprint(key.len(), o.len()));
+            }
+            (Some(o), None) => {
+                sub(&self.curr_items, 1);
+                self.sub_bytes(Item::footprint(key.len(), o.len()));
+            }
+            (None, None) => {}
+        }
+    }
+
+    fn sub_bytes(&self, n: u64) {
+        sub(&self.bytes, n);
+    }
+
+    /// Removes every item; returns how many were removed.
+    pub fn clear(&self) -> Result<u64> {
+        let mut removed = 0;
+        for key in self.items.iter().keys() {
+            let key = key?;
+            if self.remove(&key)?.is_some() {
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Items in key order, starting after `after` (exclusive) or at the
+    /// beginning, restricted to keys starting with `prefix`.
+    pub fn scan<'a>(
+        &'a self,
+        prefix: &'a [u8],
+        after: Option<&[u8]>,
+    ) -> impl Iterator<Item = Result<(sled::IVec, Item)>> + 'a {
+        let start = match after {
+            Some(a) if a >= prefix => Bound::Excluded(sled::IVec::from(a)),
+            _ => Bound::Included(sled::IVec::from(prefix)),
+        };
+        self.items
+            .range::<sled::IVec, _>((start, Bound::Unbounded))
+            .take_while(move |kv| match kv {
+                Ok((k, _)) => k.starts_with(prefix),
+                Err(_) => true,
+            })
+            .map(|kv| {
+                let (k, v) = kv?;
+                Ok((k, Item::from_raw(v)?))
+            })
+    }
+
+    /// Removes expired items among at most `batch` keys after `cursor`.
+    /// Returns the cursor to continue from (`None` once the end is reached)
+    /// and how many items were reclaimed.
+    pub fn sweep(
+        &self,
+        cursor: Option<sled::IVec>,
+        batch: usize,
+        now: u64,
+    ) -> Result<(Option<sled::IVec>, u64)> {
+        let range = match &cursor {
+            Some(c) => self.items.range::<&[u8], _>((Bound::Excluded(c.as_ref()), Bound::Unbounded)),
+            None => self.items.range::<&[u8], _>(..),
+        };
+        let mut last = None;
+        let (mut reclaimed, mut scanned) = (0, 0);
+        for kv in range.take(batch) {
+            scanned += 1;
+            let (k, v) = kv?;
+            if let Ok(item) = Item::from_raw(v) {
+                if item.is_expired(now) && self.remove_if_unchanged(&k, &item)? {
+                    reclaimed += 1;
+                }
+            }
+            last = Some(k);
+        }
+        let next = if scanned == batch { last } else { None };
+        Ok((next, reclaimed))
+    }
+
+    pub fn curr_items(&self) -> u64 {
+        self.curr_items.load(Ordering::Relaxed)
+    }
+
+    pub fn bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
+    }
+
+    /// Flushes sled's buffers to the OS.
+    pub fn flush(&self) -> Result<()> {
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// Flushes and then `fdatasync`s the database files, because sled's own
+    /// flush only issues `sync_file_range`, which is no durability barrier.
+    pub fn sync(&self) -> Result<()> {
+        self.db.flush()?;
+        sync_dir_files(&self.dir)?;
+        Ok(())
+    }
+
+    /// The data directory this store lives in.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+fn sub(counter: &AtomicU64, n: u64) {
+    let _ = counter.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+        Some(v.saturating_sub(n))
+    });
+}
+
+/// `fdatasync` every regular file below `dir` (sled's db, conf, blobs).
+fn sync_dir_files(dir: &Path) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let ty = entry.file_type()?;
+        if ty.is_dir() {
+            sync_dir_files(&entry.path())?;
+        } else if ty.is_file() {
+            File::open(entry.path())?.sync_data()?;
+        }
+    }
+    File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = crate::config::Config::for_data_dir(dir.path()).store;
+        let s = Store::open(&cfg).unwrap();
+        (dir, s)
+    }
+
+    #[test]
+    fn cas_values_increase_and_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = crate::config::Config::for_data_dir(dir.path()).store;
+        let last = {
+            let s = Store::open(&cfg).unwrap();
+            let a = s.next_cas().unwrap();
+            let b = s.next_cas().unwrap();
+            assert!(b > a);
+            b
+        };
+        let s = Store::open(&cfg).unwrap();
+        assert!(s.next_cas().unwrap() > last);
+    }
+
+    #[test]
+    fn counts_items_and_bytes() {
+        let (_d, s) = store();
+        s.insert(b"a", Item::encode(0, 0, 1, &[b"xyz"])).unwrap();
+        s.insert(b"a", Item::encode(0, 0, 2, &[b"xy"])).unwrap();
+        s.insert(b"b", Item::encode(0, 0, 3, &[b""])).unwrap();
+        assert_eq!(s.curr_items(), 2);
+        s.remove(b"a").unwrap();
+        assert_eq!(s.curr_items(), 1);
+        assert_eq!(s.clear().unwrap(), 1);
+        assert_eq!((s.curr_items(), s.bytes()), (0, 0));
+    }
+
+    #[test]
+    fn sweeper_reclaims_only_expired_items() {
+        let (_d, s) = store();
+        for i in 0..10u8 {
+            let exp = if i % 2 == 0 { 5 } else { 0 };
+            s.insert(&[b'k', i], Item::encode(0, exp, 1, &[b"v"])).unwrap();
+        }
+        let mut cursor = None;
+        let mut total = 0;
+        loop {
+            let (next, n) = s.sweep(cursor, 3, 100).unwrap();
+            total += n;
+            if next.is_none() {
+                break;
+            }
+            cursor = next;
+        }
+        assert_eq!(total, 5);
+        assert_eq!(s.curr_items(), 5);
+    }
+
+    #[test]
+    fn scan_respects_prefix_and_cursor() {
+        let (_d, s) = store();
+        for k in ["a1", "b1", "b2", "b3", "c1"] {
+            s.insert(k.as_bytes(), Item::encode(0, 0, 1, &[b"v"])).unwrap();
+        }
+        let keys: Vec<_> = s
+            .scan(b"b", Some(b"b1"))
+            .map(|r| String::from_utf8(r.unwrap().0.to_vec()).unwrap())
+            .collect();
+        assert_eq!(keys, ["b2", "b3"]);
+    }
+}
