@@ -6,12 +6,16 @@
 
 /// The single configuration shared by every front end and subcommand.
 pub mod config;
+/// `memcached-lite healthcheck`: is the memcached port answering?
+pub mod healthcheck;
 /// memcached semantics over the store, under the lock manager; both front ends call it.
 pub mod kv;
 /// Striped per-key locks serializing every write to a key.
 pub mod locks;
 /// The memcached TCP front end: parser, commands, connection loop.
 pub mod memcache;
+/// Prometheus metrics of both front ends, rendered for `GET /metrics`.
+pub mod metrics;
 /// Process wiring for `serve`: listeners, sweeper, graceful shutdown.
 pub mod server;
 /// Counters reported by `stats` on both front ends.

@@ -77,15 +77,30 @@ impl Shared {
             ("uptime", Int(now.saturating_sub(self.kv.started()))),
             ("time", Int(now)),
             ("version", Text(PROTOCOL_VERSION.into())),
-            ("memcached_lite_version", Text(env!("CARGO_PKG_VERSION").into())),
+            (
+                "memcached_lite_version",
+                Text(env!("CARGO_PKG_VERSION").into()),
+            ),
             ("pointer_size", Int(usize::BITS as u64)),
             ("rusage_user", Text(user)),
             ("rusage_system", Text(system)),
             ("max_connections", Int(self.config.max_connections as u64)),
-            ("curr_connections", Int(self.curr_connections.load(Ordering::Relaxed))),
-            ("total_connections", Int(self.total_connections.load(Ordering::Relaxed))),
+            (
+                "curr_connections",
+                Int(self.curr_connections.load(Ordering::Relaxed)),
+            ),
+            (
+                "total_connections",
+                Int(self.total_connections.load(Ordering::Relaxed)),
+            ),
         ];
-        out.extend(self.kv.stats.counters().into_iter().map(|(k, v)| (k, Int(v))));
+        out.extend(
+            self.kv
+                .stats
+                .counters()
+                .into_iter()
+                .map(|(k, v)| (k, Int(v))),
+        );
         out.extend([
             ("limit_maxbytes", Int(self.kv.memory_limit())),
             ("threads", Int(self.config.worker_threads() as u64)),
@@ -140,6 +155,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     warn_if_exposed(config.listen);
     tracing::info!(addr = %listener.local_addr()?, "memcached listener ready");
     let shared = Shared::new(kv.clone(), config);
+    crate::metrics::register_source(&shared);
 
     let sweeper = tokio::spawn(kv.clone().run_sweeper(shared.shutdown_signal()));
     let memcache = tokio::spawn(crate::memcache::server::run(listener, shared.clone()));
@@ -155,7 +171,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         tracing::warn!("connections still busy after 10s; closing anyway");
     }
     let _ = sweeper.await;
+    let sync_started = std::time::Instant::now();
     tokio::task::spawn_blocking(move || kv.store().sync()).await??;
+    crate::metrics::record_sync(sync_started.elapsed());
     tracing::info!("store synced; bye");
     Ok(())
 }

@@ -88,6 +88,7 @@ impl Connection {
                 Frame::Close => return Ok(Flow::Close),
                 Frame::Request { req, len } => (execute(req, &self.shared, &mut self.output), len),
                 Frame::Error { msg, noreply, len } => {
+                    super::METRICS.error();
                     if !noreply {
                         reply::line(&mut self.output, msg);
                     }
@@ -100,6 +101,7 @@ impl Connection {
                     skip,
                     discard,
                 } => {
+                    super::METRICS.error();
                     if let Some(key) = discard {
                         if let Err(e) = self.shared.kv.discard(key) {
                             tracing::warn!("dropping oversized key's old value failed: {e}");
@@ -125,7 +127,10 @@ impl Connection {
     async fn flush(&mut self) -> std::io::Result<()> {
         if !self.output.is_empty() {
             self.socket.write_all(&self.output).await?;
-            add(&self.shared.kv.stats.bytes_written, self.output.len() as u64);
+            add(
+                &self.shared.kv.stats.bytes_written,
+                self.output.len() as u64,
+            );
             self.output.clear();
             if self.output.capacity() > SHRINK_ABOVE {
                 self.output = BytesMut::new();

@@ -11,10 +11,76 @@ pub mod server;
 pub mod storage;
 pub mod text;
 
+use std::sync::LazyLock;
+use std::time::Instant;
+
 use bytes::BytesMut;
 
+use crate::kv::StoreMode;
+use crate::metrics::Protocol;
 use crate::server::Shared;
 use text::Request;
+
+/// The `command` label values of this front end; [`command_index`] maps a
+/// request to its position.
+const COMMANDS: &[&str] = &[
+    "get",
+    "gets",
+    "gat",
+    "gats",
+    "set",
+    "add",
+    "replace",
+    "append",
+    "prepend",
+    "cas",
+    "delete",
+    "touch",
+    "incr",
+    "decr",
+    "flush_all",
+    "stats",
+    "version",
+    "verbosity",
+    "mn",
+    "cache_memlimit",
+    "quit",
+    "shutdown",
+];
+
+/// This front end's metric handles (`protocol="memcache"`).
+pub static METRICS: LazyLock<Protocol> = LazyLock::new(|| Protocol::new("memcache", COMMANDS));
+
+fn command_index(req: &Request<'_>) -> usize {
+    match req {
+        Request::Get { cas, touch, .. } => match (touch.is_some(), cas) {
+            (false, false) => 0,
+            (false, true) => 1,
+            (true, false) => 2,
+            (true, true) => 3,
+        },
+        Request::Store { mode, .. } => match mode {
+            StoreMode::Set => 4,
+            StoreMode::Add => 5,
+            StoreMode::Replace => 6,
+            StoreMode::Append => 7,
+            StoreMode::Prepend => 8,
+            StoreMode::Cas(_) => 9,
+        },
+        Request::Delete { .. } => 10,
+        Request::Touch { .. } => 11,
+        Request::Arith { incr: true, .. } => 12,
+        Request::Arith { incr: false, .. } => 13,
+        Request::FlushAll { .. } => 14,
+        Request::Stats { .. } => 15,
+        Request::Version => 16,
+        Request::Verbosity { .. } => 17,
+        Request::MetaNoop => 18,
+        Request::MemLimit { .. } => 19,
+        Request::Quit => 20,
+        Request::Shutdown => 21,
+    }
+}
 
 /// What the connection does after a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,8 +90,17 @@ pub enum Flow {
     Close,
 }
 
-/// Runs one request, appending its reply (if any) to `out`.
+/// Runs one request, appending its reply (if any) to `out`, and records
+/// it in the command counters and latency histogram.
 pub fn execute(req: Request<'_>, shared: &Shared, out: &mut BytesMut) -> Flow {
+    let started = Instant::now();
+    let command = METRICS.command(command_index(&req));
+    let flow = run(req, shared, out);
+    command.record(started);
+    flow
+}
+
+fn run(req: Request<'_>, shared: &Shared, out: &mut BytesMut) -> Flow {
     let kv = &*shared.kv;
     let mark = out.len();
     let noreply = match req {

@@ -14,8 +14,11 @@ pub fn execute(kv: &Kv, keys: Keys<'_>, cas: bool, touch: Option<i64>, out: &mut
             None => kv.get(key),
         };
         match found {
-            Ok(Some(item)) => reply::value(out, key, &item, cas),
-            Ok(None) => {}
+            Ok(Some(item)) => {
+                super::METRICS.hit();
+                reply::value(out, key, &item, cas)
+            }
+            Ok(None) => super::METRICS.miss(),
             Err(e) => {
                 // Like memcached, an error replaces the partial answer.
                 out.truncate(mark);
