@@ -11,13 +11,11 @@ pub mod server;
 pub mod storage;
 pub mod text;
 
-use std::sync::LazyLock;
-use std::time::Instant;
-
 use bytes::BytesMut;
+use std::sync::LazyLock;
 
 use crate::kv::StoreMode;
-use crate::metrics::Protocol;
+use crate::metrics::{Protocol, Timer};
 use crate::server::Shared;
 use text::Request;
 
@@ -93,7 +91,7 @@ pub enum Flow {
 /// Runs one request, appending its reply (if any) to `out`, and records
 /// it in the command counters and latency histogram.
 pub fn execute(req: Request<'_>, shared: &Shared, out: &mut BytesMut) -> Flow {
-    let started = Instant::now();
+    let started = Timer::start();
     let command = METRICS.command(command_index(&req));
     let flow = run(req, shared, out);
     command.record(started);
