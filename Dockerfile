@@ -1,11 +1,11 @@
 # syntax=docker/dockerfile:1
 # memcached-lite: build with `docker build -t memcached-lite .`
-# (BuildKit caches the cargo registry and target dir between builds).
+# BuildKit cache mounts keep the cargo registry and compiled dependencies
+# between builds, so a source change rebuilds only this crate.
 
 FROM rust:1.95-slim-bookworm AS builder
 WORKDIR /src
-COPY Cargo.toml Cargo.lock ./
-COPY src ./src
+COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     cargo build --release --locked --bin memcached-lite \
