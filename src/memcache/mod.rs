@@ -5,6 +5,8 @@ pub mod admin;
 pub mod arith;
 pub mod connection;
 pub mod keys;
+pub mod meta;
+pub mod meta_cmd;
 pub mod reply;
 pub mod retrieval;
 pub mod server;
@@ -89,6 +91,11 @@ pub fn execute(req: Request<'_>, shared: &Shared, out: &mut BytesMut) -> Flow {
             kv.set_memory_limit(megabytes.saturating_mul(1024 * 1024));
             reply::line(out, "OK");
             noreply
+        }
+        Request::Meta(req) => {
+            // Meta commands apply their own `q` rules.
+            meta_cmd::execute(kv, req, out);
+            false
         }
         Request::Quit => return Flow::Close,
         Request::Shutdown => return admin::shutdown(shared, out),
