@@ -290,9 +290,10 @@ impl Kv {
                 return Ok(StoreOutcome::Exists);
             }
             (StoreMode::Cas(want), Some(old)) if old.cas() != want => {
-                // meta `I`: an older CAS still stores, but as a stale item.
-                stale = state::STALE;
-                (flags, expiry::absolute(exptime, now), [value, b""])
+                // meta `I`: an older CAS still stores, but as a stale item
+                // keeping the old TTL and any win token already handed out.
+                stale = state::STALE | (old.state() & state::TOKEN_SENT);
+                (flags, old.exptime(), [value, b""])
             }
             (StoreMode::Cas(_), Some(_)) => {
                 bump(&self.stats.cas_hits);

@@ -3,6 +3,8 @@
 
 pub mod admin;
 pub mod arith;
+pub mod binary;
+pub mod binary_cmd;
 pub mod connection;
 pub mod keys;
 pub mod meta;
