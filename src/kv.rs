@@ -300,7 +300,15 @@ impl Kv {
                 (flags, expiry::absolute(exptime, now), [value, b""])
             }
         };
-        let cas = self.write(key, flags, exp, &parts, now, opts.new_cas, opts.state | stale)?;
+        let cas = self.write(
+            key,
+            flags,
+            exp,
+            &parts,
+            now,
+            opts.new_cas,
+            opts.state | stale,
+        )?;
         Ok(StoreOutcome::Stored { cas, created })
     }
 
@@ -360,11 +368,13 @@ impl Kv {
 
     /// `incr` / `decr`: 64-bit unsigned; incr wraps, decr stops at 0.
     pub fn incr_decr(&self, key: &[u8], delta: u64, incr: bool) -> Result<ArithOutcome> {
-        Ok(match self.arith_with(key, delta, incr, &ArithOptions::default())? {
-            ArithResult::Value { value, cas, .. } => ArithOutcome::Value { value, cas },
-            ArithResult::NonNumeric => ArithOutcome::NonNumeric,
-            ArithResult::NotFound | ArithResult::Exists => ArithOutcome::NotFound,
-        })
+        Ok(
+            match self.arith_with(key, delta, incr, &ArithOptions::default())? {
+                ArithResult::Value { value, cas, .. } => ArithOutcome::Value { value, cas },
+                ArithResult::NonNumeric => ArithOutcome::NonNumeric,
+                ArithResult::NotFound | ArithResult::Exists => ArithOutcome::NotFound,
+            },
+        )
     }
 
     /// [`Kv::incr_decr`] with the meta/binary extras of [`ArithOptions`]:
@@ -387,8 +397,21 @@ impl Kv {
             if let Some((initial, exptime)) = opts.vivify {
                 let exp = expiry::absolute(exptime, now);
                 let digits = initial.to_string();
-                let cas = self.write(key, 0, exp, &[digits.as_bytes()], now, opts.new_cas, opts.state)?;
-                return Ok(ArithResult::Value { value: initial, cas, exptime: exp, created: true });
+                let cas = self.write(
+                    key,
+                    0,
+                    exp,
+                    &[digits.as_bytes()],
+                    now,
+                    opts.new_cas,
+                    opts.state,
+                )?;
+                return Ok(ArithResult::Value {
+                    value: initial,
+                    cas,
+                    exptime: exp,
+                    created: true,
+                });
             }
             bump(misses);
             return Ok(ArithResult::NotFound);
@@ -404,12 +427,27 @@ impl Kv {
         } else {
             current.saturating_sub(delta)
         };
-        let exp = opts.touch.map_or(item.exptime(), |t| expiry::absolute(t, now));
+        let exp = opts
+            .touch
+            .map_or(item.exptime(), |t| expiry::absolute(t, now));
         let digits = value.to_string();
         let keep = item.state() & state::KEY_BINARY;
-        let cas = self.write(key, item.flags(), exp, &[digits.as_bytes()], now, opts.new_cas, keep)?;
+        let cas = self.write(
+            key,
+            item.flags(),
+            exp,
+            &[digits.as_bytes()],
+            now,
+            opts.new_cas,
+            keep,
+        )?;
         bump(hits);
-        Ok(ArithResult::Value { value, cas, exptime: exp, created: false })
+        Ok(ArithResult::Value {
+            value,
+            cas,
+            exptime: exp,
+            created: false,
+        })
     }
 
     /// `flush_all [delay]`: invalidate every item now or at `delay`
@@ -482,10 +520,7 @@ impl Kv {
 /// memcached's reading of a counter value: ASCII digits (trailing spaces
 /// allowed, as memcached pads shrunk counters), fitting in a u64.
 fn parse_counter(value: &[u8]) -> Option<u64> {
-    let end = value
-        .iter()
-        .rposition(|&b| b != b' ')
-        .map_or(0, |i| i + 1);
+    let end = value.iter().rposition(|&b| b != b' ').map_or(0, |i| i + 1);
     let digits = &value[..end];
     if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
         return None;
@@ -519,33 +554,71 @@ mod tests {
     fn storage_modes_follow_memcached() {
         let (_d, kv) = kv();
         use StoreMode::*;
-        assert_eq!(kv.set(Replace, b"k", 0, 0, b"x").unwrap(), StoreOutcome::NotStored);
-        assert_eq!(kv.set(Append, b"k", 0, 0, b"x").unwrap(), StoreOutcome::NotStored);
-        let StoreOutcome::Stored { cas, created: true } = kv.set(Add, b"k", 7, 0, b"b").unwrap() else {
+        assert_eq!(
+            kv.set(Replace, b"k", 0, 0, b"x").unwrap(),
+            StoreOutcome::NotStored
+        );
+        assert_eq!(
+            kv.set(Append, b"k", 0, 0, b"x").unwrap(),
+            StoreOutcome::NotStored
+        );
+        let StoreOutcome::Stored { cas, created: true } = kv.set(Add, b"k", 7, 0, b"b").unwrap()
+        else {
             panic!()
         };
-        assert_eq!(kv.set(Add, b"k", 0, 0, b"x").unwrap(), StoreOutcome::NotStored);
+        assert_eq!(
+            kv.set(Add, b"k", 0, 0, b"x").unwrap(),
+            StoreOutcome::NotStored
+        );
         kv.set(Append, b"k", 0, 0, b"c").unwrap();
         kv.set(Prepend, b"k", 0, 0, b"a").unwrap();
         let item = kv.get(b"k").unwrap().unwrap();
         assert_eq!((item.value(), item.flags()), (&b"abc"[..], 7));
-        assert_eq!(kv.set(Cas(cas), b"k", 0, 0, b"z").unwrap(), StoreOutcome::Exists);
-        assert_eq!(kv.set(Cas(1), b"nope", 0, 0, b"z").unwrap(), StoreOutcome::NotFound);
+        assert_eq!(
+            kv.set(Cas(cas), b"k", 0, 0, b"z").unwrap(),
+            StoreOutcome::Exists
+        );
+        assert_eq!(
+            kv.set(Cas(1), b"nope", 0, 0, b"z").unwrap(),
+            StoreOutcome::NotFound
+        );
         let now_cas = item.cas();
-        assert!(matches!(kv.set(Cas(now_cas), b"k", 0, 0, b"z").unwrap(), StoreOutcome::Stored { created: false, .. }));
-        assert!(matches!(kv.set(Set, b"big", 0, 0, &[0; 1025]), Err(KvError::TooLarge)));
-        assert!(matches!(kv.set(Append, b"k", 0, 0, &[0; 1024]), Err(KvError::NoMemory)));
+        assert!(matches!(
+            kv.set(Cas(now_cas), b"k", 0, 0, b"z").unwrap(),
+            StoreOutcome::Stored { created: false, .. }
+        ));
+        assert!(matches!(
+            kv.set(Set, b"big", 0, 0, &[0; 1025]),
+            Err(KvError::TooLarge)
+        ));
+        assert!(matches!(
+            kv.set(Append, b"k", 0, 0, &[0; 1024]),
+            Err(KvError::NoMemory)
+        ));
     }
 
     #[test]
     fn arithmetic_wraps_and_floors() {
         let (_d, kv) = kv();
-        kv.set(StoreMode::Set, b"n", 0, 0, b"18446744073709551615").unwrap();
-        assert!(matches!(kv.incr_decr(b"n", 2, true).unwrap(), ArithOutcome::Value { value: 1, .. }));
-        assert!(matches!(kv.incr_decr(b"n", 5, false).unwrap(), ArithOutcome::Value { value: 0, .. }));
+        kv.set(StoreMode::Set, b"n", 0, 0, b"18446744073709551615")
+            .unwrap();
+        assert!(matches!(
+            kv.incr_decr(b"n", 2, true).unwrap(),
+            ArithOutcome::Value { value: 1, .. }
+        ));
+        assert!(matches!(
+            kv.incr_decr(b"n", 5, false).unwrap(),
+            ArithOutcome::Value { value: 0, .. }
+        ));
         kv.set(StoreMode::Set, b"s", 0, 0, b"abc").unwrap();
-        assert_eq!(kv.incr_decr(b"s", 1, true).unwrap(), ArithOutcome::NonNumeric);
-        assert_eq!(kv.incr_decr(b"none", 1, true).unwrap(), ArithOutcome::NotFound);
+        assert_eq!(
+            kv.incr_decr(b"s", 1, true).unwrap(),
+            ArithOutcome::NonNumeric
+        );
+        assert_eq!(
+            kv.incr_decr(b"none", 1, true).unwrap(),
+            ArithOutcome::NotFound
+        );
     }
 
     #[test]
@@ -556,6 +629,12 @@ mod tests {
         kv.set(StoreMode::Set, b"t", 0, 100, b"v").unwrap();
         assert!(kv.touch(b"t", -1).unwrap());
         assert!(kv.get(b"t").unwrap().is_none());
-        assert_eq!(kv.set(StoreMode::Add, b"t", 0, 0, b"w").unwrap(), StoreOutcome::Stored { cas: kv.get(b"t").unwrap().unwrap().cas(), created: true });
+        assert_eq!(
+            kv.set(StoreMode::Add, b"t", 0, 0, b"w").unwrap(),
+            StoreOutcome::Stored {
+                cas: kv.get(b"t").unwrap().unwrap().cas(),
+                created: true
+            }
+        );
     }
 }

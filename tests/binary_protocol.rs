@@ -51,7 +51,14 @@ const DELTA_BADVAL: u16 = 6;
 const UNKNOWN: u16 = 0x81;
 
 /// One request packet; `bodylen` overrides the true body length (lies).
-fn packet(op: u8, key: &[u8], extras: &[u8], value: &[u8], cas: u64, bodylen: Option<u32>) -> Vec<u8> {
+fn packet(
+    op: u8,
+    key: &[u8],
+    extras: &[u8],
+    value: &[u8],
+    cas: u64,
+    bodylen: Option<u32>,
+) -> Vec<u8> {
     let body = bodylen.unwrap_or((extras.len() + key.len() + value.len()) as u32);
     let mut p = vec![0x80, op];
     p.extend_from_slice(&(key.len() as u16).to_be_bytes());
@@ -74,7 +81,12 @@ fn set_extras(flags: u32, exptime: u32) -> Vec<u8> {
 }
 
 fn incr_extras(delta: u64, initial: u64, exptime: u32) -> Vec<u8> {
-    [&delta.to_be_bytes()[..], &initial.to_be_bytes(), &exptime.to_be_bytes()].concat()
+    [
+        &delta.to_be_bytes()[..],
+        &initial.to_be_bytes(),
+        &exptime.to_be_bytes(),
+    ]
+    .concat()
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -124,26 +136,85 @@ fn storage_and_retrieval_opcodes() {
     assert_eq!((set.op, set.status), (SET, OK));
     assert_ne!(set.cas, 0, "set returns the new CAS");
     let get = call(&mut c, req(GET, b"k", &[], &[]));
-    assert_eq!(get, Resp { op: GET, status: OK, cas: set.cas, extras: 5u32.to_be_bytes().to_vec(), key: vec![], value: b"hello".to_vec() });
+    assert_eq!(
+        get,
+        Resp {
+            op: GET,
+            status: OK,
+            cas: set.cas,
+            extras: 5u32.to_be_bytes().to_vec(),
+            key: vec![],
+            value: b"hello".to_vec()
+        }
+    );
     let getk = call(&mut c, req(GETK, b"k", &[], &[]));
     assert_eq!((getk.key, getk.value), (b"k".to_vec(), b"hello".to_vec()));
-    assert_eq!(sv(&mut c, req(GET, b"none", &[], &[])), (ENOENT, b"Not found".to_vec()));
+    assert_eq!(
+        sv(&mut c, req(GET, b"none", &[], &[])),
+        (ENOENT, b"Not found".to_vec())
+    );
     let missk = call(&mut c, req(GETK, b"none", &[], &[]));
-    assert_eq!((missk.status, missk.key, missk.value), (ENOENT, b"none".to_vec(), vec![]));
-    assert_eq!(sv(&mut c, req(ADD, b"k", &set_extras(0, 0), b"x")), (EEXISTS, b"Data exists for key.".to_vec()));
+    assert_eq!(
+        (missk.status, missk.key, missk.value),
+        (ENOENT, b"none".to_vec(), vec![])
+    );
+    assert_eq!(
+        sv(&mut c, req(ADD, b"k", &set_extras(0, 0), b"x")),
+        (EEXISTS, b"Data exists for key.".to_vec())
+    );
     assert_eq!(sv(&mut c, req(ADD, b"a", &set_extras(0, 0), b"x")).0, OK);
-    assert_eq!(sv(&mut c, req(REPLACE, b"none", &set_extras(0, 0), b"x")), (ENOENT, b"Not found".to_vec()));
-    assert_eq!(sv(&mut c, req(REPLACE, b"a", &set_extras(0, 0), b"y")).0, OK);
+    assert_eq!(
+        sv(&mut c, req(REPLACE, b"none", &set_extras(0, 0), b"x")),
+        (ENOENT, b"Not found".to_vec())
+    );
+    assert_eq!(
+        sv(&mut c, req(REPLACE, b"a", &set_extras(0, 0), b"y")).0,
+        OK
+    );
     assert_eq!(sv(&mut c, req(APPEND, b"k", &[], b"!!")).0, OK);
     assert_eq!(sv(&mut c, req(PREPEND, b"k", &[], b"<<")).0, OK);
-    assert_eq!(sv(&mut c, req(APPEND, b"none", &[], b"x")), (NOT_STORED, b"Not stored.".to_vec()));
+    assert_eq!(
+        sv(&mut c, req(APPEND, b"none", &[], b"x")),
+        (NOT_STORED, b"Not stored.".to_vec())
+    );
     let get = call(&mut c, req(GET, b"k", &[], &[]));
-    assert_eq!((get.extras, get.value), (5u32.to_be_bytes().to_vec(), b"<<hello!!".to_vec()));
+    assert_eq!(
+        (get.extras, get.value),
+        (5u32.to_be_bytes().to_vec(), b"<<hello!!".to_vec())
+    );
     // CAS: a stale one is EEXISTS, the current one stores.
-    assert_eq!(sv(&mut c, packet(SET, b"k", &set_extras(0, 0), b"v", get.cas + 1000, None)).0, EEXISTS);
-    assert_eq!(sv(&mut c, packet(APPEND, b"k", &[], b"v", get.cas + 1000, None)).0, EEXISTS);
-    assert_eq!(sv(&mut c, packet(SET, b"k", &set_extras(0, 0), b"v", get.cas, None)).0, OK);
-    assert_eq!(sv(&mut c, packet(SET, b"none", &set_extras(0, 0), b"v", 7, None)).0, ENOENT);
+    assert_eq!(
+        sv(
+            &mut c,
+            packet(SET, b"k", &set_extras(0, 0), b"v", get.cas + 1000, None)
+        )
+        .0,
+        EEXISTS
+    );
+    assert_eq!(
+        sv(
+            &mut c,
+            packet(APPEND, b"k", &[], b"v", get.cas + 1000, None)
+        )
+        .0,
+        EEXISTS
+    );
+    assert_eq!(
+        sv(
+            &mut c,
+            packet(SET, b"k", &set_extras(0, 0), b"v", get.cas, None)
+        )
+        .0,
+        OK
+    );
+    assert_eq!(
+        sv(
+            &mut c,
+            packet(SET, b"none", &set_extras(0, 0), b"v", 7, None)
+        )
+        .0,
+        ENOENT
+    );
 }
 
 #[test]
@@ -151,31 +222,68 @@ fn delete_arith_touch_and_admin_opcodes() {
     let server = Server::start(&[]);
     let mut c = server.connect();
     let set = call(&mut c, req(SET, b"k", &set_extras(0, 0), b"v"));
-    assert_eq!(sv(&mut c, packet(DELETE, b"k", &[], &[], set.cas + 1, None)).0, EEXISTS);
-    assert_eq!(sv(&mut c, packet(DELETE, b"k", &[], &[], set.cas, None)).0, OK);
-    assert_eq!(sv(&mut c, req(DELETE, b"k", &[], &[])), (ENOENT, b"Not found".to_vec()));
+    assert_eq!(
+        sv(&mut c, packet(DELETE, b"k", &[], &[], set.cas + 1, None)).0,
+        EEXISTS
+    );
+    assert_eq!(
+        sv(&mut c, packet(DELETE, b"k", &[], &[], set.cas, None)).0,
+        OK
+    );
+    assert_eq!(
+        sv(&mut c, req(DELETE, b"k", &[], &[])),
+        (ENOENT, b"Not found".to_vec())
+    );
     // incr creates with the initial value unless the exptime is 0xffffffff.
-    assert_eq!(sv(&mut c, req(INCR, b"n", &incr_extras(1, 10, 0), &[])), (OK, 10u64.to_be_bytes().to_vec()));
-    assert_eq!(sv(&mut c, req(INCR, b"n", &incr_extras(5, 10, 0), &[])), (OK, 15u64.to_be_bytes().to_vec()));
+    assert_eq!(
+        sv(&mut c, req(INCR, b"n", &incr_extras(1, 10, 0), &[])),
+        (OK, 10u64.to_be_bytes().to_vec())
+    );
+    assert_eq!(
+        sv(&mut c, req(INCR, b"n", &incr_extras(5, 10, 0), &[])),
+        (OK, 15u64.to_be_bytes().to_vec())
+    );
     let dec = call(&mut c, req(DECR, b"n", &incr_extras(100, 0, 0), &[]));
     assert_eq!((dec.status, dec.value), (OK, 0u64.to_be_bytes().to_vec()));
-    assert_eq!(sv(&mut c, packet(INCR, b"n", &incr_extras(1, 0, 0), &[], dec.cas + 9, None)).0, EEXISTS);
-    assert_eq!(sv(&mut c, req(INCR, b"m", &incr_extras(1, 0, u32::MAX), &[])).0, ENOENT);
+    assert_eq!(
+        sv(
+            &mut c,
+            packet(INCR, b"n", &incr_extras(1, 0, 0), &[], dec.cas + 9, None)
+        )
+        .0,
+        EEXISTS
+    );
+    assert_eq!(
+        sv(&mut c, req(INCR, b"m", &incr_extras(1, 0, u32::MAX), &[])).0,
+        ENOENT
+    );
     call(&mut c, req(SET, b"s", &set_extras(3, 0), b"abc"));
     assert_eq!(
         sv(&mut c, req(INCR, b"s", &incr_extras(1, 0, 0), &[])),
-        (DELTA_BADVAL, b"Non-numeric server-side value for incr or decr".to_vec())
+        (
+            DELTA_BADVAL,
+            b"Non-numeric server-side value for incr or decr".to_vec()
+        )
     );
     // touch answers the flags only; gat the value; gatk the key too.
     let ttl = 100u32.to_be_bytes();
     let touch = call(&mut c, req(TOUCH, b"s", &ttl, &[]));
-    assert_eq!((touch.status, touch.extras, touch.value), (OK, 3u32.to_be_bytes().to_vec(), vec![]));
+    assert_eq!(
+        (touch.status, touch.extras, touch.value),
+        (OK, 3u32.to_be_bytes().to_vec(), vec![])
+    );
     assert_eq!(sv(&mut c, req(GAT, b"s", &ttl, &[])), (OK, b"abc".to_vec()));
     let gatk = call(&mut c, req(GATK, b"s", &ttl, &[]));
     assert_eq!((gatk.key, gatk.value), (b"s".to_vec(), b"abc".to_vec()));
     assert_eq!(sv(&mut c, req(TOUCH, b"none", &ttl, &[])).0, ENOENT);
-    assert_eq!(sv(&mut c, req(GAT, b"s", &u32::MAX.to_be_bytes()[..], &[])).0, OK);
-    assert_eq!(sv(&mut c, req(VERSION, &[], &[], &[])), (OK, b"1.6.18".to_vec()));
+    assert_eq!(
+        sv(&mut c, req(GAT, b"s", &u32::MAX.to_be_bytes()[..], &[])).0,
+        OK
+    );
+    assert_eq!(
+        sv(&mut c, req(VERSION, &[], &[], &[])),
+        (OK, b"1.6.18".to_vec())
+    );
     assert_eq!(sv(&mut c, req(NOOP, &[], &[], &[])), (OK, vec![]));
     // stat: one packet per statistic, then an empty terminator.
     c.send(&req(STAT, &[], &[], &[]));
@@ -187,7 +295,10 @@ fn delete_arith_touch_and_admin_opcodes() {
         }
         names.push(String::from_utf8(r.key).unwrap());
     }
-    assert!(names.iter().any(|n| n == "curr_items") && names.iter().any(|n| n == "cmd_get"), "{names:?}");
+    assert!(
+        names.iter().any(|n| n == "curr_items") && names.iter().any(|n| n == "cmd_get"),
+        "{names:?}"
+    );
     assert_eq!(sv(&mut c, req(STAT, b"bogus", &[], &[])).0, ENOENT);
     assert_eq!(sv(&mut c, req(FLUSH, &[], &[], &[])).0, OK);
     assert_eq!(sv(&mut c, req(GET, b"n", &[], &[])).0, ENOENT);
@@ -246,7 +357,11 @@ fn quiet_variants_pipeline_up_to_a_noop() {
         ]
     );
     c.send(&req(FLUSHQ, &[], &[], &[]));
-    assert_eq!(sv(&mut c, req(GET, b"b", &[], &[])).0, ENOENT, "flushq: silent, but done");
+    assert_eq!(
+        sv(&mut c, req(GET, b"b", &[], &[])).0,
+        ENOENT,
+        "flushq: silent, but done"
+    );
 }
 
 #[test]
@@ -259,7 +374,10 @@ fn truncated_headers_wait_for_the_rest() {
         std::thread::sleep(std::time::Duration::from_millis(30));
     }
     assert_eq!(read(&mut c).status, OK);
-    assert_eq!(sv(&mut c, req(GET, b"k", &[], &[])), (OK, b"value".to_vec()));
+    assert_eq!(
+        sv(&mut c, req(GET, b"k", &[], &[])),
+        (OK, b"value".to_vec())
+    );
 }
 
 #[test]
@@ -270,7 +388,10 @@ fn lying_lengths_get_memcached_answers() {
     let mut c = server.connect();
     call(&mut c, req(SET, b"big", &set_extras(0, 0), b"old"));
     // Only the header, extras and key: the refusal must not wait for the body.
-    let r = call(&mut c, packet(SET, b"big", &set_extras(0, 0), &[], 0, Some(8 + 3 + 5000)));
+    let r = call(
+        &mut c,
+        packet(SET, b"big", &set_extras(0, 0), &[], 0, Some(8 + 3 + 5000)),
+    );
     assert_eq!((r.status, r.value), (E2BIG, b"Too large.".to_vec()));
     c.send(&[b'x'; 5000]);
     assert_eq!(sv(&mut c, req(GET, b"big", &[], &[])).0, ENOENT);
@@ -280,7 +401,17 @@ fn lying_lengths_get_memcached_answers() {
     assert_eq!(sv(&mut c, req(NOOP, &[], &[], &[])).0, OK);
     // A get whose body is longer than its key: EINVAL, then closed.
     c.send(&packet(GET, b"k", &[], &[], 0, Some(4_000_000_000)));
-    assert_eq!(read(&mut c), Resp { op: GET, status: EINVAL, cas: 0, extras: vec![], key: vec![], value: b"Invalid arguments".to_vec() });
+    assert_eq!(
+        read(&mut c),
+        Resp {
+            op: GET,
+            status: EINVAL,
+            cas: 0,
+            extras: vec![],
+            key: vec![],
+            value: b"Invalid arguments".to_vec()
+        }
+    );
     assert!(c.is_closed());
     // A key longer than the whole body: UNKNOWN_COMMAND, then closed.
     let mut c = server.connect();

@@ -108,7 +108,11 @@ impl Kv {
         if fetched && fresh {
             return;
         }
-        let atime = if fresh { item.atime().unwrap_or(now) } else { now };
+        let atime = if fresh {
+            item.atime().unwrap_or(now)
+        } else {
+            now
+        };
         let record = item.rewrite(item.exptime(), item.state() | state::FETCHED, atime);
         if let Err(e) = self.store.replace_if_unchanged(key, item, record) {
             tracing::warn!("recording an item access failed: {e}");
@@ -131,8 +135,16 @@ impl Kv {
             Lookup::Hit(item) => (item, false),
             _ if opts.vivify.is_some() => {
                 let cas = self.store.next_cas()?;
-                let bits = if opts.key_binary { state::KEY_BINARY } else { 0 };
-                (Item::from_raw(Item::encode_with(0, 0, cas, bits, now, &[]).into()).map_err(StoreError::from)?, true)
+                let bits = if opts.key_binary {
+                    state::KEY_BINARY
+                } else {
+                    0
+                };
+                (
+                    Item::from_raw(Item::encode_with(0, 0, cas, bits, now, &[]).into())
+                        .map_err(StoreError::from)?,
+                    true,
+                )
             }
             miss => {
                 if touching {
@@ -146,7 +158,11 @@ impl Kv {
                 return Ok(None);
             }
         };
-        bump(if touching { &self.stats.touch_hits } else { &self.stats.get_hits });
+        bump(if touching {
+            &self.stats.touch_hits
+        } else {
+            &self.stats.get_hits
+        });
         let bits = item.state();
         let token_sent = bits & state::TOKEN_SENT != 0;
         let stale = bits & state::STALE != 0;
@@ -259,9 +275,15 @@ mod tests {
         assert!(kv.meta_get(b"k", &opts).unwrap().unwrap().fetched);
         kv.set(StoreMode::Set, b"k", 0, 0, b"w").unwrap();
         kv.get(b"k").unwrap();
-        assert!(kv.meta_get(b"k", &opts).unwrap().unwrap().fetched, "text get counts");
+        assert!(
+            kv.meta_get(b"k", &opts).unwrap().unwrap().fetched,
+            "text get counts"
+        );
         kv.set(StoreMode::Set, b"u", 0, 0, b"v").unwrap();
-        let quiet = MetaGetOptions { no_update: true, ..opts };
+        let quiet = MetaGetOptions {
+            no_update: true,
+            ..opts
+        };
         kv.meta_get(b"u", &quiet).unwrap();
         assert!(!kv.meta_get(b"u", &opts).unwrap().unwrap().fetched);
     }
@@ -269,11 +291,18 @@ mod tests {
     #[test]
     fn invalidation_hands_out_one_win_token() {
         let (_d, kv) = kv();
-        let StoreOutcome::Stored { cas, .. } = kv.set(StoreMode::Set, b"k", 0, 0, b"v").unwrap() else {
+        let StoreOutcome::Stored { cas, .. } = kv.set(StoreMode::Set, b"k", 0, 0, b"v").unwrap()
+        else {
             panic!()
         };
-        assert_eq!(kv.invalidate(b"k", Some(cas + 1), None, None).unwrap(), DeleteOutcome::Exists);
-        assert_eq!(kv.invalidate(b"k", Some(cas), Some(30), None).unwrap(), DeleteOutcome::Deleted);
+        assert_eq!(
+            kv.invalidate(b"k", Some(cas + 1), None, None).unwrap(),
+            DeleteOutcome::Exists
+        );
+        assert_eq!(
+            kv.invalidate(b"k", Some(cas), Some(30), None).unwrap(),
+            DeleteOutcome::Deleted
+        );
         let opts = MetaGetOptions::default();
         let first = kv.meta_get(b"k", &opts).unwrap().unwrap();
         assert!(first.stale && first.won && !first.token_sent);
@@ -281,21 +310,34 @@ mod tests {
         let second = kv.meta_get(b"k", &opts).unwrap().unwrap();
         assert!(second.stale && !second.won && second.token_sent);
         // A set with the old CAS and `invalidate` still stores, stale.
-        let set = SetOptions { invalidate: true, ..Default::default() };
-        assert!(matches!(kv.set_with(StoreMode::Cas(cas), b"k", 0, 0, b"n", &set).unwrap(), StoreOutcome::Stored { .. }));
+        let set = SetOptions {
+            invalidate: true,
+            ..Default::default()
+        };
+        assert!(matches!(
+            kv.set_with(StoreMode::Cas(cas), b"k", 0, 0, b"n", &set)
+                .unwrap(),
+            StoreOutcome::Stored { .. }
+        ));
         assert!(kv.meta_get(b"k", &opts).unwrap().unwrap().stale);
     }
 
     #[test]
     fn vivify_and_recache() {
         let (_d, kv) = kv();
-        let viv = MetaGetOptions { vivify: Some(30), ..Default::default() };
+        let viv = MetaGetOptions {
+            vivify: Some(30),
+            ..Default::default()
+        };
         let hit = kv.meta_get(b"n", &viv).unwrap().unwrap();
         assert!(hit.created && hit.won && hit.item.value().is_empty());
         let again = kv.meta_get(b"n", &viv).unwrap().unwrap();
         assert!(!again.created && !again.won && again.token_sent);
         kv.set(StoreMode::Set, b"r", 0, 10, b"v").unwrap();
-        let recache = MetaGetOptions { recache: Some(30), ..Default::default() };
+        let recache = MetaGetOptions {
+            recache: Some(30),
+            ..Default::default()
+        };
         assert!(kv.meta_get(b"r", &recache).unwrap().unwrap().won);
         assert!(!kv.meta_get(b"r", &recache).unwrap().unwrap().won);
     }
@@ -303,15 +345,54 @@ mod tests {
     #[test]
     fn explicit_cas_and_arith_extras() {
         let (_d, kv) = kv();
-        let e = SetOptions { new_cas: Some(777), ..Default::default() };
-        assert_eq!(kv.set_with(StoreMode::Set, b"k", 0, 0, b"1", &e).unwrap(), StoreOutcome::Stored { cas: 777, created: true });
-        let wrong = ArithOptions { cas: Some(1), ..Default::default() };
-        assert_eq!(kv.arith_with(b"k", 1, true, &wrong).unwrap(), ArithResult::Exists);
-        let viv = ArithOptions { vivify: Some((5, 0)), ..Default::default() };
-        assert!(matches!(kv.arith_with(b"c", 1, true, &viv).unwrap(), ArithResult::Value { value: 5, created: true, .. }));
-        assert!(matches!(kv.arith_with(b"c", 1, true, &viv).unwrap(), ArithResult::Value { value: 6, created: false, .. }));
-        let app = SetOptions { cas: Some(1), ..Default::default() };
-        assert_eq!(kv.set_with(StoreMode::Append, b"k", 0, 0, b"x", &app).unwrap(), StoreOutcome::Exists);
+        let e = SetOptions {
+            new_cas: Some(777),
+            ..Default::default()
+        };
+        assert_eq!(
+            kv.set_with(StoreMode::Set, b"k", 0, 0, b"1", &e).unwrap(),
+            StoreOutcome::Stored {
+                cas: 777,
+                created: true
+            }
+        );
+        let wrong = ArithOptions {
+            cas: Some(1),
+            ..Default::default()
+        };
+        assert_eq!(
+            kv.arith_with(b"k", 1, true, &wrong).unwrap(),
+            ArithResult::Exists
+        );
+        let viv = ArithOptions {
+            vivify: Some((5, 0)),
+            ..Default::default()
+        };
+        assert!(matches!(
+            kv.arith_with(b"c", 1, true, &viv).unwrap(),
+            ArithResult::Value {
+                value: 5,
+                created: true,
+                ..
+            }
+        ));
+        assert!(matches!(
+            kv.arith_with(b"c", 1, true, &viv).unwrap(),
+            ArithResult::Value {
+                value: 6,
+                created: false,
+                ..
+            }
+        ));
+        let app = SetOptions {
+            cas: Some(1),
+            ..Default::default()
+        };
+        assert_eq!(
+            kv.set_with(StoreMode::Append, b"k", 0, 0, b"x", &app)
+                .unwrap(),
+            StoreOutcome::Exists
+        );
     }
 
     use super::super::StoreOutcome;

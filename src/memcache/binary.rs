@@ -95,7 +95,19 @@ impl Header {
         use op::*;
         matches!(
             self.opcode,
-            GETQ | GETKQ | SETQ | ADDQ | REPLACEQ | DELETEQ | INCREMENTQ | DECREMENTQ | QUITQ | FLUSHQ | APPENDQ | PREPENDQ | GATQ | GATKQ
+            GETQ | GETKQ
+                | SETQ
+                | ADDQ
+                | REPLACEQ
+                | DELETEQ
+                | INCREMENTQ
+                | DECREMENTQ
+                | QUITQ
+                | FLUSHQ
+                | APPENDQ
+                | PREPENDQ
+                | GATQ
+                | GATKQ
         )
     }
 }
@@ -113,10 +125,15 @@ pub struct Request<'a> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Frame<'a> {
     /// Wait until `need` bytes are buffered.
-    Incomplete { need: usize },
+    Incomplete {
+        need: usize,
+    },
     /// Not a binary request at all: close without a reply (bad magic).
     Close,
-    Request { req: Request<'a>, len: usize },
+    Request {
+        req: Request<'a>,
+        len: usize,
+    },
     /// Refused before reading its body: reply `status`, consume `len`
     /// bytes, then discard `skip` more as they arrive; close afterwards if
     /// `close` (memcached closes on malformed headers). `discard_key`:
@@ -142,7 +159,9 @@ fn shape_ok(h: &Header) -> Option<bool> {
         FLUSH | FLUSHQ => key == 0 && body == ext && (ext == 0 || ext == 4),
         SET | SETQ | ADD | ADDQ | REPLACE | REPLACEQ => ext == 8 && key != 0 && body >= key + 8,
         GET | GETQ | GETK | GETKQ | DELETE | DELETEQ => ext == 0 && key > 0 && body == key,
-        INCREMENT | INCREMENTQ | DECREMENT | DECREMENTQ => key > 0 && ext == 20 && body == key + ext,
+        INCREMENT | INCREMENTQ | DECREMENT | DECREMENTQ => {
+            key > 0 && ext == 20 && body == key + ext
+        }
         APPEND | APPENDQ | PREPEND | PREPENDQ => key > 0 && ext == 0,
         // memcached leaves the rest of these bodies unread; we require none.
         STAT => ext == 0 && body == key,
@@ -153,7 +172,10 @@ fn shape_ok(h: &Header) -> Option<bool> {
 
 fn carries_value(opcode: u8) -> bool {
     use op::*;
-    matches!(opcode, SET | SETQ | ADD | ADDQ | REPLACE | REPLACEQ | APPEND | APPENDQ | PREPEND | PREPENDQ)
+    matches!(
+        opcode,
+        SET | SETQ | ADD | ADDQ | REPLACE | REPLACEQ | APPEND | APPENDQ | PREPEND | PREPENDQ
+    )
 }
 
 /// Parses the first request in `buf`. Values longer than `max_item_size`
@@ -174,7 +196,11 @@ pub fn parse(buf: &[u8], max_item_size: usize) -> Frame<'_> {
         close,
         discard_key: None,
     };
-    let (ext, key, body) = (header.extlen as usize, header.keylen as usize, header.bodylen as usize);
+    let (ext, key, body) = (
+        header.extlen as usize,
+        header.keylen as usize,
+        header.bodylen as usize,
+    );
     if key + ext > body {
         return refuse(status::UNKNOWN_COMMAND, 0, true);
     }
@@ -209,7 +235,12 @@ pub fn parse(buf: &[u8], max_item_size: usize) -> Frame<'_> {
     let key = &buf[HEADER_LEN + ext..HEADER_LEN + ext + key];
     let value = &buf[HEADER_LEN + ext + key.len()..total];
     Frame::Request {
-        req: Request { header, extras, key, value },
+        req: Request {
+            header,
+            extras,
+            key,
+            value,
+        },
         len: total,
     }
 }
@@ -276,9 +307,14 @@ mod tests {
         let mut buf = header(op::SET, 3, 8, 8 + 3 + 2);
         buf.extend_from_slice(&[0, 0, 0, 5, 0, 0, 0, 0]);
         buf.extend_from_slice(b"keyhi");
-        let Frame::Request { req, len } = parse(&buf, 1024) else { panic!() };
+        let Frame::Request { req, len } = parse(&buf, 1024) else {
+            panic!()
+        };
         assert_eq!(len, buf.len());
-        assert_eq!((req.key, req.value, req.extras.len()), (&b"key"[..], &b"hi"[..], 8));
+        assert_eq!(
+            (req.key, req.value, req.extras.len()),
+            (&b"key"[..], &b"hi"[..], 8)
+        );
         assert_eq!((req.header.opaque, req.header.cas), (0xdead_beef, 7));
     }
 
@@ -293,17 +329,37 @@ mod tests {
     fn refuses_malformed_headers_like_memcached() {
         assert_eq!(parse(b"\x81xxxxxxxxxxxxxxxxxxxxxxx", 1024), Frame::Close);
         let status_of = |buf: &[u8]| match parse(buf, 1024) {
-            Frame::Refuse { status, close, skip, .. } => (status, close, skip),
+            Frame::Refuse {
+                status,
+                close,
+                skip,
+                ..
+            } => (status, close, skip),
             other => panic!("{other:?}"),
         };
         // key longer than the body: a lie about lengths
-        assert_eq!(status_of(&header(op::GET, 10, 0, 5)), (status::UNKNOWN_COMMAND, true, 0));
+        assert_eq!(
+            status_of(&header(op::GET, 10, 0, 5)),
+            (status::UNKNOWN_COMMAND, true, 0)
+        );
         // get with a body beyond its key
-        assert_eq!(status_of(&header(op::GET, 3, 0, 4_000_000_000)), (status::EINVAL, true, 0));
-        assert_eq!(status_of(&header(op::NOOP, 0, 0, 1)), (status::EINVAL, true, 0));
-        assert_eq!(status_of(&header(op::GET, 251, 0, 251)), (status::EINVAL, true, 0));
+        assert_eq!(
+            status_of(&header(op::GET, 3, 0, 4_000_000_000)),
+            (status::EINVAL, true, 0)
+        );
+        assert_eq!(
+            status_of(&header(op::NOOP, 0, 0, 1)),
+            (status::EINVAL, true, 0)
+        );
+        assert_eq!(
+            status_of(&header(op::GET, 251, 0, 251)),
+            (status::EINVAL, true, 0)
+        );
         // unknown opcode: answered, its body skipped, connection kept
-        assert_eq!(status_of(&header(0x55, 0, 0, 9)), (status::UNKNOWN_COMMAND, false, 9));
+        assert_eq!(
+            status_of(&header(0x55, 0, 0, 9)),
+            (status::UNKNOWN_COMMAND, false, 9)
+        );
     }
 
     #[test]

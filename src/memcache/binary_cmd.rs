@@ -6,23 +6,43 @@ use bytes::BytesMut;
 
 use super::binary::{self, op, status, Frame, Request};
 use super::Flow;
-use crate::kv::{ArithOptions, ArithResult, DeleteOutcome, KvError, MetaGetOptions, SetOptions, StoreMode, StoreOutcome};
+use crate::kv::{
+    ArithOptions, ArithResult, DeleteOutcome, KvError, MetaGetOptions, SetOptions, StoreMode,
+    StoreOutcome,
+};
 use crate::server::{Shared, StatValue};
 
 /// What one step over the read buffer did.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Step {
-    Incomplete { need: usize },
+    Incomplete {
+        need: usize,
+    },
     /// Consumed `len` bytes; discard `skip` more as they arrive.
-    Done { flow: Flow, len: usize, skip: usize },
+    Done {
+        flow: Flow,
+        len: usize,
+        skip: usize,
+    },
 }
 
 /// Parses and runs the first request in `buf`, appending replies to `out`.
 pub fn step(buf: &[u8], shared: &Shared, out: &mut BytesMut) -> Step {
     match binary::parse(buf, shared.kv.max_item_size()) {
         Frame::Incomplete { need } => Step::Incomplete { need },
-        Frame::Close => Step::Done { flow: Flow::Close, len: 0, skip: 0 },
-        Frame::Refuse { header, status, len, skip, close, discard_key } => {
+        Frame::Close => Step::Done {
+            flow: Flow::Close,
+            len: 0,
+            skip: 0,
+        },
+        Frame::Refuse {
+            header,
+            status,
+            len,
+            skip,
+            close,
+            discard_key,
+        } => {
             if let Some(key) = discard_key {
                 if let Err(e) = shared.kv.discard(key) {
                     tracing::warn!("dropping oversized key's old value failed: {e}");
@@ -32,12 +52,25 @@ pub fn step(buf: &[u8], shared: &Shared, out: &mut BytesMut) -> Step {
             let flow = if close { Flow::Close } else { Flow::Continue };
             Step::Done { flow, len, skip }
         }
-        Frame::Request { req, len } => Step::Done { flow: execute(&req, shared, out), len, skip: 0 },
+        Frame::Request { req, len } => Step::Done {
+            flow: execute(&req, shared, out),
+            len,
+            skip: 0,
+        },
     }
 }
 
 fn error(out: &mut BytesMut, opcode: u8, opaque: u32, status: u16) {
-    binary::response(out, opcode, status, opaque, 0, &[], &[], binary::status_text(status).as_bytes());
+    binary::response(
+        out,
+        opcode,
+        status,
+        opaque,
+        0,
+        &[],
+        &[],
+        binary::status_text(status).as_bytes(),
+    );
 }
 
 fn be_u32(b: &[u8]) -> u32 {
@@ -55,7 +88,16 @@ pub fn execute(req: &Request<'_>, shared: &Shared, out: &mut BytesMut) -> Flow {
     let quiet = h.quiet();
     let ok = |out: &mut BytesMut, cas: u64, extras: &[u8], key: &[u8], value: &[u8]| {
         if !quiet {
-            binary::response(out, h.opcode, status::SUCCESS, h.opaque, cas, extras, key, value);
+            binary::response(
+                out,
+                h.opcode,
+                status::SUCCESS,
+                h.opaque,
+                cas,
+                extras,
+                key,
+                value,
+            );
         }
     };
     let fail = |out: &mut BytesMut, status: u16| error(out, h.opcode, h.opaque, status);
@@ -64,7 +106,15 @@ pub fn execute(req: &Request<'_>, shared: &Shared, out: &mut BytesMut) -> Flow {
         fail(out, status::ENOMEM)
     };
     match h.opcode {
-        op::GET | op::GETQ | op::GETK | op::GETKQ | op::GAT | op::GATQ | op::GATK | op::GATKQ | op::TOUCH => {
+        op::GET
+        | op::GETQ
+        | op::GETK
+        | op::GETKQ
+        | op::GAT
+        | op::GATQ
+        | op::GATK
+        | op::GATKQ
+        | op::TOUCH => {
             let with_key = matches!(h.opcode, op::GETK | op::GETKQ | op::GATK | op::GATKQ);
             let found = match h.opcode {
                 op::GET | op::GETQ | op::GETK | op::GETKQ => kv.get(req.key),
@@ -80,19 +130,49 @@ pub fn execute(req: &Request<'_>, shared: &Shared, out: &mut BytesMut) -> Flow {
                 Ok(Some(item)) => {
                     // Hits are answered even by the quiet variants.
                     let key: &[u8] = if with_key { req.key } else { b"" };
-                    let value = if h.opcode == op::TOUCH { &[][..] } else { item.value() };
+                    let value = if h.opcode == op::TOUCH {
+                        &[][..]
+                    } else {
+                        item.value()
+                    };
                     let flags = item.flags().to_be_bytes();
-                    binary::response(out, h.opcode, status::SUCCESS, h.opaque, item.cas(), &flags, key, value);
+                    binary::response(
+                        out,
+                        h.opcode,
+                        status::SUCCESS,
+                        h.opaque,
+                        item.cas(),
+                        &flags,
+                        key,
+                        value,
+                    );
                 }
                 Ok(None) if quiet => {}
                 Ok(None) if with_key => {
-                    binary::response(out, h.opcode, status::KEY_ENOENT, h.opaque, 0, &[], req.key, &[]);
+                    binary::response(
+                        out,
+                        h.opcode,
+                        status::KEY_ENOENT,
+                        h.opaque,
+                        0,
+                        &[],
+                        req.key,
+                        &[],
+                    );
                 }
                 Ok(None) => fail(out, status::KEY_ENOENT),
                 Err(e) => kv_fail(out, &e),
             }
         }
-        op::SET | op::SETQ | op::ADD | op::ADDQ | op::REPLACE | op::REPLACEQ | op::APPEND | op::APPENDQ | op::PREPEND
+        op::SET
+        | op::SETQ
+        | op::ADD
+        | op::ADDQ
+        | op::REPLACE
+        | op::REPLACEQ
+        | op::APPEND
+        | op::APPENDQ
+        | op::PREPEND
         | op::PREPENDQ => {
             let (flags, exptime) = if req.extras.len() == 8 {
                 (be_u32(req.extras), be_u32(&req.extras[4..]) as i64)
@@ -108,7 +188,11 @@ pub fn execute(req: &Request<'_>, shared: &Shared, out: &mut BytesMut) -> Flow {
             };
             let appending = matches!(base, StoreMode::Append | StoreMode::Prepend);
             // memcached: any non-zero CAS makes set/add/replace a cas.
-            let mode = if h.cas != 0 && !appending { StoreMode::Cas(h.cas) } else { base };
+            let mode = if h.cas != 0 && !appending {
+                StoreMode::Cas(h.cas)
+            } else {
+                base
+            };
             let opts = SetOptions {
                 cas: (h.cas != 0).then_some(h.cas),
                 ..SetOptions::default()
@@ -145,7 +229,9 @@ pub fn execute(req: &Request<'_>, shared: &Shared, out: &mut BytesMut) -> Flow {
             };
             let incr = matches!(h.opcode, op::INCREMENT | op::INCREMENTQ);
             match kv.arith_with(req.key, delta, incr, &opts) {
-                Ok(ArithResult::Value { value, cas, .. }) => ok(out, cas, &[], &[], &value.to_be_bytes()),
+                Ok(ArithResult::Value { value, cas, .. }) => {
+                    ok(out, cas, &[], &[], &value.to_be_bytes())
+                }
                 Ok(ArithResult::NotFound) => fail(out, status::KEY_ENOENT),
                 Ok(ArithResult::Exists) => fail(out, status::KEY_EEXISTS),
                 Ok(ArithResult::NonNumeric) => fail(out, status::DELTA_BADVAL),
@@ -157,7 +243,11 @@ pub fn execute(req: &Request<'_>, shared: &Shared, out: &mut BytesMut) -> Flow {
             return Flow::Close;
         }
         op::FLUSH | op::FLUSHQ => {
-            let delay = if req.extras.len() == 4 { be_u32(req.extras) as i64 } else { 0 };
+            let delay = if req.extras.len() == 4 {
+                be_u32(req.extras) as i64
+            } else {
+                0
+            };
             match kv.flush_all(delay) {
                 Ok(()) => ok(out, 0, &[], &[], &[]),
                 Err(e) => kv_fail(out, &e),
@@ -187,7 +277,16 @@ fn stat(req: &Request<'_>, shared: &Shared, out: &mut BytesMut) {
     };
     for (name, value) in report {
         let value = value.to_string();
-        binary::response(out, h.opcode, status::SUCCESS, h.opaque, 0, &[], name.as_bytes(), value.as_bytes());
+        binary::response(
+            out,
+            h.opcode,
+            status::SUCCESS,
+            h.opaque,
+            0,
+            &[],
+            name.as_bytes(),
+            value.as_bytes(),
+        );
     }
     binary::response(out, h.opcode, status::SUCCESS, h.opaque, 0, &[], &[], &[]);
 }

@@ -82,18 +82,19 @@ impl Connection {
                 }
             }
             if self.is_binary() {
-                let (flow, len) = match binary_cmd::step(&self.input, &self.shared, &mut self.output) {
-                    binary_cmd::Step::Incomplete { need } => {
-                        if need > self.input.capacity() {
-                            self.input.reserve(need - self.input.len());
+                let (flow, len) =
+                    match binary_cmd::step(&self.input, &self.shared, &mut self.output) {
+                        binary_cmd::Step::Incomplete { need } => {
+                            if need > self.input.capacity() {
+                                self.input.reserve(need - self.input.len());
+                            }
+                            return Ok(Flow::Continue);
                         }
-                        return Ok(Flow::Continue);
-                    }
-                    binary_cmd::Step::Done { flow, len, skip } => {
-                        self.swallow = skip;
-                        (flow, len)
-                    }
-                };
+                        binary_cmd::Step::Done { flow, len, skip } => {
+                            self.swallow = skip;
+                            (flow, len)
+                        }
+                    };
                 self.input.advance(len);
                 if flow == Flow::Close {
                     return Ok(flow);
@@ -160,7 +161,10 @@ impl Connection {
     async fn flush(&mut self) -> std::io::Result<()> {
         if !self.output.is_empty() {
             self.socket.write_all(&self.output).await?;
-            add(&self.shared.kv.stats.bytes_written, self.output.len() as u64);
+            add(
+                &self.shared.kv.stats.bytes_written,
+                self.output.len() as u64,
+            );
             self.output.clear();
             if self.output.capacity() > SHRINK_ABOVE {
                 self.output = BytesMut::new();

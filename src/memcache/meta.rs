@@ -8,13 +8,14 @@ use std::borrow::Cow;
 
 use base64::Engine;
 
-use super::text::{next_token, parse_i64, parse_u64, valid_key, Frame, Request, ERROR, ERR_CHUNK, ERR_FORMAT, ERR_TOO_LARGE, MAX_KEY};
+use super::text::{
+    next_token, parse_i64, parse_u64, valid_key, Frame, Request, ERROR, ERR_CHUNK, ERR_FORMAT,
+    ERR_TOO_LARGE, MAX_KEY,
+};
 
 /// memcached's MFLAG_MAX_OPT_LENGTH: at most this many tokens, counting
 /// the command, the key and memcached's terminal token.
 const MAX_OPT_TOKENS: usize = 20;
-/// Most flags a request can carry under [`MAX_OPT_TOKENS`].
-pub const MAX_FLAGS: usize = MAX_OPT_TOKENS - 3;
 /// memcached's MFLAG_MAX_OPAQUE_LENGTH (the `O` included).
 const MAX_OPAQUE: usize = 32;
 
@@ -42,16 +43,15 @@ pub enum MetaCmd {
 
 /// The flags of a request in the order given: replies echo the return
 /// flags in that order.
+/// (The validated flag part of the line, re-tokenized on use: no copy.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Flags<'a> {
-    items: [&'a [u8]; MAX_FLAGS],
-    len: usize,
-}
+pub struct Flags<'a>(&'a [u8]);
 
 impl<'a> Flags<'a> {
     /// Each flag token: its first byte is the flag, the rest its argument.
-    pub fn iter(&self) -> impl Iterator<Item = &'a [u8]> + '_ {
-        self.items[..self.len].iter().copied()
+    pub fn iter(&self) -> impl Iterator<Item = &'a [u8]> + 'a {
+        let mut rest = self.0;
+        std::iter::from_fn(move || next_token(&mut rest))
     }
 }
 
@@ -102,7 +102,12 @@ pub struct MetaRequest<'a> {
 
 /// Parses a meta command line, or returns `None` when the line's command
 /// is not a two-letter `m` command (so the text parser handles it).
-pub fn parse<'a>(line: &'a [u8], buf: &'a [u8], line_len: usize, max_item_size: usize) -> Option<Frame<'a>> {
+pub fn parse<'a>(
+    line: &'a [u8],
+    buf: &'a [u8],
+    line_len: usize,
+    max_item_size: usize,
+) -> Option<Frame<'a>> {
     let mut rest = line;
     let cmd = next_token(&mut rest)?;
     if cmd.len() != 2 || cmd[0] != b'm' {
@@ -114,7 +119,12 @@ pub fn parse<'a>(line: &'a [u8], buf: &'a [u8], line_len: usize, max_item_size: 
         b'd' => MetaCmd::Delete,
         b'a' => MetaCmd::Arith,
         b'e' => MetaCmd::Debug,
-        b'n' => return Some(Frame::Request { req: Request::MetaNoop, len: line_len }),
+        b'n' => {
+            return Some(Frame::Request {
+                req: Request::MetaNoop,
+                len: line_len,
+            })
+        }
         _ => return Some(error(ERROR, line_len)),
     };
     // Like memcached's tokenizer: a bounded number of tokens; more only
@@ -133,22 +143,45 @@ pub fn parse<'a>(line: &'a [u8], buf: &'a [u8], line_len: usize, max_item_size: 
     // memcached counts the command and a terminal token too.
     let ntokens = n + 2;
     Some(match cmd {
-        MetaCmd::Set => set(toks, ntokens, buf, line_len, max_item_size),
+        MetaCmd::Set => set(line, toks, ntokens, buf, line_len, max_item_size),
         MetaCmd::Debug => debug(toks, line_len),
-        _ => other(cmd, toks, ntokens, line_len),
+        _ => other(cmd, line, toks, ntokens, line_len),
     })
 }
 
 fn error(msg: &'static str, len: usize) -> Frame<'static> {
-    Frame::Error { msg, noreply: false, len }
+    Frame::Error {
+        msg,
+        noreply: false,
+        len,
+    }
 }
 
 fn request(req: MetaRequest<'_>, len: usize) -> Frame<'_> {
-    Frame::Request { req: Request::Meta(req), len }
+    Frame::Request {
+        req: Request::Meta(Box::new(req)),
+        len,
+    }
+}
+
+/// The part of `line` after the first `skip` tokens of `toks` (which
+/// borrow from `line`): where the flags start.
+fn flag_part<'a>(line: &'a [u8], toks: &[&'a [u8]], skip: usize) -> Flags<'a> {
+    let Some(last) = toks.get(skip - 1) else {
+        return Flags(b"");
+    };
+    let end = last.as_ptr() as usize + last.len() - line.as_ptr() as usize;
+    Flags(&line[end..])
 }
 
 /// `mg`, `md`, `ma`.
-fn other<'a>(cmd: MetaCmd, toks: &[&'a [u8]], ntokens: usize, line_len: usize) -> Frame<'a> {
+fn other<'a>(
+    cmd: MetaCmd,
+    line: &'a [u8],
+    toks: &[&'a [u8]],
+    ntokens: usize,
+    line_len: usize,
+) -> Frame<'a> {
     let Some(&key) = toks.first() else {
         return error(ERROR, line_len);
     };
@@ -163,7 +196,7 @@ fn other<'a>(cmd: MetaCmd, toks: &[&'a [u8]], ntokens: usize, line_len: usize) -
         };
         return error(msg, line_len);
     }
-    let (flags, opts, key) = match preparse(key, &toks[1..]) {
+    let (flags, opts, key) = match preparse(key, &toks[1..], flag_part(line, toks, 1)) {
         // md and ma report every flag problem the same way.
         Err(_) if cmd != MetaCmd::Get => return error(ERR_INVALID_OR_DUPLICATE, line_len),
         Err(msg) => return error(msg, line_len),
@@ -172,11 +205,27 @@ fn other<'a>(cmd: MetaCmd, toks: &[&'a [u8]], ntokens: usize, line_len: usize) -
     if cmd == MetaCmd::Arith && !matches!(opts.mode, None | Some(b'I' | b'+' | b'D' | b'-')) {
         return error(ERR_MA_MODE, line_len);
     }
-    request(MetaRequest { cmd, key, flags, opts, data: b"" }, line_len)
+    request(
+        MetaRequest {
+            cmd,
+            key,
+            flags,
+            opts,
+            data: b"",
+        },
+        line_len,
+    )
 }
 
 /// `ms <key> <datalen> <flags>*\r\n<data>\r\n`
-fn set<'a>(toks: &[&'a [u8]], ntokens: usize, buf: &'a [u8], line_len: usize, max_item_size: usize) -> Frame<'a> {
+fn set<'a>(
+    line: &'a [u8],
+    toks: &[&'a [u8]],
+    ntokens: usize,
+    buf: &'a [u8],
+    line_len: usize,
+    max_item_size: usize,
+) -> Frame<'a> {
     let Some(&key) = toks.first() else {
         return error(ERROR, line_len);
     };
@@ -199,7 +248,7 @@ fn set<'a>(toks: &[&'a [u8]], ntokens: usize, buf: &'a [u8], line_len: usize, ma
         skip: vlen + 2,
         discard,
     };
-    let (flags, opts, key) = match preparse(key, &toks[2..]) {
+    let (flags, opts, key) = match preparse(key, &toks[2..], flag_part(line, toks, 2)) {
         Ok(parsed) => parsed,
         Err(msg) => return refuse(msg, None),
     };
@@ -222,7 +271,16 @@ fn set<'a>(toks: &[&'a [u8]], ntokens: usize, buf: &'a [u8], line_len: usize, ma
         return error(ERR_CHUNK, total);
     }
     let data = &buf[line_len..line_len + vlen];
-    request(MetaRequest { cmd: MetaCmd::Set, key, flags, opts, data }, total)
+    request(
+        MetaRequest {
+            cmd: MetaCmd::Set,
+            key,
+            flags,
+            opts,
+            data,
+        },
+        total,
+    )
 }
 
 /// `me <key> [b]`
@@ -241,9 +299,21 @@ fn debug<'a>(toks: &[&'a [u8]], line_len: usize) -> Frame<'a> {
     } else {
         return error(ERR_FORMAT, line_len);
     };
-    let opts = MetaOpts { base64, ..MetaOpts::default() };
-    let flags = Flags { items: [b""; MAX_FLAGS], len: 0 };
-    request(MetaRequest { cmd: MetaCmd::Debug, key, flags, opts, data: b"" }, line_len)
+    let opts = MetaOpts {
+        base64,
+        ..MetaOpts::default()
+    };
+    let flags = Flags(b"");
+    request(
+        MetaRequest {
+            cmd: MetaCmd::Debug,
+            key,
+            flags,
+            opts,
+            data: b"",
+        },
+        line_len,
+    )
 }
 
 fn decode_key(token: &[u8]) -> Option<Vec<u8>> {
@@ -257,9 +327,15 @@ fn decode_key(token: &[u8]) -> Option<Vec<u8>> {
 /// most once. A bad argument is remembered (the last one wins) while an
 /// unknown or repeated flag stops at once, as memcached does.
 #[allow(clippy::type_complexity)]
-fn preparse<'a>(key: &'a [u8], toks: &[&'a [u8]]) -> Result<(Flags<'a>, MetaOpts, Cow<'a, [u8]>), &'static str> {
-    let mut flags = Flags { items: [b""; MAX_FLAGS], len: 0 };
-    let mut opts = MetaOpts { delta: 1, ..MetaOpts::default() };
+fn preparse<'a>(
+    key: &'a [u8],
+    toks: &[&'a [u8]],
+    flags: Flags<'a>,
+) -> Result<(Flags<'a>, MetaOpts, Cow<'a, [u8]>), &'static str> {
+    let mut opts = MetaOpts {
+        delta: 1,
+        ..MetaOpts::default()
+    };
     let mut seen = [false; 128];
     let mut failed: Option<&'static str> = None;
     let mut key_out = Cow::Borrowed(key);
@@ -280,11 +356,13 @@ fn preparse<'a>(key: &'a [u8], toks: &[&'a [u8]]) -> Result<(Flags<'a>, MetaOpts
                 None => failed = Some(ERR_DECODE_KEY),
             },
             b'N' | b'T' | b'R' => match i32_arg() {
-                Some(v) => *match f {
-                    b'N' => &mut opts.vivify,
-                    b'T' => &mut opts.ttl,
-                    _ => &mut opts.recache,
-                } = Some(v),
+                Some(v) => {
+                    *match f {
+                        b'N' => &mut opts.vivify,
+                        b'T' => &mut opts.ttl,
+                        _ => &mut opts.recache,
+                    } = Some(v)
+                }
                 None => failed = Some(ERR_BAD_TOKEN),
             },
             b'O' if tok.len() > MAX_OPAQUE => failed = Some(ERR_OPAQUE),
@@ -314,8 +392,6 @@ fn preparse<'a>(key: &'a [u8], toks: &[&'a [u8]]) -> Result<(Flags<'a>, MetaOpts
             },
             _ => return Err(ERR_INVALID_FLAG),
         }
-        flags.items[flags.len] = tok;
-        flags.len += 1;
     }
     if let Some(msg) = failed {
         return Err(msg);
@@ -333,9 +409,12 @@ mod tests {
 
     fn meta(buf: &[u8]) -> MetaRequest<'_> {
         match text::parse(buf, 1024) {
-            Frame::Request { req: Request::Meta(m), len } => {
+            Frame::Request {
+                req: Request::Meta(m),
+                len,
+            } => {
                 assert_eq!(len, buf.len());
-                m
+                *m
             }
             other => panic!("expected a meta request, got {other:?}"),
         }
@@ -355,15 +434,33 @@ mod tests {
         assert_eq!(&*m.key, b"foo");
         let order: Vec<u8> = m.flags.iter().map(|f| f[0]).collect();
         assert_eq!(order, b"svtfckOhlTNRqu");
-        assert_eq!((m.opts.ttl, m.opts.vivify, m.opts.recache), (Some(30), Some(10), Some(5)));
+        assert_eq!(
+            (m.opts.ttl, m.opts.vivify, m.opts.recache),
+            (Some(30), Some(10), Some(5))
+        );
         assert!(m.opts.value && m.opts.quiet && m.opts.no_update);
         let m = meta(b"ms k 3 T-1 F7 C9 E10 I MA q\r\nabc\r\n");
-        assert_eq!((m.data, m.opts.client_flags, m.opts.cas, m.opts.new_cas), (&b"abc"[..], 7, Some(9), Some(10)));
-        assert_eq!((m.opts.ttl, m.opts.mode, m.opts.invalidate), (Some(-1), Some(b'A'), true));
+        assert_eq!(
+            (m.data, m.opts.client_flags, m.opts.cas, m.opts.new_cas),
+            (&b"abc"[..], 7, Some(9), Some(10))
+        );
+        assert_eq!(
+            (m.opts.ttl, m.opts.mode, m.opts.invalidate),
+            (Some(-1), Some(b'A'), true)
+        );
         let m = meta(b"ma n D5 J7 N0 MD\r\n");
-        assert_eq!((m.opts.delta, m.opts.initial, m.opts.mode), (5, 7, Some(b'D')));
+        assert_eq!(
+            (m.opts.delta, m.opts.initial, m.opts.mode),
+            (5, 7, Some(b'D'))
+        );
         assert_eq!(meta(b"ma n\r\n").opts.delta, 1);
-        assert!(matches!(text::parse(b"mn\r\n", 1024), Frame::Request { req: Request::MetaNoop, .. }));
+        assert!(matches!(
+            text::parse(b"mn\r\n", 1024),
+            Frame::Request {
+                req: Request::MetaNoop,
+                ..
+            }
+        ));
     }
 
     #[test]
@@ -384,12 +481,21 @@ mod tests {
         assert_eq!(err(b"mg foo v v\r\n"), ERR_DUPLICATE);
         assert_eq!(err(b"mg foo Tabc\r\n"), ERR_BAD_TOKEN);
         assert_eq!(err(b"mg foo T99999999999\r\n"), ERR_BAD_TOKEN);
-        assert_eq!(err(&[b"mg ", &[b'k'; 251][..], b"\r\n"].concat()), ERR_FORMAT);
-        assert_eq!(err(b"mg foo a b c d e f g h i j k l m n o p q r s\r\n"), "CLIENT_ERROR options flags are too long");
+        assert_eq!(
+            err(&[b"mg ", &[b'k'; 251][..], b"\r\n"].concat()),
+            ERR_FORMAT
+        );
+        assert_eq!(
+            err(b"mg foo a b c d e f g h i j k l m n o p q r s\r\n"),
+            "CLIENT_ERROR options flags are too long"
+        );
         assert_eq!(err(b"md foo C1 C2\r\n"), ERR_INVALID_OR_DUPLICATE);
         assert_eq!(err(b"ma foo MX\r\n"), ERR_MA_MODE);
         assert_eq!(err(b"ma foo Dx\r\n"), ERR_INVALID_OR_DUPLICATE);
-        assert_eq!(err(b"mg foo O123456789012345678901234567890123\r\n"), ERR_OPAQUE);
+        assert_eq!(
+            err(b"mg foo O123456789012345678901234567890123\r\n"),
+            ERR_OPAQUE
+        );
         assert_eq!(err(b"ms foo\r\n"), ERR_FORMAT);
         assert_eq!(err(b"ms foo abc\r\n"), ERR_FORMAT);
         assert_eq!(err(b"me\r\n"), ERR_FORMAT);
@@ -403,12 +509,27 @@ mod tests {
     fn ms_errors_swallow_the_data_block() {
         assert_eq!(
             text::parse(b"ms foo 2 zz\r\nhi\r\n", 1024),
-            Frame::Swallow { msg: ERR_INVALID_FLAG, noreply: false, len: 13, skip: 4, discard: None }
+            Frame::Swallow {
+                msg: ERR_INVALID_FLAG,
+                noreply: false,
+                len: 13,
+                skip: 4,
+                discard: None
+            }
         );
         assert_eq!(
             text::parse(b"ms foo 2000 T0\r\n", 1024),
-            Frame::Swallow { msg: ERR_TOO_LARGE, noreply: false, len: 16, skip: 2002, discard: Some(b"foo") }
+            Frame::Swallow {
+                msg: ERR_TOO_LARGE,
+                noreply: false,
+                len: 16,
+                skip: 2002,
+                discard: Some(b"foo")
+            }
         );
-        assert_eq!(text::parse(b"ms foo 5 T0\r\nab", 1024), Frame::Incomplete { need: 20 });
+        assert_eq!(
+            text::parse(b"ms foo 5 T0\r\nab", 1024),
+            Frame::Incomplete { need: 20 }
+        );
     }
 }

@@ -7,7 +7,10 @@ use bytes::{BufMut, BytesMut};
 
 use super::meta::{MetaCmd, MetaRequest};
 use super::reply;
-use crate::kv::{ArithOptions, ArithResult, DeleteOutcome, Kv, MetaGetOptions, SetOptions, StoreMode, StoreOutcome};
+use crate::kv::{
+    ArithOptions, ArithResult, DeleteOutcome, Kv, MetaGetOptions, SetOptions, StoreMode,
+    StoreOutcome,
+};
 use crate::store::{expiry, item::state};
 
 pub fn execute(kv: &Kv, req: MetaRequest<'_>, out: &mut BytesMut) {
@@ -43,7 +46,11 @@ fn ttl(out: &mut BytesMut, exptime: u64, now: u64) {
 fn key(out: &mut BytesMut, key: &[u8], binary: bool) {
     out.put_slice(b" k");
     if binary {
-        out.put_slice(base64::engine::general_purpose::STANDARD.encode(key).as_bytes());
+        out.put_slice(
+            base64::engine::general_purpose::STANDARD
+                .encode(key)
+                .as_bytes(),
+        );
         out.put_slice(b" b");
     } else {
         out.put_slice(key);
@@ -150,14 +157,15 @@ fn set(kv: &Kv, req: &MetaRequest<'_>, out: &mut BytesMut) {
         state: if o.base64 { state::KEY_BINARY } else { 0 },
     };
     let exptime = o.ttl.unwrap_or(0);
-    let (code, cas): (&[u8], u64) = match kv.set_with(mode, &req.key, o.client_flags, exptime, req.data, &opts) {
-        Ok(StoreOutcome::Stored { .. }) if o.quiet => return,
-        Ok(StoreOutcome::Stored { cas, .. }) => (b"HD", cas),
-        Ok(StoreOutcome::NotStored) => (b"NS", 0),
-        Ok(StoreOutcome::Exists) => (b"EX", 0),
-        Ok(StoreOutcome::NotFound) => (b"NF", 0),
-        Err(e) => return reply::kv_error(out, &e),
-    };
+    let (code, cas): (&[u8], u64) =
+        match kv.set_with(mode, &req.key, o.client_flags, exptime, req.data, &opts) {
+            Ok(StoreOutcome::Stored { .. }) if o.quiet => return,
+            Ok(StoreOutcome::Stored { cas, .. }) => (b"HD", cas),
+            Ok(StoreOutcome::NotStored) => (b"NS", 0),
+            Ok(StoreOutcome::Exists) => (b"EX", 0),
+            Ok(StoreOutcome::NotFound) => (b"NF", 0),
+            Err(e) => return reply::kv_error(out, &e),
+        };
     out.put_slice(code);
     for f in req.flags.iter() {
         match f[0] {
@@ -205,15 +213,27 @@ fn arith(kv: &Kv, req: &MetaRequest<'_>, out: &mut BytesMut) {
     let (value, cas, exptime) = match kv.arith_with(&req.key, o.delta, incr, &opts) {
         // memcached still answers a quiet ma that created its counter.
         Ok(ArithResult::Value { created: false, .. }) if o.quiet => return,
-        Ok(ArithResult::Value { value, cas, exptime, .. }) => (value, cas, exptime),
+        Ok(ArithResult::Value {
+            value,
+            cas,
+            exptime,
+            ..
+        }) => (value, cas, exptime),
         Ok(miss @ (ArithResult::NotFound | ArithResult::Exists)) => {
-            out.put_slice(if miss == ArithResult::NotFound { b"NF" } else { b"EX" });
+            out.put_slice(if miss == ArithResult::NotFound {
+                b"NF"
+            } else {
+                b"EX"
+            });
             echo(out, req, o.base64);
             out.put_slice(b"\r\n");
             return;
         }
         Ok(ArithResult::NonNumeric) => {
-            return reply::line(out, "CLIENT_ERROR cannot increment or decrement non-numeric value")
+            return reply::line(
+                out,
+                "CLIENT_ERROR cannot increment or decrement non-numeric value",
+            )
         }
         Err(e) => return reply::kv_error(out, &e),
     };
@@ -255,14 +275,25 @@ fn debug(kv: &Kv, req: &MetaRequest<'_>, out: &mut BytesMut) {
     let now = expiry::now();
     let exp = expiry::remaining(item.exptime(), now).map_or(-1, |s| s as i64);
     let la = now.saturating_sub(item.atime().unwrap_or(now));
-    let fetch = if item.state() & state::FETCHED != 0 { "yes" } else { "no" };
+    let fetch = if item.state() & state::FETCHED != 0 {
+        "yes"
+    } else {
+        "no"
+    };
     out.put_slice(b"ME ");
     if req.opts.base64 {
-        out.put_slice(base64::engine::general_purpose::STANDARD.encode(&req.key).as_bytes());
+        out.put_slice(
+            base64::engine::general_purpose::STANDARD
+                .encode(&req.key)
+                .as_bytes(),
+        );
     } else {
         out.put_slice(&req.key);
     }
     let size = req.key.len() + item.value().len();
-    let line = format!(" exp={exp} la={la} cas={} fetch={fetch} cls=1 size={size}\r\n", item.cas());
+    let line = format!(
+        " exp={exp} la={la} cas={} fetch={fetch} cls=1 size={size}\r\n",
+        item.cas()
+    );
     out.put_slice(line.as_bytes());
 }

@@ -96,7 +96,7 @@ pub fn execute(req: Request<'_>, shared: &Shared, out: &mut BytesMut) -> Flow {
         }
         Request::Meta(req) => {
             // Meta commands apply their own `q` rules.
-            meta_cmd::execute(kv, req, out);
+            meta_cmd::execute(kv, *req, out);
             false
         }
         Request::Quit => return Flow::Close,

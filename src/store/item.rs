@@ -92,7 +92,14 @@ impl Item {
     /// This item re-encoded (always as v2) with the same flags, CAS and
     /// value but a new exptime, state and access time.
     pub fn rewrite(&self, exptime: u64, state: u8, atime: u64) -> Vec<u8> {
-        Self::encode_with(self.flags(), exptime, self.cas(), state, atime, &[self.value()])
+        Self::encode_with(
+            self.flags(),
+            exptime,
+            self.cas(),
+            state,
+            atime,
+            &[self.value()],
+        )
     }
 
     fn header_len(&self) -> usize {
@@ -164,8 +171,14 @@ mod tests {
         assert_eq!(item.value(), b"abc\r\n");
         assert_eq!(item.state(), 0);
         let item = Item::from_raw(item.rewrite(7, state::STALE, 1_800_000_000).into()).unwrap();
-        assert_eq!((item.exptime(), item.cas(), item.value()), (7, 42, &b"abc\r\n"[..]));
-        assert_eq!((item.state(), item.atime()), (state::STALE, Some(1_800_000_000)));
+        assert_eq!(
+            (item.exptime(), item.cas(), item.value()),
+            (7, 42, &b"abc\r\n"[..])
+        );
+        assert_eq!(
+            (item.state(), item.atime()),
+            (state::STALE, Some(1_800_000_000))
+        );
     }
 
     #[test]
@@ -176,10 +189,16 @@ mod tests {
         raw.extend_from_slice(&5u64.to_le_bytes());
         raw.extend_from_slice(b"old");
         let item = Item::from_raw(raw.into()).unwrap();
-        assert_eq!((item.flags(), item.cas(), item.value()), (9, 5, &b"old"[..]));
+        assert_eq!(
+            (item.flags(), item.cas(), item.value()),
+            (9, 5, &b"old"[..])
+        );
         assert_eq!((item.state(), item.atime()), (0, None));
         let v2 = Item::from_raw(item.rewrite(0, state::FETCHED, 3).into()).unwrap();
-        assert_eq!((v2.flags(), v2.cas(), v2.value(), v2.state()), (9, 5, &b"old"[..], state::FETCHED));
+        assert_eq!(
+            (v2.flags(), v2.cas(), v2.value(), v2.state()),
+            (9, 5, &b"old"[..], state::FETCHED)
+        );
     }
 
     #[test]
