@@ -262,3 +262,19 @@ fn bad_input_gets_memcached_errors_and_the_connection_survives() {
     assert_eq!(one(&mut c, "\r\nmg big v\r\n"), "EN\r\n");
     assert_eq!(one(&mut c, "ms ok 2\r\nhi\r\n"), "HD\r\n");
 }
+
+#[test]
+fn item_state_survives_a_restart() {
+    let mut server = Server::start(&[]);
+    let mut c = server.connect();
+    assert_eq!(one(&mut c, "ms k 1\r\nv\r\n"), "HD\r\n");
+    assert_eq!(one(&mut c, "mg k h\r\n"), "HD h0\r\n");
+    assert_eq!(one(&mut c, "ms s 1\r\nv\r\n"), "HD\r\n");
+    assert_eq!(one(&mut c, "md s I\r\n"), "HD\r\n");
+    drop(c);
+    server.restart();
+    let mut c = server.connect();
+    assert_eq!(one(&mut c, "mg k h\r\n"), "HD h1\r\n");
+    assert_eq!(one(&mut c, "mg s\r\n"), "HD X W\r\n");
+    assert_eq!(one(&mut c, "mg s\r\n"), "HD Z X\r\n");
+}
