@@ -8,7 +8,13 @@ use std::time::Duration;
 
 use crate::locks::LockManager;
 use crate::stats::{add, bump, Stats};
+use crate::store::item::state;
 use crate::store::{expiry, Item, Store, StoreError};
+
+/// The meta and binary protocols' extra operations (stale items, win
+/// tokens, explicit CAS, access tracking) over the same store and locks.
+mod meta;
+pub use meta::{ArithOptions, ArithResult, MetaGetOptions, MetaHit, SetOptions};
 
 /// How a storage command treats an existing item.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -136,7 +142,11 @@ impl Kv {
     /// A retrieval (`get`, `gets`, HTTP GET): the live item, counted.
     pub fn get(&self, key: &[u8]) -> Result<Option<Item>> {
         bump(&self.stats.cmd_get);
-        let found = self.lookup(key, expiry::now())?;
+        let now = expiry::now();
+        let found = self.lookup(key, now)?;
+        if let Lookup::Hit(item) = &found {
+            self.note_access(key, item, now);
+        }
         Ok(self.count_get(found))
     }
 
@@ -184,7 +194,8 @@ impl Kv {
     /// (memcached's touch leaves the CAS alone).
     fn retouch(&self, key: &[u8], item: &Item, exptime: i64, now: u64) -> Result<Item> {
         let exp = expiry::absolute(exptime, now);
-        let record = Item::encode(item.flags(), exp, item.cas(), &[item.value()]);
+        // Like memcached's touch: a read (fetched), state bits kept.
+        let record = item.rewrite(exp, item.state() | state::FETCHED, now);
         if expiry::is_expired(exp, now) {
             self.store.remove(key)?;
         } else {
@@ -220,6 +231,19 @@ impl Kv {
         exptime: i64,
         value: &[u8],
     ) -> Result<StoreOutcome> {
+        self.set_with(mode, key, flags, exptime, value, &SetOptions::default())
+    }
+
+    /// [`Kv::set`] with the meta/binary extras of [`SetOptions`].
+    pub fn set_with(
+        &self,
+        mode: StoreMode,
+        key: &[u8],
+        flags: u32,
+        exptime: i64,
+        value: &[u8],
+        opts: &SetOptions,
+    ) -> Result<StoreOutcome> {
         bump(&self.stats.cmd_set);
         if value.len() > self.max_item_size {
             bump(&self.stats.store_too_large);
@@ -229,6 +253,7 @@ impl Kv {
         let now = expiry::now();
         let existing = self.live(key, now)?;
         let created = existing.is_none();
+        let mut stale = 0;
         let (flags, exp, parts): (u32, u64, [&[u8]; 2]) = match (mode, &existing) {
             (StoreMode::Set, _) => (flags, expiry::absolute(exptime, now), [value, b""]),
             (StoreMode::Add, Some(_)) => return Ok(StoreOutcome::NotStored),
@@ -237,6 +262,11 @@ impl Kv {
                 return Ok(StoreOutcome::NotStored)
             }
             (StoreMode::Replace, Some(_)) => (flags, expiry::absolute(exptime, now), [value, b""]),
+            (StoreMode::Append | StoreMode::Prepend, Some(old))
+                if opts.cas.is_some_and(|want| want != old.cas()) =>
+            {
+                return Ok(StoreOutcome::Exists)
+            }
             (StoreMode::Append | StoreMode::Prepend, Some(old)) => {
                 if old.value().len() + value.len() > self.max_item_size {
                     bump(&self.stats.store_no_memory);
@@ -253,27 +283,58 @@ impl Kv {
                 bump(&self.stats.cas_misses);
                 return Ok(StoreOutcome::NotFound);
             }
-            (StoreMode::Cas(want), Some(old)) if old.cas() != want => {
+            (StoreMode::Cas(want), Some(old))
+                if old.cas() != want && !(opts.invalidate && want < old.cas()) =>
+            {
                 bump(&self.stats.cas_badval);
                 return Ok(StoreOutcome::Exists);
+            }
+            (StoreMode::Cas(want), Some(old)) if old.cas() != want => {
+                // meta `I`: an older CAS still stores, but as a stale item
+                // keeping the old TTL and any win token already handed out.
+                stale = state::STALE | (old.state() & state::TOKEN_SENT);
+                (flags, old.exptime(), [value, b""])
             }
             (StoreMode::Cas(_), Some(_)) => {
                 bump(&self.stats.cas_hits);
                 (flags, expiry::absolute(exptime, now), [value, b""])
             }
         };
-        let cas = self.write(key, flags, exp, &parts, now)?;
+        let cas = self.write(
+            key,
+            flags,
+            exp,
+            &parts,
+            now,
+            opts.new_cas,
+            opts.state | stale,
+        )?;
         Ok(StoreOutcome::Stored { cas, created })
     }
 
-    fn write(&self, key: &[u8], flags: u32, exp: u64, value: &[&[u8]], now: u64) -> Result<u64> {
-        let cas = self.store.next_cas()?;
+    /// Writes a new item version: a fresh CAS unless `cas` is given
+    /// (meta `E`), with the given [`state`] bits.
+    #[allow(clippy::too_many_arguments)]
+    fn write(
+        &self,
+        key: &[u8],
+        flags: u32,
+        exp: u64,
+        value: &[&[u8]],
+        now: u64,
+        cas: Option<u64>,
+        state: u8,
+    ) -> Result<u64> {
+        let cas = match cas {
+            Some(cas) => cas,
+            None => self.store.next_cas()?,
+        };
         if expiry::is_expired(exp, now) {
             // Expired on arrival: memcached stores it invisibly; we skip the write.
             self.store.remove(key)?;
         } else {
             self.store
-                .insert(key, Item::encode(flags, exp, cas, value))?;
+                .insert(key, Item::encode_with(flags, exp, cas, state, now, value))?;
         }
         bump(&self.stats.total_items);
         Ok(cas)
@@ -307,6 +368,24 @@ impl Kv {
 
     /// `incr` / `decr`: 64-bit unsigned; incr wraps, decr stops at 0.
     pub fn incr_decr(&self, key: &[u8], delta: u64, incr: bool) -> Result<ArithOutcome> {
+        Ok(
+            match self.arith_with(key, delta, incr, &ArithOptions::default())? {
+                ArithResult::Value { value, cas, .. } => ArithOutcome::Value { value, cas },
+                ArithResult::NonNumeric => ArithOutcome::NonNumeric,
+                ArithResult::NotFound | ArithResult::Exists => ArithOutcome::NotFound,
+            },
+        )
+    }
+
+    /// [`Kv::incr_decr`] with the meta/binary extras of [`ArithOptions`]:
+    /// a required CAS, creation on a miss, a new TTL, an explicit new CAS.
+    pub fn arith_with(
+        &self,
+        key: &[u8],
+        delta: u64,
+        incr: bool,
+        opts: &ArithOptions,
+    ) -> Result<ArithResult> {
         let _guard = self.locks.lock(key);
         let now = expiry::now();
         let (hits, misses) = if incr {
@@ -315,21 +394,60 @@ impl Kv {
             (&self.stats.decr_hits, &self.stats.decr_misses)
         };
         let Some(item) = self.live(key, now)? else {
+            if let Some((initial, exptime)) = opts.vivify {
+                let exp = expiry::absolute(exptime, now);
+                let digits = initial.to_string();
+                let cas = self.write(
+                    key,
+                    0,
+                    exp,
+                    &[digits.as_bytes()],
+                    now,
+                    opts.new_cas,
+                    opts.state,
+                )?;
+                return Ok(ArithResult::Value {
+                    value: initial,
+                    cas,
+                    exptime: exp,
+                    created: true,
+                });
+            }
             bump(misses);
-            return Ok(ArithOutcome::NotFound);
+            return Ok(ArithResult::NotFound);
         };
+        if opts.cas.is_some_and(|want| want != item.cas()) {
+            return Ok(ArithResult::Exists);
+        }
         let Some(current) = parse_counter(item.value()) else {
-            return Ok(ArithOutcome::NonNumeric);
+            return Ok(ArithResult::NonNumeric);
         };
         let value = if incr {
             current.wrapping_add(delta)
         } else {
             current.saturating_sub(delta)
         };
+        let exp = opts
+            .touch
+            .map_or(item.exptime(), |t| expiry::absolute(t, now));
         let digits = value.to_string();
-        let cas = self.write(key, item.flags(), item.exptime(), &[digits.as_bytes()], now)?;
+        let keep = item.state() & state::KEY_BINARY;
+        let cas = self.write(
+            key,
+            item.flags(),
+            exp,
+            &[digits.as_bytes()],
+            now,
+            opts.new_cas,
+            keep,
+        )?;
         bump(hits);
-        Ok(ArithOutcome::Value { value, cas })
+        Ok(ArithResult::Value {
+            value,
+            cas,
+            exptime: exp,
+            created: false,
+        })
     }
 
     /// `flush_all [delay]`: invalidate every item now or at `delay`

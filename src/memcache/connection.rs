@@ -8,7 +8,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::text::{self, Frame};
-use super::{execute, reply, Flow};
+use super::{binary_cmd, execute, reply, Flow};
 use crate::server::Shared;
 use crate::stats::add;
 
@@ -27,6 +27,8 @@ pub struct Connection {
     output: BytesMut,
     /// Bytes of a refused data block still to be discarded.
     swallow: usize,
+    /// Binary protocol or text, decided by the first byte received.
+    binary: Option<bool>,
 }
 
 impl Connection {
@@ -37,6 +39,7 @@ impl Connection {
             input: BytesMut::with_capacity(INITIAL_READ),
             output: BytesMut::new(),
             swallow: 0,
+            binary: None,
         }
     }
 
@@ -77,6 +80,29 @@ impl Connection {
                 if self.swallow > 0 {
                     return Ok(Flow::Continue);
                 }
+            }
+            if self.is_binary() {
+                let (flow, len) =
+                    match binary_cmd::step(&self.input, &self.shared, &mut self.output) {
+                        binary_cmd::Step::Incomplete { need } => {
+                            if need > self.input.capacity() {
+                                self.input.reserve(need - self.input.len());
+                            }
+                            return Ok(Flow::Continue);
+                        }
+                        binary_cmd::Step::Done { flow, len, skip } => {
+                            self.swallow = skip;
+                            (flow, len)
+                        }
+                    };
+                self.input.advance(len);
+                if flow == Flow::Close {
+                    return Ok(flow);
+                }
+                if self.output.len() >= WRITE_HIGH_WATER {
+                    self.flush().await?;
+                }
+                continue;
             }
             let (flow, consumed) = match text::parse(&self.input, max_item) {
                 Frame::Incomplete { need } => {
@@ -121,6 +147,16 @@ impl Connection {
             if self.output.len() >= WRITE_HIGH_WATER {
                 self.flush().await?;
             }
+        }
+    }
+
+    /// memcached's rule: a connection whose first byte is the binary
+    /// request magic speaks binary from then on; anything else is text.
+    fn is_binary(&mut self) -> bool {
+        match (self.binary, self.input.first()) {
+            (Some(binary), _) => binary,
+            (None, Some(&first)) => *self.binary.insert(first == super::binary::REQUEST_MAGIC),
+            (None, None) => false,
         }
     }
 

@@ -3,8 +3,12 @@
 
 pub mod admin;
 pub mod arith;
+pub mod binary;
+pub mod binary_cmd;
 pub mod connection;
 pub mod keys;
+pub mod meta;
+pub mod meta_cmd;
 pub mod reply;
 pub mod retrieval;
 pub mod server;
@@ -44,6 +48,7 @@ const COMMANDS: &[&str] = &[
     "cache_memlimit",
     "quit",
     "shutdown",
+    "meta",
 ];
 
 /// This front end's metric handles (`protocol="memcache"`).
@@ -77,6 +82,7 @@ fn command_index(req: &Request<'_>) -> usize {
         Request::MemLimit { .. } => 19,
         Request::Quit => 20,
         Request::Shutdown => 21,
+        Request::Meta(_) => 22,
     }
 }
 
@@ -162,6 +168,11 @@ fn run(req: Request<'_>, shared: &Shared, out: &mut BytesMut) -> Flow {
             kv.set_memory_limit(megabytes.saturating_mul(1024 * 1024));
             reply::line(out, "OK");
             noreply
+        }
+        Request::Meta(req) => {
+            // Meta commands apply their own `q` rules.
+            meta_cmd::execute(kv, *req, out);
+            false
         }
         Request::Quit => return Flow::Close,
         Request::Shutdown => return admin::shutdown(shared, out),

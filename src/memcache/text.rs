@@ -79,6 +79,8 @@ pub enum Request<'a> {
         megabytes: u64,
         noreply: bool,
     },
+    /// `mg ms md ma me` (parsed by [`super::meta`]).
+    Meta(Box<super::meta::MetaRequest<'a>>),
 }
 
 /// The space-separated key list of a retrieval command.
@@ -128,6 +130,9 @@ pub fn parse(buf: &[u8], max_item_size: usize) -> Frame<'_> {
     let mut line = &buf[..nl];
     if let Some(stripped) = line.strip_suffix(b"\r") {
         line = stripped;
+    }
+    if let Some(frame) = super::meta::parse(line, buf, line_len, max_item_size) {
+        return frame;
     }
     let mut tokens: [&[u8]; MAX_TOKENS] = [b""; MAX_TOKENS];
     let mut n = 0;
@@ -341,7 +346,8 @@ fn error(msg: &'static str, noreply: bool, len: usize) -> Frame<'static> {
     Frame::Error { msg, noreply, len }
 }
 
-fn next_token<'a>(rest: &mut &'a [u8]) -> Option<&'a [u8]> {
+/// The one tokenizer of the text and meta parsers: space-separated.
+pub(crate) fn next_token<'a>(rest: &mut &'a [u8]) -> Option<&'a [u8]> {
     let start = rest.iter().position(|&b| b != b' ')?;
     let s = &rest[start..];
     let end = memchr(b' ', s).unwrap_or(s.len());

@@ -69,7 +69,7 @@ impl Store {
             })?;
         let items = db.open_tree("items")?;
         let meta = db.open_tree("meta")?;
-        meta.insert(META_FORMAT, &[item::FORMAT_V1])?;
+        meta.insert(META_FORMAT, &[item::FORMAT_V2])?;
         let reserved = meta
             .get(META_CAS_RESERVED)?
             .and_then(|v| v.as_ref().try_into().ok().map(u64::from_le_bytes))
@@ -153,6 +153,19 @@ impl Store {
             .compare_and_swap(key, Some(item.raw()), None as Option<&[u8]>)?;
         if swapped.is_ok() {
             self.account(key, Some(item.raw()), None);
+        }
+        Ok(swapped.is_ok())
+    }
+
+    /// Replaces `key`'s record only if it still holds exactly `item`
+    /// (lock-free bookkeeping writes such as access tracking on reads).
+    pub fn replace_if_unchanged(&self, key: &[u8], item: &Item, record: Vec<u8>) -> Result<bool> {
+        let new_size = Item::footprint(key.len(), record.len());
+        let swapped = self
+            .items
+            .compare_and_swap(key, Some(item.raw()), Some(record))?;
+        if swapped.is_ok() {
+            self.account(key, Some(item.raw()), Some(new_size));
         }
         Ok(swapped.is_ok())
     }
