@@ -8,6 +8,8 @@
 pub mod config;
 /// memcached semantics over the store, under the lock manager; both front ends call it.
 pub mod kv;
+/// The HTTP/JSON front end (axum + utoipa), with Swagger UI.
+pub mod http;
 /// Striped per-key locks serializing every write to a key.
 pub mod locks;
 /// The memcached TCP front end: parser, commands, connection loop.

@@ -15,6 +15,9 @@ struct Cli {
 enum Command {
     /// Serve the memcached protocol over the embedded store.
     Serve(Config),
+    /// Print the HTTP API's OpenAPI document (regenerate the checked-in
+    /// copy with `memcached-lite openapi > openapi/openapi.json`).
+    Openapi,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -32,6 +35,10 @@ fn main() -> anyhow::Result<()> {
                 .enable_all()
                 .build()?;
             runtime.block_on(memcached_lite::server::serve(config))
+        }
+        Command::Openapi => {
+            print!("{}", memcached_lite::http::openapi::to_json());
+            Ok(())
         }
     }
 }
