@@ -22,6 +22,8 @@ pub fn free_port() -> u16 {
 pub struct Server {
     pub child: Option<Child>,
     pub addr: SocketAddr,
+    /// The HTTP API's address, when this build has one and it is enabled.
+    pub http_addr: Option<SocketAddr>,
     pub data_dir: PathBuf,
     _tmp: Option<tempfile::TempDir>,
     extra: Vec<String>,
@@ -42,10 +44,11 @@ impl Server {
         let port = free_port();
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
-        let child = spawn(&addr, dir, &extra);
+        let (child, http_addr) = spawn(&addr, dir, &extra);
         let server = Server {
             child: Some(child),
             addr,
+            http_addr,
             data_dir: dir.to_path_buf(),
             _tmp: None,
             extra,
@@ -57,12 +60,18 @@ impl Server {
     fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
-            if TcpStream::connect(self.addr).is_ok() {
+            let http_up = self.http_addr.is_none_or(|a| TcpStream::connect(a).is_ok());
+            if TcpStream::connect(self.addr).is_ok() && http_up {
                 return;
             }
             std::thread::sleep(Duration::from_millis(20));
         }
         panic!("server on {} did not start", self.addr);
+    }
+
+    /// `http://<http_addr><path>`; panics when HTTP is off.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.http_addr.expect("HTTP API enabled"))
     }
 
     pub fn connect(&self) -> Client {
@@ -91,7 +100,9 @@ impl Server {
         }
         let port = free_port();
         self.addr = format!("127.0.0.1:{port}").parse().unwrap();
-        self.child = Some(spawn(&self.addr, &self.data_dir, &self.extra));
+        let (child, http_addr) = spawn(&self.addr, &self.data_dir, &self.extra);
+        self.child = Some(child);
+        self.http_addr = http_addr;
         self.wait_ready();
     }
 }
@@ -102,7 +113,7 @@ impl Drop for Server {
     }
 }
 
-fn spawn(addr: &SocketAddr, dir: &Path, extra: &[String]) -> Child {
+fn spawn(addr: &SocketAddr, dir: &Path, extra: &[String]) -> (Child, Option<SocketAddr>) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_memcached-lite"));
     cmd.arg("serve")
         .arg("--listen")
@@ -114,10 +125,23 @@ fn spawn(addr: &SocketAddr, dir: &Path, extra: &[String]) -> Child {
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::inherit());
-    if !extra.iter().any(|a| a == "--http-listen" || a == "--no-http") && http_supported() {
-        cmd.arg("--http-listen").arg(format!("127.0.0.1:{}", free_port()));
-    }
-    cmd.spawn().expect("spawn memcached-lite")
+    let given = extra
+        .iter()
+        .position(|a| a == "--http-listen")
+        .and_then(|i| extra.get(i + 1))
+        .map(|a| a.parse().expect("--http-listen address"));
+    let http_addr = if extra.iter().any(|a| a == "--no-http") {
+        None
+    } else if given.is_some() {
+        given
+    } else if http_supported() {
+        let a: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        cmd.arg("--http-listen").arg(a.to_string());
+        Some(a)
+    } else {
+        None
+    };
+    (cmd.spawn().expect("spawn memcached-lite"), http_addr)
 }
 
 /// Whether this build has the HTTP front end (keeps the harness usable
