@@ -81,7 +81,7 @@ pub struct FlushQuery {
     params(FlushQuery),
     responses(
         (status = 204, description = "Flushed (or scheduled)"),
-        (status = 400, description = "Bad delay", body = ErrorBody),
+        (status = 400, description = "Bad delay", body = ErrorBody, example = json!({"error": "bad_request", "message": "Failed to deserialize query string: delay: invalid digit found in string"})),
     )
 )]
 pub async fn flush(
@@ -129,7 +129,7 @@ pub async fn healthz() -> Json<Health> {
     operation_id = "readyz",
     responses(
         (status = 200, description = "Serving", body = Health),
-        (status = 503, description = "Shutting down or the store is failing", body = ErrorBody),
+        (status = 503, description = "Shutting down or the store is failing", body = ErrorBody, example = json!({"error": "unavailable", "message": "shutting down"})),
     )
 )]
 pub async fn readyz(State(shared): State<Arc<Shared>>) -> Result<Json<Health>, ApiError> {

@@ -153,8 +153,8 @@ fn item_response(item: &Item, body: Bytes) -> Response {
                 ("X-Flags" = u32, description = "The item's client flags"),
                 ("X-TTL" = u64, description = "Seconds until expiry; absent when the item never expires"),
             )),
-        (status = 400, description = "Bad key", body = ErrorBody),
-        (status = 404, description = "No such item (or it expired)", body = ErrorBody),
+        (status = 400, description = "`bad_key`: the key breaks memcached's key rules or its percent-encoding", body = ErrorBody, example = json!({"error": "bad_key", "message": "key must be non-empty and hold no spaces or control characters"})),
+        (status = 404, description = "No such item (or it expired)", body = ErrorBody, example = json!({"error": "not_found", "message": "no item with this key"})),
     )
 )]
 pub async fn get_item(State(shared): State<Arc<Shared>>, Key(key): Key) -> Result<Response, ApiError> {
@@ -220,11 +220,11 @@ pub async fn head_item(State(shared): State<Arc<Shared>>, Key(key): Key) -> Resu
                     ("Location" = String, description = "The item's URL"))),
         (status = 204, description = "Replaced an existing item",
             headers(("ETag" = String, description = "The new CAS, quoted"))),
-        (status = 400, description = "Bad key, query or condition header", body = ErrorBody),
-        (status = 404, description = "`If-Match` given and no such item", body = ErrorBody),
-        (status = 408, description = "The request took longer than `--http-timeout-secs`", body = ErrorBody),
-        (status = 412, description = "The condition does not hold", body = ErrorBody),
-        (status = 413, description = "Value larger than `--max-item-size`", body = ErrorBody),
+        (status = 400, description = "`bad_key`: the key breaks the key rules; `bad_request`: bad `ttl`/`flags` or condition header", body = ErrorBody, example = json!({"error": "bad_key", "message": "key must be non-empty and hold no spaces or control characters"})),
+        (status = 404, description = "`If-Match` given and no such item", body = ErrorBody, example = json!({"error": "not_found", "message": "no item with this key"})),
+        (status = 408, description = "The request took longer than `--http-timeout-secs`", body = ErrorBody, example = json!({"error": "timeout", "message": "Request Timeout"})),
+        (status = 412, description = "The condition does not hold", body = ErrorBody, example = json!({"error": "precondition_failed", "message": "the item changed since that ETag (If-Match)"})),
+        (status = 413, description = "Value larger than `--max-item-size`", body = ErrorBody, example = json!({"error": "too_large", "message": "value larger than the item size limit (--max-item-size)"})),
     )
 )]
 pub async fn put_item(
@@ -283,9 +283,9 @@ pub async fn put_item(
     ),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 400, description = "Bad key or If-Match header", body = ErrorBody),
-        (status = 404, description = "No such item", body = ErrorBody),
-        (status = 412, description = "The item changed since that ETag", body = ErrorBody),
+        (status = 400, description = "`bad_key`: the key breaks the key rules; `bad_request`: bad If-Match header", body = ErrorBody, example = json!({"error": "bad_key", "message": "key must be non-empty and hold no spaces or control characters"})),
+        (status = 404, description = "No such item", body = ErrorBody, example = json!({"error": "not_found", "message": "no item with this key"})),
+        (status = 412, description = "The item changed since that ETag", body = ErrorBody, example = json!({"error": "precondition_failed", "message": "the item changed since that ETag (If-Match)"})),
     )
 )]
 pub async fn delete_item(
@@ -335,11 +335,11 @@ fn arith(shared: &Shared, key: &[u8], by: u64, incr: bool) -> Result<Response, A
     responses(
         (status = 200, description = "The new value", body = ArithResponse,
             headers(("ETag" = String, description = "The new CAS, quoted"))),
-        (status = 400, description = "Bad key or malformed JSON", body = ErrorBody),
-        (status = 404, description = "No such item", body = ErrorBody),
-        (status = 409, description = "The value is not a number", body = ErrorBody),
-        (status = 415, description = "Body is not `application/json`", body = ErrorBody),
-        (status = 422, description = "`by` missing or not an unsigned 64-bit integer", body = ErrorBody),
+        (status = 400, description = "`bad_key`: the key breaks the key rules; `bad_request`: malformed JSON", body = ErrorBody, example = json!({"error": "bad_key", "message": "key must be non-empty and hold no spaces or control characters"})),
+        (status = 404, description = "No such item", body = ErrorBody, example = json!({"error": "not_found", "message": "no item with this key"})),
+        (status = 409, description = "The value is not a number", body = ErrorBody, example = json!({"error": "non_numeric", "message": "cannot increment or decrement a non-numeric value"})),
+        (status = 415, description = "Body is not `application/json`", body = ErrorBody, example = json!({"error": "unsupported_media_type", "message": "Expected request with `Content-Type: application/json`"})),
+        (status = 422, description = "`by` missing or not an unsigned 64-bit integer", body = ErrorBody, example = json!({"error": "invalid_body", "message": "Failed to deserialize the JSON body into the target type: by: invalid value"})),
     )
 )]
 pub async fn incr_item(
@@ -363,11 +363,11 @@ pub async fn incr_item(
     responses(
         (status = 200, description = "The new value", body = ArithResponse,
             headers(("ETag" = String, description = "The new CAS, quoted"))),
-        (status = 400, description = "Bad key or malformed JSON", body = ErrorBody),
-        (status = 404, description = "No such item", body = ErrorBody),
-        (status = 409, description = "The value is not a number", body = ErrorBody),
-        (status = 415, description = "Body is not `application/json`", body = ErrorBody),
-        (status = 422, description = "`by` missing or not an unsigned 64-bit integer", body = ErrorBody),
+        (status = 400, description = "`bad_key`: the key breaks the key rules; `bad_request`: malformed JSON", body = ErrorBody, example = json!({"error": "bad_key", "message": "key must be non-empty and hold no spaces or control characters"})),
+        (status = 404, description = "No such item", body = ErrorBody, example = json!({"error": "not_found", "message": "no item with this key"})),
+        (status = 409, description = "The value is not a number", body = ErrorBody, example = json!({"error": "non_numeric", "message": "cannot increment or decrement a non-numeric value"})),
+        (status = 415, description = "Body is not `application/json`", body = ErrorBody, example = json!({"error": "unsupported_media_type", "message": "Expected request with `Content-Type: application/json`"})),
+        (status = 422, description = "`by` missing or not an unsigned 64-bit integer", body = ErrorBody, example = json!({"error": "invalid_body", "message": "Failed to deserialize the JSON body into the target type: by: invalid value"})),
     )
 )]
 pub async fn decr_item(
@@ -390,10 +390,10 @@ pub async fn decr_item(
     request_body = TouchRequest,
     responses(
         (status = 204, description = "Expiry updated"),
-        (status = 400, description = "Bad key or malformed JSON", body = ErrorBody),
-        (status = 404, description = "No such item", body = ErrorBody),
-        (status = 415, description = "Body is not `application/json`", body = ErrorBody),
-        (status = 422, description = "`ttl` missing or not an integer", body = ErrorBody),
+        (status = 400, description = "`bad_key`: the key breaks the key rules; `bad_request`: malformed JSON", body = ErrorBody, example = json!({"error": "bad_key", "message": "key must be non-empty and hold no spaces or control characters"})),
+        (status = 404, description = "No such item", body = ErrorBody, example = json!({"error": "not_found", "message": "no item with this key"})),
+        (status = 415, description = "Body is not `application/json`", body = ErrorBody, example = json!({"error": "unsupported_media_type", "message": "Expected request with `Content-Type: application/json`"})),
+        (status = 422, description = "`ttl` missing or not an integer", body = ErrorBody, example = json!({"error": "invalid_body", "message": "Failed to deserialize the JSON body into the target type: by: invalid value"})),
     )
 )]
 pub async fn touch_item(

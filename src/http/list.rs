@@ -73,7 +73,7 @@ pub struct KeyList {
     params(ListQuery),
     responses(
         (status = 200, description = "One page of items", body = KeyList),
-        (status = 400, description = "Bad limit or cursor", body = ErrorBody),
+        (status = 400, description = "Bad limit or cursor", body = ErrorBody, example = json!({"error": "bad_request", "message": "limit must be between 1 and 1000"})),
     )
 )]
 pub async fn list_items(
