@@ -54,7 +54,11 @@ pub struct Config {
     pub enable_shutdown: bool,
 
     /// Address of the HTTP/JSON API (and Swagger UI at /docs).
-    #[arg(long, env = "MEMCACHED_LITE_HTTP_LISTEN", default_value = "127.0.0.1:8080")]
+    #[arg(
+        long,
+        env = "MEMCACHED_LITE_HTTP_LISTEN",
+        default_value = "127.0.0.1:8080"
+    )]
     pub http_listen: SocketAddr,
 
     /// Do not start the HTTP API.

@@ -376,7 +376,12 @@ impl Kv {
     /// starts with `prefix`, after `after`, at most `limit`, plus whether
     /// more follow. Streams sled's ordered scan (values are dropped as it
     /// goes) and counts nothing, like `peek`.
-    pub fn list(&self, prefix: &[u8], after: Option<&[u8]>, limit: usize) -> Result<(Vec<Listed>, bool)> {
+    pub fn list(
+        &self,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<(Vec<Listed>, bool)> {
         let now = expiry::now();
         self.apply_due_flush(now)?;
         let mut page = Vec::with_capacity(limit.min(1024));
@@ -513,7 +518,9 @@ mod tests {
             kv.set(StoreMode::Set, k.as_bytes(), 3, 0, b"vv").unwrap();
         }
         // Expired long ago but not yet swept.
-        kv.store().insert(b"p0", Item::encode(0, 5, 1, &[b"gone"])).unwrap();
+        kv.store()
+            .insert(b"p0", Item::encode(0, 5, 1, &[b"gone"]))
+            .unwrap();
         let (page, more) = kv.list(b"p", None, 2).unwrap();
         let keys: Vec<_> = page.iter().map(|l| l.key.to_vec()).collect();
         assert_eq!((keys, more), (vec![b"p1".to_vec(), b"p2".to_vec()], true));

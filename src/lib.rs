@@ -6,10 +6,10 @@
 
 /// The single configuration shared by every front end and subcommand.
 pub mod config;
-/// memcached semantics over the store, under the lock manager; both front ends call it.
-pub mod kv;
 /// The HTTP/JSON front end (axum + utoipa), with Swagger UI.
 pub mod http;
+/// memcached semantics over the store, under the lock manager; both front ends call it.
+pub mod kv;
 /// Striped per-key locks serializing every write to a key.
 pub mod locks;
 /// The memcached TCP front end: parser, commands, connection loop.

@@ -30,7 +30,11 @@ impl Serialize for StatsReport {
 impl PartialSchema for StatsReport {
     fn schema() -> RefOr<Schema> {
         let value = OneOfBuilder::new()
-            .item(ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(0)))
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .minimum(Some(0)),
+            )
             .item(ObjectBuilder::new().schema_type(Type::String));
         ObjectBuilder::new()
             .description(Some(

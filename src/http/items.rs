@@ -120,11 +120,7 @@ fn etag(cas: u64) -> HeaderValue {
 
 /// The headers describing an item, shared by GET and HEAD.
 fn item_response(item: &Item, body: Bytes) -> Response {
-    let mut resp = (
-        [(header::CONTENT_TYPE, "application/octet-stream")],
-        body,
-    )
-        .into_response();
+    let mut resp = ([(header::CONTENT_TYPE, "application/octet-stream")], body).into_response();
     let h = resp.headers_mut();
     h.insert(header::ETAG, etag(item.cas()));
     h.insert(X_FLAGS, HeaderValue::from(item.flags()));
@@ -132,7 +128,10 @@ fn item_response(item: &Item, body: Bytes) -> Response {
         h.insert(X_TTL, HeaderValue::from(ttl));
     }
     // HEAD has no body, but should announce the size GET would send.
-    h.insert(header::CONTENT_LENGTH, HeaderValue::from(item.value().len()));
+    h.insert(
+        header::CONTENT_LENGTH,
+        HeaderValue::from(item.value().len()),
+    );
     resp
 }
 
@@ -157,7 +156,10 @@ fn item_response(item: &Item, body: Bytes) -> Response {
         (status = 404, description = "No such item (or it expired)", body = ErrorBody, example = json!({"error": "not_found", "message": "no item with this key"})),
     )
 )]
-pub async fn get_item(State(shared): State<Arc<Shared>>, Key(key): Key) -> Result<Response, ApiError> {
+pub async fn get_item(
+    State(shared): State<Arc<Shared>>,
+    Key(key): Key,
+) -> Result<Response, ApiError> {
     let item = shared.kv.get(&key)?.ok_or(ApiError::NotFound)?;
     let body = Bytes::copy_from_slice(item.value());
     Ok(item_response(&item, body))
@@ -184,7 +186,10 @@ pub async fn get_item(State(shared): State<Arc<Shared>>, Key(key): Key) -> Resul
         (status = 404, description = "No such item (no body)"),
     )
 )]
-pub async fn head_item(State(shared): State<Arc<Shared>>, Key(key): Key) -> Result<Response, ApiError> {
+pub async fn head_item(
+    State(shared): State<Arc<Shared>>,
+    Key(key): Key,
+) -> Result<Response, ApiError> {
     let item = shared.kv.get(&key)?.ok_or(ApiError::NotFound)?;
     Ok(item_response(&item, Bytes::new()))
 }
@@ -256,12 +261,13 @@ pub async fn put_item(
             ],
         )
             .into_response()),
-        StoreOutcome::Stored { cas, created: false } => {
-            Ok((StatusCode::NO_CONTENT, [(header::ETAG, etag(cas))]).into_response())
-        }
-        StoreOutcome::NotStored if mode == StoreMode::Add => {
-            Err(ApiError::PreconditionFailed("the key already exists (If-None-Match: *)"))
-        }
+        StoreOutcome::Stored {
+            cas,
+            created: false,
+        } => Ok((StatusCode::NO_CONTENT, [(header::ETAG, etag(cas))]).into_response()),
+        StoreOutcome::NotStored if mode == StoreMode::Add => Err(ApiError::PreconditionFailed(
+            "the key already exists (If-None-Match: *)",
+        )),
         StoreOutcome::NotStored | StoreOutcome::NotFound => Err(ApiError::NotFound),
         StoreOutcome::Exists => Err(ApiError::PreconditionFailed(
             "the item changed since that ETag (If-Match)",

@@ -45,7 +45,10 @@ pub fn decode(segment: &str) -> Result<Vec<u8>, ApiError> {
                 .filter(|h| h.bytes().all(|b| b.is_ascii_hexdigit()))
                 .and_then(|h| u8::from_str_radix(h, 16).ok())
                 .ok_or_else(|| {
-                    ApiError::BadKey("bad percent-encoding in key: `%` must be followed by two hex digits".into())
+                    ApiError::BadKey(
+                        "bad percent-encoding in key: `%` must be followed by two hex digits"
+                            .into(),
+                    )
                 })?;
             key.push(byte);
             i += 3;
@@ -122,7 +125,10 @@ mod tests {
     #[test]
     fn encode_round_trips() {
         for key in [&b"a/b c%"[..], b"\xff\x01", b"simple-key_1.2~"] {
-            assert_eq!(decode(&encode(key)).ok().as_deref(), valid_key(key).then_some(key));
+            assert_eq!(
+                decode(&encode(key)).ok().as_deref(),
+                valid_key(key).then_some(key)
+            );
         }
     }
 }

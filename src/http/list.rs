@@ -97,9 +97,10 @@ pub async fn list_items(
         .transpose()?;
     let prefix = q.prefix.unwrap_or_default().into_bytes();
     let kv = shared.kv.clone();
-    let (page, more) = tokio::task::spawn_blocking(move || kv.list(&prefix, after.as_deref(), limit))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))??;
+    let (page, more) =
+        tokio::task::spawn_blocking(move || kv.list(&prefix, after.as_deref(), limit))
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))??;
     let now = expiry::now();
     let next_cursor = more
         .then(|| page.last().map(|l| URL_SAFE_NO_PAD.encode(&l.key)))

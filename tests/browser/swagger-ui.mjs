@@ -2,6 +2,8 @@
 // the operations are listed, "Try it out" PUTs a value and GETs it back,
 // and a screenshot is kept in tests/artifacts/. Usage:
 //   node tests/browser/swagger-ui.mjs http://127.0.0.1:8080
+// playwright-core is pinned to ~1.57, a line that still supports
+// the Node 18 Debian 12 ships; it never downloads a browser.
 import { chromium } from 'playwright-core';
 import { mkdirSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
