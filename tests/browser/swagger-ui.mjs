@@ -83,6 +83,8 @@ try {
   await get.scrollIntoViewIfNeeded();
   const shot = join(artifacts, 'swagger-ui.png');
   await page.screenshot({ path: shot, fullPage: true });
+  // A readable close-up of the GET operation with its live response.
+  await get.screenshot({ path: join(artifacts, 'swagger-ui-get.png') });
   assert.deepEqual(foreign, [], 'no request left the server');
   console.log(`swagger-ui browser test passed (PUT 201, GET 200, ETag "${etag}"); screenshot ${shot}`);
 } catch (e) {
