@@ -52,6 +52,22 @@ pub struct Config {
     /// Allow the `shutdown` command (memcached's `-A`).
     #[arg(long, env = "MEMCACHED_LITE_ENABLE_SHUTDOWN")]
     pub enable_shutdown: bool,
+
+    /// Address of the HTTP/JSON API (and Swagger UI at /docs).
+    #[arg(
+        long,
+        env = "MEMCACHED_LITE_HTTP_LISTEN",
+        default_value = "127.0.0.1:8080"
+    )]
+    pub http_listen: SocketAddr,
+
+    /// Do not start the HTTP API.
+    #[arg(long, env = "MEMCACHED_LITE_NO_HTTP")]
+    pub no_http: bool,
+
+    /// Longest an HTTP request may take, body upload included (then 408).
+    #[arg(long, env = "MEMCACHED_LITE_HTTP_TIMEOUT_SECS", default_value_t = 30)]
+    pub http_timeout_secs: u64,
 }
 
 impl Config {
@@ -69,6 +85,9 @@ impl Config {
             threads: None,
             max_bytes: 0,
             enable_shutdown: false,
+            http_listen: "127.0.0.1:0".parse().expect("valid literal"),
+            no_http: false,
+            http_timeout_secs: 30,
         }
     }
 

@@ -56,6 +56,17 @@ pub enum ArithOutcome {
     NonNumeric,
 }
 
+/// An item's metadata as listed by [`Kv::list`] (without its value).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Listed {
+    pub key: sled::IVec,
+    pub size: usize,
+    pub flags: u32,
+    /// Absolute expiry (unix secs), 0 = never.
+    pub exptime: u64,
+    pub cas: u64,
+}
+
 /// Errors callers must turn into a protocol error.
 #[derive(Debug, thiserror::Error)]
 pub enum KvError {
@@ -479,6 +490,38 @@ impl Kv {
         Ok(())
     }
 
+    /// One page of live items in key order for listings: those whose key
+    /// starts with `prefix`, after `after`, at most `limit`, plus whether
+    /// more follow. Streams sled's ordered scan (values are dropped as it
+    /// goes) and counts nothing, like `peek`.
+    pub fn list(
+        &self,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<(Vec<Listed>, bool)> {
+        let now = expiry::now();
+        self.apply_due_flush(now)?;
+        let mut page = Vec::with_capacity(limit.min(1024));
+        for entry in self.store.scan(prefix, after) {
+            let (key, item) = entry?;
+            if item.is_expired(now) {
+                continue;
+            }
+            if page.len() == limit {
+                return Ok((page, true));
+            }
+            page.push(Listed {
+                key,
+                size: item.value().len(),
+                flags: item.flags(),
+                exptime: item.exptime(),
+                cas: item.cas(),
+            });
+        }
+        Ok((page, false))
+    }
+
     /// One step of the expiry sweeper: reclaims expired items among the
     /// next `batch` keys and returns where to continue.
     pub fn sweep(&self, cursor: Option<sled::IVec>, batch: usize) -> Result<Option<sled::IVec>> {
@@ -619,6 +662,25 @@ mod tests {
             kv.incr_decr(b"none", 1, true).unwrap(),
             ArithOutcome::NotFound
         );
+    }
+
+    #[test]
+    fn list_pages_skip_expired_items() {
+        let (_d, kv) = kv();
+        for k in ["a", "p1", "p2", "p3", "p4", "q"] {
+            kv.set(StoreMode::Set, k.as_bytes(), 3, 0, b"vv").unwrap();
+        }
+        // Expired long ago but not yet swept.
+        kv.store()
+            .insert(b"p0", Item::encode(0, 5, 1, &[b"gone"]))
+            .unwrap();
+        let (page, more) = kv.list(b"p", None, 2).unwrap();
+        let keys: Vec<_> = page.iter().map(|l| l.key.to_vec()).collect();
+        assert_eq!((keys, more), (vec![b"p1".to_vec(), b"p2".to_vec()], true));
+        assert_eq!((page[0].size, page[0].flags), (2, 3));
+        let (page, more) = kv.list(b"p", Some(b"p2"), 2).unwrap();
+        assert_eq!((page.len(), more), (2, false));
+        assert_eq!(page[1].key.as_ref(), b"p4");
     }
 
     #[test]

@@ -8,6 +8,8 @@
 pub mod config;
 /// `memcached-lite healthcheck`: is the memcached port answering?
 pub mod healthcheck;
+/// The HTTP/JSON front end (axum + utoipa), with Swagger UI.
+pub mod http;
 /// memcached semantics over the store, under the lock manager; both front ends call it.
 pub mod kv;
 /// Striped per-key locks serializing every write to a key.

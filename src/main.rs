@@ -29,6 +29,9 @@ enum Command {
     /// Exit 0 if the server answers `version` on its memcached port (for
     /// container health checks).
     Healthcheck(HealthcheckArgs),
+    /// Print the HTTP API's OpenAPI document (regenerate the checked-in
+    /// copy with `memcached-lite openapi > openapi/openapi.json`).
+    Openapi,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -44,6 +47,10 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Healthcheck(args) => {
             println!("{}", healthcheck::check(&args)?);
+            Ok(())
+        }
+        Command::Openapi => {
+            print!("{}", memcached_lite::http::openapi::to_json());
             Ok(())
         }
     }

@@ -154,11 +154,22 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("binding memcached listener {}", config.listen))?;
     warn_if_exposed(config.listen);
     tracing::info!(addr = %listener.local_addr()?, "memcached listener ready");
+    let http_listener = if config.no_http {
+        None
+    } else {
+        let l = TcpListener::bind(config.http_listen)
+            .await
+            .with_context(|| format!("binding HTTP listener {}", config.http_listen))?;
+        warn_if_exposed(config.http_listen);
+        tracing::info!(addr = %l.local_addr()?, "HTTP listener ready (Swagger UI at /docs)");
+        Some(l)
+    };
     let shared = Shared::new(kv.clone(), config);
     crate::metrics::register_source(&shared);
 
     let sweeper = tokio::spawn(kv.clone().run_sweeper(shared.shutdown_signal()));
     let memcache = tokio::spawn(crate::memcache::server::run(listener, shared.clone()));
+    let http = http_listener.map(|l| tokio::spawn(crate::http::run(l, shared.clone())));
 
     let mut requested = shared.shutdown_signal();
     tokio::select! {
@@ -166,7 +177,15 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         _ = requested.changed() => tracing::info!("shutdown command received"),
     }
     shared.request_shutdown();
-    let drained = tokio::time::timeout(Duration::from_secs(10), memcache).await;
+    let drained = tokio::time::timeout(Duration::from_secs(10), async {
+        let _ = memcache.await;
+        if let Some(http) = http {
+            if let Ok(Err(e)) = http.await {
+                tracing::warn!("HTTP server failed: {e}");
+            }
+        }
+    })
+    .await;
     if drained.is_err() {
         tracing::warn!("connections still busy after 10s; closing anyway");
     }

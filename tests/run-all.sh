@@ -12,6 +12,8 @@ command -v memcached >/dev/null || need_apt+=(memcached)
 command -v memccapable >/dev/null || need_apt+=(libmemcached-tools)
 command -v nutcracker >/dev/null || need_apt+=(nutcracker)
 command -v redis-server >/dev/null || need_apt+=(redis-server)
+command -v chromium >/dev/null || need_apt+=(chromium)
+command -v npm >/dev/null || need_apt+=(nodejs npm)
 if ((${#need_apt[@]})); then
   echo "== installing Debian packages: ${need_apt[*]}"
   SUDO=""; [[ $(id -u) -ne 0 ]] && SUDO=sudo
@@ -21,12 +23,15 @@ fi
 echo "== installing Python test clients"
 python3 -m pip install -q --disable-pip-version-check -r tests/clients/requirements.txt
 
+echo "== installing the browser test driver (playwright-core; Chromium comes from Debian)"
+(cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
+
 echo "== building"
 cargo build --all-targets --quiet
 
 echo "== Rust tests (unit + integration against the real binary)"
 cargo test --quiet -- --test-threads=2
 
-echo "== real-client tests (pymemcache, libmemcached tools)"
+echo "== real-client tests (pymemcache, libmemcached tools, Swagger UI in headless Chromium)"
 export MEMCACHED_LITE_BIN="$PWD/target/debug/memcached-lite"
 python3 -m pytest -q -p no:cacheprovider tests/clients

@@ -1,5 +1,6 @@
 """pytest fixtures that run the real memcached-lite binary on free loopback ports."""
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -13,29 +14,49 @@ BIN = os.environ.get("MEMCACHED_LITE_BIN", os.path.join(ROOT, "target", "debug",
 
 
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free loopback port below Linux's ephemeral range (32768+), so that
+    no client socket of a parallel test takes it before the server binds."""
+    while True:
+        port = random.randint(10000, 31999)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+                return port
+            except OSError:
+                continue
 
 
 class Server:
     """A memcached-lite process with its own data dir."""
 
     def __init__(self, *extra, data_dir=None):
-        self.port = free_port()
-        self.http_port = free_port()
         self.data_dir = data_dir or tempfile.mkdtemp(prefix="mcl-")
-        args = [BIN, "serve", "--listen", f"127.0.0.1:{self.port}", "--data-dir", self.data_dir]
         help_text = subprocess.run([BIN, "serve", "--help"], capture_output=True, text=True).stdout
-        if "--http-listen" in help_text and "--no-http" not in extra:
-            args += ["--http-listen", f"127.0.0.1:{self.http_port}"]
-        args += list(extra)
-        self.proc = subprocess.Popen(args, env={**os.environ, "MEMCACHED_LITE_LOG": "warn"})
-        deadline = time.time() + 20
-        while time.time() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+        self.http = "--http-listen" in help_text and "--no-http" not in extra
+        for _attempt in range(5):
+            self.port = free_port()
+            self.http_port = free_port()
+            args = [BIN, "serve", "--listen", f"127.0.0.1:{self.port}", "--data-dir", self.data_dir]
+            if self.http:
+                args += ["--http-listen", f"127.0.0.1:{self.http_port}"]
+            args += list(extra)
+            self.proc = subprocess.Popen(args, env={**os.environ, "MEMCACHED_LITE_LOG": "warn"})
+            if self._wait_ready():
                 return
+        raise RuntimeError("memcached-lite did not start after 5 attempts")
+
+    def _wait_ready(self):
+        """True once the listeners accept; False if the process exited first
+        (a port was taken after all), so the caller retries on new ports."""
+        deadline = time.time() + 20
+        ports = [self.port] + ([self.http_port] if self.http else [])
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                return False
+            try:
+                for p in ports:
+                    socket.create_connection(("127.0.0.1", p), timeout=0.2).close()
+                return True
             except OSError:
                 time.sleep(0.05)
         self.stop()

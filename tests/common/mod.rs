@@ -9,19 +9,32 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// A free TCP port on 127.0.0.1 (bound then released).
+/// A free TCP port on 127.0.0.1, chosen below Linux's ephemeral range
+/// (32768+) so that no client socket of a parallel test can take it
+/// between our check and the server's bind.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    loop {
+        let seed = u64::from(std::process::id()) * 7919
+            + SEQ.fetch_add(1, Ordering::Relaxed) * 104_729
+            + std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .subsec_nanos() as u64;
+        let port = 10_000 + (seed % 22_000) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// A running server process; killed (SIGKILL) on drop if still running.
 pub struct Server {
     pub child: Option<Child>,
     pub addr: SocketAddr,
+    /// The HTTP API's address, when this build has one and it is enabled.
+    pub http_addr: Option<SocketAddr>,
     pub data_dir: PathBuf,
     _tmp: Option<tempfile::TempDir>,
     extra: Vec<String>,
@@ -39,30 +52,55 @@ impl Server {
 
     /// Starts a server on an existing data dir (for restart tests).
     pub fn start_in(dir: &Path, extra: &[&str]) -> Server {
-        let port = free_port();
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
-        let child = spawn(&addr, dir, &extra);
-        let server = Server {
-            child: Some(child),
-            addr,
+        let mut server = Server {
+            child: None,
+            addr: "127.0.0.1:0".parse().unwrap(),
+            http_addr: None,
             data_dir: dir.to_path_buf(),
             _tmp: None,
             extra,
         };
-        server.wait_ready();
+        server.launch();
         server
     }
 
-    fn wait_ready(&self) {
+    /// Spawns the process on fresh ports, retrying when a port turns out to
+    /// be taken (the process exits before it is ready).
+    fn launch(&mut self) {
+        for _ in 0..5 {
+            self.addr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+            let (child, http_addr) = spawn(&self.addr, &self.data_dir, &self.extra);
+            self.child = Some(child);
+            self.http_addr = http_addr;
+            if self.wait_ready() {
+                return;
+            }
+        }
+        panic!("server did not start after 5 attempts");
+    }
+
+    /// True once both listeners accept; false if the process exited first.
+    fn wait_ready(&mut self) -> bool {
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
-            if TcpStream::connect(self.addr).is_ok() {
-                return;
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                eprintln!("server exited during start-up ({status}); retrying");
+                self.child = None;
+                return false;
+            }
+            let http_up = self.http_addr.is_none_or(|a| TcpStream::connect(a).is_ok());
+            if TcpStream::connect(self.addr).is_ok() && http_up {
+                return true;
             }
             std::thread::sleep(Duration::from_millis(20));
         }
         panic!("server on {} did not start", self.addr);
+    }
+
+    /// `http://<http_addr><path>`; panics when HTTP is off.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.http_addr.expect("HTTP API enabled"))
     }
 
     pub fn connect(&self) -> Client {
@@ -89,10 +127,7 @@ impl Server {
         if self.child.is_some() {
             assert!(self.stop().success());
         }
-        let port = free_port();
-        self.addr = format!("127.0.0.1:{port}").parse().unwrap();
-        self.child = Some(spawn(&self.addr, &self.data_dir, &self.extra));
-        self.wait_ready();
+        self.launch();
     }
 }
 
@@ -102,7 +137,7 @@ impl Drop for Server {
     }
 }
 
-fn spawn(addr: &SocketAddr, dir: &Path, extra: &[String]) -> Child {
+fn spawn(addr: &SocketAddr, dir: &Path, extra: &[String]) -> (Child, Option<SocketAddr>) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_memcached-lite"));
     cmd.arg("serve")
         .arg("--listen")
@@ -114,15 +149,23 @@ fn spawn(addr: &SocketAddr, dir: &Path, extra: &[String]) -> Child {
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::inherit());
-    if !extra
+    let given = extra
         .iter()
-        .any(|a| a == "--http-listen" || a == "--no-http")
-        && http_supported()
-    {
-        cmd.arg("--http-listen")
-            .arg(format!("127.0.0.1:{}", free_port()));
-    }
-    cmd.spawn().expect("spawn memcached-lite")
+        .position(|a| a == "--http-listen")
+        .and_then(|i| extra.get(i + 1))
+        .map(|a| a.parse().expect("--http-listen address"));
+    let http_addr = if extra.iter().any(|a| a == "--no-http") {
+        None
+    } else if given.is_some() {
+        given
+    } else if http_supported() {
+        let a: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        cmd.arg("--http-listen").arg(a.to_string());
+        Some(a)
+    } else {
+        None
+    };
+    (cmd.spawn().expect("spawn memcached-lite"), http_addr)
 }
 
 /// Whether this build has the HTTP front end (keeps the harness usable

@@ -1,0 +1,106 @@
+//! The HTTP/JSON front end (axum): the same `Kv` as the memcached listener,
+//! so both protocols share items, CAS values, locks and counters.
+//!
+//! Routes are declared with utoipa-axum, which builds the router and the
+//! OpenAPI document from the same handler attributes, so the document
+//! cannot drift from what is served.
+
+pub mod admin;
+pub mod error;
+pub mod items;
+pub mod key;
+pub mod list;
+pub mod openapi;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::{Request, StatusCode};
+use axum::Router;
+use tokio::net::TcpListener;
+use tower::ServiceBuilder;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::server::Shared;
+
+/// Smallest request-body limit, so small JSON bodies pass even with a tiny
+/// `--max-item-size` (values are still held to it by `Kv`).
+const MIN_BODY_LIMIT: usize = 4096;
+
+/// Every documented route, without state, layers or Swagger UI.
+pub fn router() -> OpenApiRouter<Arc<Shared>> {
+    OpenApiRouter::with_openapi(openapi::base())
+        .routes(routes!(list::list_items))
+        .routes(routes!(
+            items::get_item,
+            items::head_item,
+            items::put_item,
+            items::delete_item
+        ))
+        .routes(routes!(items::incr_item))
+        .routes(routes!(items::decr_item))
+        .routes(routes!(items::touch_item))
+        .routes(routes!(admin::stats))
+        .routes(routes!(admin::flush))
+        .routes(routes!(admin::healthz))
+        .routes(routes!(admin::readyz))
+}
+
+/// The whole HTTP application: API routes, `/openapi.json`, Swagger UI at
+/// `/docs`, and the middleware stack (request id, tracing, JSON errors,
+/// timeout, body limit).
+pub fn app(shared: Arc<Shared>) -> Router {
+    let body_limit = shared.kv.max_item_size().max(MIN_BODY_LIMIT);
+    let timeout = Duration::from_secs(shared.config.http_timeout_secs.max(1));
+    let (api, doc) = router().split_for_parts();
+    api.merge(SwaggerUi::new("/docs").url("/openapi.json", doc))
+        .fallback(not_found)
+        // Innermost first: each `layer` wraps everything above it.
+        .layer(
+            ServiceBuilder::new()
+                .layer(RequestBodyLimitLayer::new(body_limit))
+                .layer(DefaultBodyLimit::disable()),
+        )
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            timeout,
+        ))
+        .layer(axum::middleware::map_response(error::json_errors))
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+                .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
+                    let id = req
+                        .headers()
+                        .get("x-request-id")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("-");
+                    tracing::info_span!("http", method = %req.method(), uri = %req.uri(), request_id = %id)
+                }))
+                .layer(PropagateRequestIdLayer::x_request_id()),
+        )
+        .with_state(shared)
+}
+
+async fn not_found() -> error::ApiError {
+    error::ApiError::NoRoute
+}
+
+/// Serves `app` on `listener` until the server shuts down, then lets
+/// in-flight requests finish.
+pub async fn run(listener: TcpListener, shared: Arc<Shared>) -> std::io::Result<()> {
+    let mut stop = shared.shutdown_signal();
+    let app = app(shared);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            let _ = stop.wait_for(|requested| *requested).await;
+        })
+        .await
+}
