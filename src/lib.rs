@@ -6,12 +6,20 @@
 
 /// The single configuration shared by every front end and subcommand.
 pub mod config;
+/// The CSV image format shared by the mirror, export and import.
+pub mod csvfmt;
+/// `import`: validated bulk load of a CSV image into an offline store.
+pub mod import;
 /// memcached semantics over the store, under the lock manager; both front ends call it.
 pub mod kv;
 /// Striped per-key locks serializing every write to a key.
 pub mod locks;
 /// The memcached TCP front end: parser, commands, connection loop.
 pub mod memcache;
+/// The background CSV mirror of the store and atomic file replacement.
+pub mod mirror;
+/// `replay`: scripted concurrent clients checked against expected replies.
+pub mod replay;
 /// Process wiring for `serve`: listeners, sweeper, graceful shutdown.
 pub mod server;
 /// Counters reported by `stats` on both front ends.

@@ -77,15 +77,30 @@ impl Shared {
             ("uptime", Int(now.saturating_sub(self.kv.started()))),
             ("time", Int(now)),
             ("version", Text(PROTOCOL_VERSION.into())),
-            ("memcached_lite_version", Text(env!("CARGO_PKG_VERSION").into())),
+            (
+                "memcached_lite_version",
+                Text(env!("CARGO_PKG_VERSION").into()),
+            ),
             ("pointer_size", Int(usize::BITS as u64)),
             ("rusage_user", Text(user)),
             ("rusage_system", Text(system)),
             ("max_connections", Int(self.config.max_connections as u64)),
-            ("curr_connections", Int(self.curr_connections.load(Ordering::Relaxed))),
-            ("total_connections", Int(self.total_connections.load(Ordering::Relaxed))),
+            (
+                "curr_connections",
+                Int(self.curr_connections.load(Ordering::Relaxed)),
+            ),
+            (
+                "total_connections",
+                Int(self.total_connections.load(Ordering::Relaxed)),
+            ),
         ];
-        out.extend(self.kv.stats.counters().into_iter().map(|(k, v)| (k, Int(v))));
+        out.extend(
+            self.kv
+                .stats
+                .counters()
+                .into_iter()
+                .map(|(k, v)| (k, Int(v))),
+        );
         out.extend([
             ("limit_maxbytes", Int(self.kv.memory_limit())),
             ("threads", Int(self.config.worker_threads() as u64)),
@@ -143,6 +158,16 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
 
     let sweeper = tokio::spawn(kv.clone().run_sweeper(shared.shutdown_signal()));
     let memcache = tokio::spawn(crate::memcache::server::run(listener, shared.clone()));
+    let mirror_path = shared.config.mirror.path(&shared.config.store.data_dir);
+    let mirror = mirror_path.clone().map(|path| {
+        let interval = shared.config.mirror.mirror_interval;
+        tokio::spawn(crate::mirror::run(
+            kv.clone(),
+            path,
+            interval,
+            shared.shutdown_signal(),
+        ))
+    });
 
     let mut requested = shared.shutdown_signal();
     tokio::select! {
@@ -155,8 +180,20 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         tracing::warn!("connections still busy after 10s; closing anyway");
     }
     let _ = sweeper.await;
-    tokio::task::spawn_blocking(move || kv.store().sync()).await??;
-    tracing::info!("store synced; bye");
+    if let Some(mirror) = mirror {
+        let _ = mirror.await;
+    }
+    let store_kv = kv.clone();
+    tokio::task::spawn_blocking(move || store_kv.store().sync()).await??;
+    tracing::info!("store synced");
+    if let Some(path) = mirror_path {
+        // After the sync: the mirror is exact once a clean shutdown completes.
+        let rows =
+            tokio::task::spawn_blocking(move || crate::mirror::write_image(kv.store(), &path))
+                .await??;
+        tracing::info!(rows, "CSV mirror written");
+    }
+    tracing::info!("bye");
     Ok(())
 }
 

@@ -47,6 +47,9 @@ pub struct Store {
     cas_reserve: Mutex<()>,
     curr_items: AtomicU64,
     bytes: AtomicU64,
+    /// Bumped on every change to `items`, so the CSV mirror can tell an idle
+    /// store from a changed one without scanning it.
+    generation: AtomicU64,
 }
 
 impl Store {
@@ -84,13 +87,14 @@ impl Store {
             cas_reserve: Mutex::new(()),
             curr_items: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
+            generation: AtomicU64::new(0),
         };
         store.recount()?;
         Ok(store)
     }
 
-    /// Counts items and bytes once at start-up (sled keeps no count).
-    fn recount(&self) -> Result<()> {
+    /// Counts items and bytes (sled keeps no count): at start-up and after a bulk load.
+    pub fn recount(&self) -> Result<()> {
         let (mut n, mut bytes) = (0u64, 0u64);
         for kv in self.items.iter() {
             let (k, v) = kv?;
@@ -158,6 +162,7 @@ impl Store {
     }
 
     fn account(&self, key: &[u8], old: Option<&sled::IVec>, new_size: Option<u64>) {
+        self.generation.fetch_add(1, Ordering::Release);
         match (old, new_size) {
             (None, Some(n)) => {
                 self.curr_items.fetch_add(1, Ordering::Relaxed);
@@ -224,7 +229,9 @@ impl Store {
         now: u64,
     ) -> Result<(Option<sled::IVec>, u64)> {
         let range = match &cursor {
-            Some(c) => self.items.range::<&[u8], _>((Bound::Excluded(c.as_ref()), Bound::Unbounded)),
+            Some(c) => self
+                .items
+                .range::<&[u8], _>((Bound::Excluded(c.as_ref()), Bound::Unbounded)),
             None => self.items.range::<&[u8], _>(..),
         };
         let mut last = None;
@@ -241,6 +248,40 @@ impl Store {
         }
         let next = if scanned == batch { last } else { None };
         Ok((next, reclaimed))
+    }
+
+    /// Changes so far to the items (any insert or removal bumps it).
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Bulk load for `import` (no server holds the store): writes encoded
+    /// records in one sled batch, then recounts. Much faster than one
+    /// `insert` per item; the caller must call [`Store::recount`] when done.
+    pub fn apply_batch(&self, records: Vec<(Vec<u8>, Vec<u8>)>) -> Result<()> {
+        let mut batch = sled::Batch::default();
+        for (k, v) in records {
+            batch.insert(k, v);
+        }
+        self.items.apply_batch(batch)?;
+        self.generation.fetch_add(1, Ordering::Release);
+        Ok(())
+    }
+
+    /// Makes sure CAS values handed out from now on are all above `max`
+    /// (imported items keep their CAS; new ones must never collide with it).
+    pub fn reserve_cas_above(&self, max: u64) -> Result<()> {
+        let _guard = self.cas_reserve.lock();
+        if self.next_cas.load(Ordering::Acquire) > max {
+            return Ok(());
+        }
+        let next = max + 1;
+        let limit = next + CAS_BLOCK;
+        self.meta.insert(META_CAS_RESERVED, &limit.to_le_bytes())?;
+        self.sync()?;
+        self.next_cas.fetch_max(next, Ordering::AcqRel);
+        self.cas_limit.store(limit, Ordering::Release);
+        Ok(())
     }
 
     pub fn curr_items(&self) -> u64 {
@@ -335,7 +376,8 @@ mod tests {
         let (_d, s) = store();
         for i in 0..10u8 {
             let exp = if i % 2 == 0 { 5 } else { 0 };
-            s.insert(&[b'k', i], Item::encode(0, exp, 1, &[b"v"])).unwrap();
+            s.insert(&[b'k', i], Item::encode(0, exp, 1, &[b"v"]))
+                .unwrap();
         }
         let mut cursor = None;
         let mut total = 0;
@@ -355,7 +397,8 @@ mod tests {
     fn scan_respects_prefix_and_cursor() {
         let (_d, s) = store();
         for k in ["a1", "b1", "b2", "b3", "c1"] {
-            s.insert(k.as_bytes(), Item::encode(0, 0, 1, &[b"v"])).unwrap();
+            s.insert(k.as_bytes(), Item::encode(0, 0, 1, &[b"v"]))
+                .unwrap();
         }
         let keys: Vec<_> = s
             .scan(b"b", Some(b"b1"))
