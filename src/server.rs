@@ -77,30 +77,15 @@ impl Shared {
             ("uptime", Int(now.saturating_sub(self.kv.started()))),
             ("time", Int(now)),
             ("version", Text(PROTOCOL_VERSION.into())),
-            (
-                "memcached_lite_version",
-                Text(env!("CARGO_PKG_VERSION").into()),
-            ),
+            ("memcached_lite_version", Text(env!("CARGO_PKG_VERSION").into())),
             ("pointer_size", Int(usize::BITS as u64)),
             ("rusage_user", Text(user)),
             ("rusage_system", Text(system)),
             ("max_connections", Int(self.config.max_connections as u64)),
-            (
-                "curr_connections",
-                Int(self.curr_connections.load(Ordering::Relaxed)),
-            ),
-            (
-                "total_connections",
-                Int(self.total_connections.load(Ordering::Relaxed)),
-            ),
+            ("curr_connections", Int(self.curr_connections.load(Ordering::Relaxed))),
+            ("total_connections", Int(self.total_connections.load(Ordering::Relaxed))),
         ];
-        out.extend(
-            self.kv
-                .stats
-                .counters()
-                .into_iter()
-                .map(|(k, v)| (k, Int(v))),
-        );
+        out.extend(self.kv.stats.counters().into_iter().map(|(k, v)| (k, Int(v))));
         out.extend([
             ("limit_maxbytes", Int(self.kv.memory_limit())),
             ("threads", Int(self.config.worker_threads() as u64)),
@@ -161,12 +146,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let mirror_path = shared.config.mirror.path(&shared.config.store.data_dir);
     let mirror = mirror_path.clone().map(|path| {
         let interval = shared.config.mirror.mirror_interval;
-        tokio::spawn(crate::mirror::run(
-            kv.clone(),
-            path,
-            interval,
-            shared.shutdown_signal(),
-        ))
+        tokio::spawn(crate::mirror::run(kv.clone(), path, interval, shared.shutdown_signal()))
     });
 
     let mut requested = shared.shutdown_signal();
@@ -188,9 +168,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     tracing::info!("store synced");
     if let Some(path) = mirror_path {
         // After the sync: the mirror is exact once a clean shutdown completes.
-        let rows =
-            tokio::task::spawn_blocking(move || crate::mirror::write_image(kv.store(), &path))
-                .await??;
+        let rows = tokio::task::spawn_blocking(move || crate::mirror::write_image(kv.store(), &path))
+            .await??;
         tracing::info!(rows, "CSV mirror written");
     }
     tracing::info!("bye");

@@ -229,9 +229,7 @@ impl Store {
         now: u64,
     ) -> Result<(Option<sled::IVec>, u64)> {
         let range = match &cursor {
-            Some(c) => self
-                .items
-                .range::<&[u8], _>((Bound::Excluded(c.as_ref()), Bound::Unbounded)),
+            Some(c) => self.items.range::<&[u8], _>((Bound::Excluded(c.as_ref()), Bound::Unbounded)),
             None => self.items.range::<&[u8], _>(..),
         };
         let mut last = None;
@@ -256,8 +254,8 @@ impl Store {
     }
 
     /// Bulk load for `import` (no server holds the store): writes encoded
-    /// records in one sled batch, then recounts. Much faster than one
-    /// `insert` per item; the caller must call [`Store::recount`] when done.
+    /// records in one sled batch. Much faster than one `insert` per item;
+    /// the caller must call [`Store::recount`] when done.
     pub fn apply_batch(&self, records: Vec<(Vec<u8>, Vec<u8>)>) -> Result<()> {
         let mut batch = sled::Batch::default();
         for (k, v) in records {
@@ -376,8 +374,7 @@ mod tests {
         let (_d, s) = store();
         for i in 0..10u8 {
             let exp = if i % 2 == 0 { 5 } else { 0 };
-            s.insert(&[b'k', i], Item::encode(0, exp, 1, &[b"v"]))
-                .unwrap();
+            s.insert(&[b'k', i], Item::encode(0, exp, 1, &[b"v"])).unwrap();
         }
         let mut cursor = None;
         let mut total = 0;
@@ -397,8 +394,7 @@ mod tests {
     fn scan_respects_prefix_and_cursor() {
         let (_d, s) = store();
         for k in ["a1", "b1", "b2", "b3", "c1"] {
-            s.insert(k.as_bytes(), Item::encode(0, 0, 1, &[b"v"]))
-                .unwrap();
+            s.insert(k.as_bytes(), Item::encode(0, 0, 1, &[b"v"])).unwrap();
         }
         let keys: Vec<_> = s
             .scan(b"b", Some(b"b1"))
