@@ -128,7 +128,7 @@ fn each_row(
     {
         f(row)?;
         n += 1;
-        if n % 1024 == 0 {
+        if n.is_multiple_of(1024) {
             bar.set_position(rows.bytes_read());
         }
     }

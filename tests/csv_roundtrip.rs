@@ -8,6 +8,7 @@ use std::path::Path;
 use std::process::Command;
 
 use memcached_lite::config::Config;
+use memcached_lite::csvfmt::Row;
 use memcached_lite::store::Store;
 
 const N: usize = 100_000;
@@ -39,7 +40,7 @@ fn flags(i: usize) -> u32 {
 }
 
 fn exptime(i: usize) -> u64 {
-    if i % 4 == 0 {
+    if i.is_multiple_of(4) {
         0
     } else {
         3600 + i as u64
@@ -71,19 +72,20 @@ fn load(server: &common::Server) {
     }
 }
 
-fn items(dir: &Path) -> Vec<(Vec<u8>, u32, u64, u64, Vec<u8>)> {
+fn items(dir: &Path) -> Vec<Row> {
     let store = Store::open(&Config::for_data_dir(dir).store).unwrap();
     store
         .scan(b"", None)
         .map(|r| {
             let (k, it) = r.unwrap();
-            (
-                k.to_vec(),
-                it.flags(),
-                it.exptime(),
-                it.cas(),
-                it.value().to_vec(),
-            )
+            let (flags, exptime, cas) = (it.flags(), it.exptime(), it.cas());
+            Row {
+                key: k.to_vec(),
+                flags,
+                exptime,
+                cas,
+                value: it.value().to_vec(),
+            }
         })
         .collect()
 }
@@ -143,8 +145,11 @@ fn export_then_import_into_an_empty_dir_keeps_every_item() {
     assert!(src == dst, "imported store differs from the exported one");
     let mut expected: Vec<_> = (0..N).map(|i| (key(i), i)).collect();
     expected.sort();
-    for ((k, i), (got_k, got_flags, got_exp, _, got_v)) in expected.into_iter().zip(&src) {
-        assert_eq!((&k, flags(i), &value(i)), (got_k, *got_flags, got_v));
+    for ((k, i), got) in expected.into_iter().zip(&src) {
+        assert_eq!(
+            (k, flags(i), value(i)),
+            (got.key.clone(), got.flags, got.value.clone())
+        );
         let want_exp = exptime(i);
         let when = if want_exp == 0 {
             0..=0
@@ -152,17 +157,18 @@ fn export_then_import_into_an_empty_dir_keeps_every_item() {
             loaded_at + want_exp..=loaded_by + want_exp
         };
         assert!(
-            when.contains(got_exp),
-            "item {i}: exptime {got_exp} not in {when:?}"
+            when.contains(&got.exptime),
+            "item {i}: exptime {} not in {when:?}",
+            got.exptime
         );
     }
 
     // A client sees the same items, and new writes get CAS values above the imported ones.
-    let max_cas = src.iter().map(|it| it.3).max().unwrap();
+    let max_cas = src.iter().map(|it| it.cas).max().unwrap();
     let server = common::Server::start_in(&b, &["--no-csv-mirror"]);
     let mut c = server.connect();
     let reply = c.until_end("gets ключ:0:日本\r\n".as_bytes());
-    let cas = src.iter().find(|it| it.0 == key(0)).unwrap().3;
+    let cas = src.iter().find(|it| it.key == key(0)).unwrap().cas;
     assert_eq!(
         reply,
         format!(
