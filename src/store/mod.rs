@@ -324,7 +324,12 @@ fn sync_dir_files(dir: &Path) -> std::io::Result<()> {
         if ty.is_dir() {
             sync_dir_files(&entry.path())?;
         } else if ty.is_file() {
-            File::open(entry.path())?.sync_data()?;
+            // A file renamed away meanwhile (the CSV mirror's temp file) needs no sync.
+            match File::open(entry.path()) {
+                Ok(f) => f.sync_data()?,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
         }
     }
     File::open(dir)?.sync_all()
