@@ -101,6 +101,7 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Import { path, store, mode } => {
+            std::fs::File::open(&path).with_context(|| format!("reading {}", path.display()))?;
             let db = open_offline(&store, "import")?;
             let started = std::time::Instant::now();
             let summary =

@@ -55,6 +55,25 @@ pub fn replace_atomically<T>(
     result
 }
 
+/// Fails fast at start-up on a mirror path whose folder does not exist, so
+/// a typo is an error rather than a warning repeated every interval.
+pub fn check_target(path: &Path) -> anyhow::Result<()> {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+    if let Some(dir) = dir {
+        anyhow::ensure!(
+            dir.is_dir(),
+            "CSV mirror folder {} does not exist",
+            dir.display()
+        );
+    }
+    anyhow::ensure!(
+        !path.is_dir(),
+        "CSV mirror path {} is a directory",
+        path.display()
+    );
+    Ok(())
+}
+
 /// Writes the whole store to `path` atomically; returns the row count.
 pub fn write_image(store: &Store, path: &Path) -> anyhow::Result<u64> {
     replace_atomically(path, |out| Ok(csvfmt::export(store, out)?))
@@ -66,6 +85,8 @@ pub fn write_image(store: &Store, path: &Path) -> anyhow::Result<u64> {
 /// logged and retried next interval; the server keeps serving.
 pub async fn run(kv: Arc<Kv>, path: PathBuf, interval: Duration, mut stop: watch::Receiver<bool>) {
     let mut written: Option<u64> = None;
+    // The last failure, so a persistent one (full disk) is logged once, not every interval.
+    let mut failing: Option<String> = None;
     loop {
         let generation = kv.store().generation();
         if written != Some(generation) {
@@ -74,9 +95,18 @@ pub async fn run(kv: Arc<Kv>, path: PathBuf, interval: Duration, mut stop: watch
             match job.await {
                 Ok(Ok(rows)) => {
                     tracing::debug!(rows, path = %path.display(), "CSV mirror written");
+                    if failing.take().is_some() {
+                        tracing::info!(path = %path.display(), "CSV mirror writing again");
+                    }
                     written = Some(generation);
                 }
-                Ok(Err(e)) => tracing::warn!("{e:#}"),
+                Ok(Err(e)) => {
+                    let msg = format!("{e:#}");
+                    if failing.as_deref() != Some(msg.as_str()) {
+                        tracing::warn!("{msg} (will retry every interval)");
+                    }
+                    failing = Some(msg);
+                }
                 Err(e) => tracing::warn!("CSV mirror task failed: {e}"),
             }
         }

@@ -132,6 +132,10 @@ fn rusage() -> (String, String) {
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     let store = Store::open(&config.store)
         .with_context(|| format!("opening store in {}", config.store.data_dir.display()))?;
+    let mirror_path = config.mirror.path(&config.store.data_dir);
+    if let Some(path) = &mirror_path {
+        crate::mirror::check_target(path)?;
+    }
     let kv = Arc::new(Kv::new(store, config.store.max_item_size));
     kv.set_memory_limit(config.max_bytes);
     let listener = TcpListener::bind(config.listen)
@@ -143,7 +147,6 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
 
     let sweeper = tokio::spawn(kv.clone().run_sweeper(shared.shutdown_signal()));
     let memcache = tokio::spawn(crate::memcache::server::run(listener, shared.clone()));
-    let mirror_path = shared.config.mirror.path(&shared.config.store.data_dir);
     let mirror = mirror_path.clone().map(|path| {
         let interval = shared.config.mirror.mirror_interval;
         tokio::spawn(crate::mirror::run(kv.clone(), path, interval, shared.shutdown_signal()))

@@ -220,3 +220,22 @@ fn no_csv_mirror_writes_nothing_and_csv_mirror_picks_the_path() {
     assert_eq!(parse(&std::fs::read(&target).unwrap()).len(), 1);
     assert!(!server.data_dir.join("store.csv").exists());
 }
+
+#[test]
+fn a_mirror_path_in_a_missing_folder_stops_start_up_with_a_clear_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_memcached-lite"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(tmp.path().join("data"))
+        .arg("--csv-mirror")
+        .arg(tmp.path().join("missing/store.csv"))
+        .env("MEMCACHED_LITE_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("CSV mirror folder") && err.contains("does not exist"),
+        "{err}"
+    );
+}
