@@ -65,7 +65,11 @@ pub struct MirrorConfig {
     pub csv_mirror: Option<PathBuf>,
 
     /// Do not keep a CSV mirror.
-    #[arg(long, env = "MEMCACHED_LITE_NO_CSV_MIRROR", conflicts_with = "csv_mirror")]
+    #[arg(
+        long,
+        env = "MEMCACHED_LITE_NO_CSV_MIRROR",
+        conflicts_with = "csv_mirror"
+    )]
     pub no_csv_mirror: bool,
 
     /// Longest the mirror lags behind writes: `1s`, `250ms`, or plain seconds.
@@ -97,7 +101,9 @@ fn parse_interval(s: &str) -> Result<std::time::Duration, String> {
         .filter(|v| v.is_finite() && *v >= 0.0)
         .map(|v| v * scale)
         .ok_or_else(|| format!("expected a duration like 1s or 250ms, got {s:?}"))?;
-    Ok(std::time::Duration::from_secs_f64(secs.clamp(0.001, 86_400.0)))
+    Ok(std::time::Duration::from_secs_f64(
+        secs.clamp(0.001, 86_400.0),
+    ))
 }
 
 impl Config {

@@ -149,7 +149,12 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let memcache = tokio::spawn(crate::memcache::server::run(listener, shared.clone()));
     let mirror = mirror_path.clone().map(|path| {
         let interval = shared.config.mirror.mirror_interval;
-        tokio::spawn(crate::mirror::run(kv.clone(), path, interval, shared.shutdown_signal()))
+        tokio::spawn(crate::mirror::run(
+            kv.clone(),
+            path,
+            interval,
+            shared.shutdown_signal(),
+        ))
     });
 
     let mut requested = shared.shutdown_signal();
@@ -171,8 +176,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     tracing::info!("store synced");
     if let Some(path) = mirror_path {
         // After the sync: the mirror is exact once a clean shutdown completes.
-        let rows = tokio::task::spawn_blocking(move || crate::mirror::write_image(kv.store(), &path))
-            .await??;
+        let rows =
+            tokio::task::spawn_blocking(move || crate::mirror::write_image(kv.store(), &path))
+                .await??;
         tracing::info!(rows, "CSV mirror written");
     }
     tracing::info!("bye");
