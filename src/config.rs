@@ -68,6 +68,57 @@ pub struct Config {
     /// Longest an HTTP request may take, body upload included (then 408).
     #[arg(long, env = "MEMCACHED_LITE_HTTP_TIMEOUT_SECS", default_value_t = 30)]
     pub http_timeout_secs: u64,
+    #[command(flatten)]
+    pub mirror: MirrorConfig,
+}
+
+/// The CSV mirror of `serve` (see [`crate::mirror`]).
+#[derive(clap::Args, Clone, Debug)]
+pub struct MirrorConfig {
+    /// CSV image of the store kept up to date (default: <data-dir>/store.csv).
+    #[arg(long, env = "MEMCACHED_LITE_CSV_MIRROR", value_name = "PATH")]
+    pub csv_mirror: Option<PathBuf>,
+
+    /// Do not keep a CSV mirror.
+    #[arg(
+        long,
+        env = "MEMCACHED_LITE_NO_CSV_MIRROR",
+        conflicts_with = "csv_mirror"
+    )]
+    pub no_csv_mirror: bool,
+
+    /// Longest the mirror lags behind writes: `1s`, `250ms`, or plain seconds.
+    #[arg(long, env = "MEMCACHED_LITE_MIRROR_INTERVAL", default_value = "1s", value_parser = parse_interval)]
+    pub mirror_interval: std::time::Duration,
+}
+
+impl MirrorConfig {
+    /// Where the mirror goes, `None` when it is off.
+    pub fn path(&self, data_dir: &std::path::Path) -> Option<PathBuf> {
+        (!self.no_csv_mirror).then(|| {
+            self.csv_mirror
+                .clone()
+                .unwrap_or_else(|| data_dir.join("store.csv"))
+        })
+    }
+}
+
+/// `250ms`, `2s` or a plain number of seconds; at least 1ms.
+fn parse_interval(s: &str) -> Result<std::time::Duration, String> {
+    let (num, scale) = match s.strip_suffix("ms") {
+        Some(n) => (n, 0.001),
+        None => (s.strip_suffix('s').unwrap_or(s), 1.0),
+    };
+    let secs = num
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|v| v.is_finite() && *v >= 0.0)
+        .map(|v| v * scale)
+        .ok_or_else(|| format!("expected a duration like 1s or 250ms, got {s:?}"))?;
+    Ok(std::time::Duration::from_secs_f64(
+        secs.clamp(0.001, 86_400.0),
+    ))
 }
 
 impl Config {
@@ -88,6 +139,11 @@ impl Config {
             http_listen: "127.0.0.1:0".parse().expect("valid literal"),
             no_http: false,
             http_timeout_secs: 30,
+            mirror: MirrorConfig {
+                csv_mirror: None,
+                no_csv_mirror: true,
+                mirror_interval: std::time::Duration::from_secs(1),
+            },
         }
     }
 

@@ -10,6 +10,10 @@ pub mod config;
 pub mod healthcheck;
 /// The HTTP/JSON front end (axum + utoipa), with Swagger UI.
 pub mod http;
+/// The CSV image format shared by the mirror, export and import.
+pub mod csvfmt;
+/// `import`: validated bulk load of a CSV image into an offline store.
+pub mod import;
 /// memcached semantics over the store, under the lock manager; both front ends call it.
 pub mod kv;
 /// Striped per-key locks serializing every write to a key.
@@ -18,6 +22,10 @@ pub mod locks;
 pub mod memcache;
 /// Prometheus metrics of both front ends, rendered for `GET /metrics`.
 pub mod metrics;
+/// The background CSV mirror of the store and atomic file replacement.
+pub mod mirror;
+/// `replay`: scripted concurrent clients checked against expected replies.
+pub mod replay;
 /// Process wiring for `serve`: listeners, sweeper, graceful shutdown.
 pub mod server;
 /// Counters reported by `stats` on both front ends.

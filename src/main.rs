@@ -1,9 +1,14 @@
 //! The `memcached-lite` command line: parse arguments, build the config,
 //! call into the library.
 
+use std::path::PathBuf;
+
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 use memcached_lite::config::{Config, LogFormat};
 use memcached_lite::healthcheck::{self, HealthcheckArgs};
+use memcached_lite::config::StoreConfig;
+use memcached_lite::store::{Store, StoreError};
 
 #[derive(Parser)]
 #[command(name = "memcached-lite", version, about)]
@@ -32,6 +37,56 @@ enum Command {
     /// Print the HTTP API's OpenAPI document (regenerate the checked-in
     /// copy with `memcached-lite openapi > openapi/openapi.json`).
     Openapi,
+    /// Write the store as CSV (key,flags,exptime,cas,encoding,value).
+    Export {
+        #[command(flatten)]
+        store: StoreConfig,
+        /// Output file (replaced atomically), or `-` for stdout.
+        #[arg(long, default_value = "-")]
+        out: PathBuf,
+    },
+    /// Load a CSV image into a store no server is running on.
+    Import {
+        /// The CSV file (as written by export or the mirror).
+        path: PathBuf,
+        #[command(flatten)]
+        store: StoreConfig,
+        /// merge: keep other items, rows overwrite; replace: remove everything first.
+        #[arg(long, value_enum, default_value = "merge")]
+        mode: memcached_lite::import::Mode,
+    },
+    /// Run scripted clients (one per JSON file) concurrently against a server.
+    Replay {
+        /// memcached address to talk to.
+        #[arg(long, default_value = "127.0.0.1:11211")]
+        server: String,
+        /// Folder for each client's `<file stem>.out` log.
+        #[arg(long, default_value = "replay-out")]
+        out: PathBuf,
+        /// Run only the first N files.
+        #[arg(long)]
+        clients: Option<usize>,
+        /// Client scripts: JSON lists of {type, key, value, expected}.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+}
+
+/// Opens the store for an offline subcommand, explaining a held lock.
+fn open_offline(cfg: &StoreConfig, what: &str) -> anyhow::Result<Store> {
+    Store::open(cfg).map_err(|e| match e {
+        StoreError::Locked(dir) => anyhow::anyhow!(
+            "cannot {what}: data directory {} is held by a running server; stop it first{}",
+            dir.display(),
+            if what == "export" {
+                " (or read its CSV mirror / GET /v1/export.csv)"
+            } else {
+                ""
+            }
+        ),
+        other => anyhow::Error::new(other)
+            .context(format!("opening store in {}", cfg.data_dir.display())),
+    })
 }
 
 fn main() -> anyhow::Result<()> {
@@ -51,6 +106,57 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Openapi => {
             print!("{}", memcached_lite::http::openapi::to_json());
+            Ok(())
+        }
+        Command::Export { store, out } => {
+            let db = open_offline(&store, "export")?;
+            let rows = if out.as_os_str() == "-" {
+                memcached_lite::csvfmt::export(&db, std::io::stdout().lock())?
+            } else {
+                memcached_lite::mirror::replace_atomically(&out, |w| {
+                    Ok(memcached_lite::csvfmt::export(&db, w)?)
+                })
+                .with_context(|| format!("writing {}", out.display()))?
+            };
+            eprintln!("exported {rows} items from {}", store.data_dir.display());
+            Ok(())
+        }
+        Command::Import { path, store, mode } => {
+            std::fs::File::open(&path).with_context(|| format!("reading {}", path.display()))?;
+            let db = open_offline(&store, "import")?;
+            let started = std::time::Instant::now();
+            let summary =
+                memcached_lite::import::import(&db, &path, mode, store.max_item_size, true)?;
+            eprintln!(
+                "{summary} from {} into {} in {:.1}s",
+                path.display(),
+                store.data_dir.display(),
+                started.elapsed().as_secs_f64()
+            );
+            Ok(())
+        }
+        Command::Replay {
+            server,
+            out,
+            clients,
+            mut files,
+        } => {
+            files.truncate(clients.unwrap_or(usize::MAX));
+            let reports = memcached_lite::replay::run(&server, &files, &out)?;
+            print!("{}", memcached_lite::replay::table(&reports));
+            let failed = reports.iter().filter(|r| !r.passed()).count();
+            if failed > 0 {
+                anyhow::bail!(
+                    "{failed} of {} clients failed (logs in {})",
+                    reports.len(),
+                    out.display()
+                );
+            }
+            println!(
+                "all {} clients passed (logs in {})",
+                reports.len(),
+                out.display()
+            );
             Ok(())
         }
     }

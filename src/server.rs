@@ -147,6 +147,10 @@ fn rusage() -> (String, String) {
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     let store = Store::open(&config.store)
         .with_context(|| format!("opening store in {}", config.store.data_dir.display()))?;
+    let mirror_path = config.mirror.path(&config.store.data_dir);
+    if let Some(path) = &mirror_path {
+        crate::mirror::check_target(path)?;
+    }
     let kv = Arc::new(Kv::new(store, config.store.max_item_size));
     kv.set_memory_limit(config.max_bytes);
     let listener = TcpListener::bind(config.listen)
@@ -170,6 +174,15 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let sweeper = tokio::spawn(kv.clone().run_sweeper(shared.shutdown_signal()));
     let memcache = tokio::spawn(crate::memcache::server::run(listener, shared.clone()));
     let http = http_listener.map(|l| tokio::spawn(crate::http::run(l, shared.clone())));
+    let mirror = mirror_path.clone().map(|path| {
+        let interval = shared.config.mirror.mirror_interval;
+        tokio::spawn(crate::mirror::run(
+            kv.clone(),
+            path,
+            interval,
+            shared.shutdown_signal(),
+        ))
+    });
 
     let mut requested = shared.shutdown_signal();
     tokio::select! {
@@ -190,10 +203,22 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         tracing::warn!("connections still busy after 10s; closing anyway");
     }
     let _ = sweeper.await;
+    if let Some(mirror) = mirror {
+        let _ = mirror.await;
+    }
+    let store_kv = kv.clone();
     let sync_started = std::time::Instant::now();
-    tokio::task::spawn_blocking(move || kv.store().sync()).await??;
+    tokio::task::spawn_blocking(move || store_kv.store().sync()).await??;
     crate::metrics::record_sync(sync_started.elapsed());
-    tracing::info!("store synced; bye");
+    tracing::info!("store synced");
+    if let Some(path) = mirror_path {
+        // After the sync: the mirror is exact once a clean shutdown completes.
+        let rows =
+            tokio::task::spawn_blocking(move || crate::mirror::write_image(kv.store(), &path))
+                .await??;
+        tracing::info!(rows, "CSV mirror written");
+    }
+    tracing::info!("bye");
     Ok(())
 }
 

@@ -7,9 +7,11 @@
 
 pub mod admin;
 pub mod error;
+pub mod export;
 pub mod items;
 pub mod key;
 pub mod list;
+pub mod observe;
 pub mod openapi;
 
 use std::sync::Arc;
@@ -51,6 +53,8 @@ pub fn router() -> OpenApiRouter<Arc<Shared>> {
         .routes(routes!(admin::flush))
         .routes(routes!(admin::healthz))
         .routes(routes!(admin::readyz))
+        .routes(routes!(export::export_csv))
+        .routes(routes!(export::metrics))
 }
 
 /// The whole HTTP application: API routes, `/openapi.json`, Swagger UI at
@@ -73,6 +77,7 @@ pub fn app(shared: Arc<Shared>) -> Router {
             timeout,
         ))
         .layer(axum::middleware::map_response(error::json_errors))
+        .route_layer(axum::middleware::from_fn(observe::record))
         .layer(
             ServiceBuilder::new()
                 .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))

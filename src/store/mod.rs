@@ -47,6 +47,9 @@ pub struct Store {
     cas_reserve: Mutex<()>,
     curr_items: AtomicU64,
     bytes: AtomicU64,
+    /// Bumped on every change to `items`, so the CSV mirror can tell an idle
+    /// store from a changed one without scanning it.
+    generation: AtomicU64,
 }
 
 impl Store {
@@ -84,13 +87,14 @@ impl Store {
             cas_reserve: Mutex::new(()),
             curr_items: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
+            generation: AtomicU64::new(0),
         };
         store.recount()?;
         Ok(store)
     }
 
-    /// Counts items and bytes once at start-up (sled keeps no count).
-    fn recount(&self) -> Result<()> {
+    /// Counts items and bytes (sled keeps no count): at start-up and after a bulk load.
+    pub fn recount(&self) -> Result<()> {
         let (mut n, mut bytes) = (0u64, 0u64);
         for kv in self.items.iter() {
             let (k, v) = kv?;
@@ -171,6 +175,7 @@ impl Store {
     }
 
     fn account(&self, key: &[u8], old: Option<&sled::IVec>, new_size: Option<u64>) {
+        self.generation.fetch_add(1, Ordering::Release);
         match (old, new_size) {
             (None, Some(n)) => {
                 self.curr_items.fetch_add(1, Ordering::Relaxed);
@@ -258,6 +263,40 @@ impl Store {
         Ok((next, reclaimed))
     }
 
+    /// Changes so far to the items (any insert or removal bumps it).
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Bulk load for `import` (no server holds the store): writes encoded
+    /// records in one sled batch. Much faster than one `insert` per item;
+    /// the caller must call [`Store::recount`] when done.
+    pub fn apply_batch(&self, records: Vec<(Vec<u8>, Vec<u8>)>) -> Result<()> {
+        let mut batch = sled::Batch::default();
+        for (k, v) in records {
+            batch.insert(k, v);
+        }
+        self.items.apply_batch(batch)?;
+        self.generation.fetch_add(1, Ordering::Release);
+        Ok(())
+    }
+
+    /// Makes sure CAS values handed out from now on are all above `max`
+    /// (imported items keep their CAS; new ones must never collide with it).
+    pub fn reserve_cas_above(&self, max: u64) -> Result<()> {
+        let _guard = self.cas_reserve.lock();
+        if self.next_cas.load(Ordering::Acquire) > max {
+            return Ok(());
+        }
+        let next = max + 1;
+        let limit = next + CAS_BLOCK;
+        self.meta.insert(META_CAS_RESERVED, &limit.to_le_bytes())?;
+        self.sync()?;
+        self.next_cas.fetch_max(next, Ordering::AcqRel);
+        self.cas_limit.store(limit, Ordering::Release);
+        Ok(())
+    }
+
     pub fn curr_items(&self) -> u64 {
         self.curr_items.load(Ordering::Relaxed)
     }
@@ -300,7 +339,12 @@ fn sync_dir_files(dir: &Path) -> std::io::Result<()> {
         if ty.is_dir() {
             sync_dir_files(&entry.path())?;
         } else if ty.is_file() {
-            File::open(entry.path())?.sync_data()?;
+            // A file renamed away meanwhile (the CSV mirror's temp file) needs no sync.
+            match File::open(entry.path()) {
+                Ok(f) => f.sync_data()?,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
         }
     }
     File::open(dir)?.sync_all()

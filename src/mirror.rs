@@ -1,0 +1,142 @@
+//! The CSV mirror: a background task that keeps a CSV image of the store
+//! (see [`crate::csvfmt`]) at most one interval behind it, and the atomic
+//! file replacement it (and `export --out`) relies on.
+//!
+//! The image is rewritten only when the store's write generation moved, on
+//! a blocking thread so the request path never waits for it; `serve` writes
+//! it once more after the final sync so it is exact after a clean shutdown.
+
+use std::fs::File;
+use std::io::BufWriter;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::sync::watch;
+
+use crate::csvfmt;
+use crate::kv::Kv;
+use crate::store::Store;
+
+/// Replaces `path` atomically with what `fill` writes: a temp file in the
+/// same folder, fsync, rename over `path`, fsync the folder. A reader or a
+/// crash at any moment sees the old complete file or the new complete one.
+///
+/// The temp name is fixed (`.<name>.tmp`) so a crash's leftover is reused
+/// by the next write rather than piling up; only one writer may target a
+/// path at a time (the server's single mirror task guarantees that).
+pub fn replace_atomically<T>(
+    path: &Path,
+    fill: impl FnOnce(&mut BufWriter<File>) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let name = path
+        .file_name()
+        .with_context(|| format!("{} is not a file path", path.display()))?;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let tmp = dir.join(format!(".{}.tmp", name.to_string_lossy()));
+    let result = (|| {
+        let file = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+        let mut out = BufWriter::with_capacity(1 << 16, file);
+        let value = fill(&mut out)?;
+        let file = out.into_inner().map_err(|e| e.into_error())?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)
+            .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
+        File::open(&dir)?.sync_all()?;
+        Ok(value)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Fails fast at start-up on a mirror path whose folder does not exist, so
+/// a typo is an error rather than a warning repeated every interval.
+pub fn check_target(path: &Path) -> anyhow::Result<()> {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+    if let Some(dir) = dir {
+        anyhow::ensure!(
+            dir.is_dir(),
+            "CSV mirror folder {} does not exist",
+            dir.display()
+        );
+    }
+    anyhow::ensure!(
+        !path.is_dir(),
+        "CSV mirror path {} is a directory",
+        path.display()
+    );
+    Ok(())
+}
+
+/// Writes the whole store to `path` atomically; returns the row count.
+pub fn write_image(store: &Store, path: &Path) -> anyhow::Result<u64> {
+    replace_atomically(path, |out| Ok(csvfmt::export(store, out)?))
+        .with_context(|| format!("writing CSV mirror {}", path.display()))
+}
+
+/// Runs until `stop` fires: every `interval`, rewrites the image if the
+/// store changed since the last write (and once at start). Errors are
+/// logged and retried next interval; the server keeps serving.
+pub async fn run(kv: Arc<Kv>, path: PathBuf, interval: Duration, mut stop: watch::Receiver<bool>) {
+    let mut written: Option<u64> = None;
+    // The last failure, so a persistent one (full disk) is logged once, not every interval.
+    let mut failing: Option<String> = None;
+    loop {
+        let generation = kv.store().generation();
+        if written != Some(generation) {
+            let (kv2, path2) = (kv.clone(), path.clone());
+            let job = tokio::task::spawn_blocking(move || write_image(kv2.store(), &path2));
+            match job.await {
+                Ok(Ok(rows)) => {
+                    tracing::debug!(rows, path = %path.display(), "CSV mirror written");
+                    if failing.take().is_some() {
+                        tracing::info!(path = %path.display(), "CSV mirror writing again");
+                    }
+                    written = Some(generation);
+                }
+                Ok(Err(e)) => {
+                    let msg = format!("{e:#}");
+                    if failing.as_deref() != Some(msg.as_str()) {
+                        tracing::warn!("{msg} (will retry every interval)");
+                    }
+                    failing = Some(msg);
+                }
+                Err(e) => tracing::warn!("CSV mirror task failed: {e}"),
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn a_failed_write_keeps_the_old_file_and_no_temp() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("img.csv");
+        replace_atomically(&path, |out| Ok(out.write_all(b"old")?)).unwrap();
+        let err: anyhow::Result<()> = replace_atomically(&path, |out| {
+            out.write_all(b"partial")?;
+            anyhow::bail!("boom")
+        });
+        assert!(err.is_err());
+        assert_eq!(std::fs::read(&path).unwrap(), b"old");
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["img.csv"]);
+    }
+}
