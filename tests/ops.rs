@@ -90,11 +90,12 @@ fn json_log_format_writes_one_json_object_per_line() {
     let dir = tempfile::tempdir().unwrap();
     let port = common::free_port();
     let mut cmd = bin();
-    cmd.args(["serve", "--log-format", "json", "--listen"]);
+    cmd.args(["serve", "--log-format", "json"]);
     if serve_help().contains("--no-http") {
         cmd.arg("--no-http");
     }
     let mut child = cmd
+        .arg("--listen")
         .arg(format!("127.0.0.1:{port}"))
         .arg("--data-dir")
         .arg(dir.path())
