@@ -117,10 +117,15 @@ impl Kv {
         self.started
     }
 
+    /// Every command's read of a key. Like memcached, finding an expired
+    /// item counts as `get_expired` whatever the command.
     fn lookup(&self, key: &[u8], now: u64) -> Result<Lookup> {
         self.apply_due_flush(now)?;
         Ok(match self.store.get(key)? {
-            Some(item) if item.is_expired(now) => Lookup::Expired,
+            Some(item) if item.is_expired(now) => {
+                bump(&self.stats.get_expired);
+                Lookup::Expired
+            }
             Some(item) => Lookup::Hit(item),
             None => Lookup::Miss,
         })
@@ -146,12 +151,7 @@ impl Kv {
                 bump(&self.stats.get_hits);
                 Some(item)
             }
-            Lookup::Expired => {
-                bump(&self.stats.get_misses);
-                bump(&self.stats.get_expired);
-                None
-            }
-            Lookup::Miss => {
+            Lookup::Expired | Lookup::Miss => {
                 bump(&self.stats.get_misses);
                 None
             }
@@ -164,32 +164,30 @@ impl Kv {
     }
 
     /// `gat`/`gats`: fetch and set a new exptime in one locked step.
+    /// memcached counts it as a touch only (not in `cmd_get`/`get_hits`).
     pub fn get_and_touch(&self, key: &[u8], exptime: i64) -> Result<Option<Item>> {
-        bump(&self.stats.cmd_get);
         bump(&self.stats.cmd_touch);
         let _guard = self.locks.lock(key);
         let now = expiry::now();
-        let found = match self.lookup(key, now)? {
-            Lookup::Hit(item) => Lookup::Hit(self.retouch(key, &item, exptime, now)?),
-            other => other,
-        };
-        match &found {
-            Lookup::Hit(_) => bump(&self.stats.touch_hits),
-            _ => bump(&self.stats.touch_misses),
+        match self.live(key, now)? {
+            Some(item) => {
+                bump(&self.stats.touch_hits);
+                Ok(Some(self.retouch(key, &item, exptime, now)?))
+            }
+            None => {
+                bump(&self.stats.touch_misses);
+                Ok(None)
+            }
         }
-        Ok(self.count_get(found))
     }
 
     /// Rewrites `item` with a new exptime, keeping its value, flags and CAS
-    /// (memcached's touch leaves the CAS alone).
+    /// (memcached's touch leaves the CAS alone). An exptime in the past
+    /// leaves an invisible item for the sweeper, as memcached does.
     fn retouch(&self, key: &[u8], item: &Item, exptime: i64, now: u64) -> Result<Item> {
         let exp = expiry::absolute(exptime, now);
         let record = Item::encode(item.flags(), exp, item.cas(), &[item.value()]);
-        if expiry::is_expired(exp, now) {
-            self.store.remove(key)?;
-        } else {
-            self.store.insert(key, record.clone())?;
-        }
+        self.store.insert(key, record.clone())?;
         Ok(Item::from_raw(record.into()).map_err(StoreError::from)?)
     }
 
@@ -262,19 +260,17 @@ impl Kv {
                 (flags, expiry::absolute(exptime, now), [value, b""])
             }
         };
-        let cas = self.write(key, flags, exp, &parts, now)?;
+        let cas = self.write(key, flags, exp, &parts)?;
         Ok(StoreOutcome::Stored { cas, created })
     }
 
-    fn write(&self, key: &[u8], flags: u32, exp: u64, value: &[&[u8]], now: u64) -> Result<u64> {
+    fn write(&self, key: &[u8], flags: u32, exp: u64, value: &[&[u8]]) -> Result<u64> {
         let cas = self.store.next_cas()?;
-        if expiry::is_expired(exp, now) {
-            // Expired on arrival: memcached stores it invisibly; we skip the write.
-            self.store.remove(key)?;
-        } else {
-            self.store
-                .insert(key, Item::encode(flags, exp, cas, value))?;
-        }
+        // Expired on arrival (negative or past exptime) is still written, as
+        // memcached does: invisible, counted as `get_expired` if asked for,
+        // reclaimed by the sweeper.
+        self.store
+            .insert(key, Item::encode(flags, exp, cas, value))?;
         bump(&self.stats.total_items);
         Ok(cas)
     }
@@ -327,22 +323,28 @@ impl Kv {
             current.saturating_sub(delta)
         };
         let digits = value.to_string();
-        let cas = self.write(key, item.flags(), item.exptime(), &[digits.as_bytes()], now)?;
+        let cas = self.write(key, item.flags(), item.exptime(), &[digits.as_bytes()])?;
         bump(hits);
         Ok(ArithOutcome::Value { value, cas })
     }
 
     /// `flush_all [delay]`: invalidate every item now or at `delay`
     /// (memcached exptime rules); a later call replaces a pending one.
+    /// Like memcached, the deadline is one second before `delay`, so
+    /// `flush_all 1` takes effect at once.
     pub fn flush_all(&self, delay: i64) -> Result<()> {
         bump(&self.stats.cmd_flush);
         let now = expiry::now();
-        if delay <= 0 {
+        let deadline = if delay <= 0 {
+            0
+        } else {
+            expiry::absolute(delay, now) - 1
+        };
+        if deadline <= now {
             self.flush_at.store(0, Ordering::Relaxed);
             self.store.clear()?;
         } else {
-            self.flush_at
-                .store(expiry::absolute(delay, now), Ordering::Relaxed);
+            self.flush_at.store(deadline, Ordering::Relaxed);
         }
         Ok(())
     }
@@ -399,15 +401,23 @@ impl Kv {
     }
 }
 
-/// memcached's reading of a counter value: ASCII digits (trailing spaces
-/// allowed, as memcached pads shrunk counters), fitting in a u64.
+/// memcached's reading of a counter value (`strtoull`): optional leading
+/// whitespace and `+`, ASCII digits fitting in a u64, then the end or
+/// whitespace (memcached pads shrunk counters with spaces and ignores
+/// whatever follows the first whitespace).
 fn parse_counter(value: &[u8]) -> Option<u64> {
+    let value = value.trim_ascii_start();
+    let value = value.strip_prefix(b"+").unwrap_or(value);
     let end = value
         .iter()
-        .rposition(|&b| b != b' ')
-        .map_or(0, |i| i + 1);
-    let digits = &value[..end];
-    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        .position(|b| !b.is_ascii_digit())
+        .unwrap_or(value.len());
+    let (digits, rest) = value.split_at(end);
+    if digits.is_empty()
+        || rest
+            .first()
+            .is_some_and(|b| !b.is_ascii_whitespace() && *b != 0x0b)
+    {
         return None;
     }
     std::str::from_utf8(digits).ok()?.parse().ok()
@@ -433,39 +443,82 @@ mod tests {
         assert_eq!(parse_counter(b""), None);
         assert_eq!(parse_counter(b"-1"), None);
         assert_eq!(parse_counter(b"1a"), None);
+        // strtoull's reading: leading blanks and '+', anything after a blank.
+        assert_eq!(parse_counter(b" +12"), Some(12));
+        assert_eq!(parse_counter(b"12 abc"), Some(12));
+        assert_eq!(parse_counter(b"12\tx"), Some(12));
+        assert_eq!(parse_counter(b"+"), None);
     }
 
     #[test]
     fn storage_modes_follow_memcached() {
         let (_d, kv) = kv();
         use StoreMode::*;
-        assert_eq!(kv.set(Replace, b"k", 0, 0, b"x").unwrap(), StoreOutcome::NotStored);
-        assert_eq!(kv.set(Append, b"k", 0, 0, b"x").unwrap(), StoreOutcome::NotStored);
-        let StoreOutcome::Stored { cas, created: true } = kv.set(Add, b"k", 7, 0, b"b").unwrap() else {
+        assert_eq!(
+            kv.set(Replace, b"k", 0, 0, b"x").unwrap(),
+            StoreOutcome::NotStored
+        );
+        assert_eq!(
+            kv.set(Append, b"k", 0, 0, b"x").unwrap(),
+            StoreOutcome::NotStored
+        );
+        let StoreOutcome::Stored { cas, created: true } = kv.set(Add, b"k", 7, 0, b"b").unwrap()
+        else {
             panic!()
         };
-        assert_eq!(kv.set(Add, b"k", 0, 0, b"x").unwrap(), StoreOutcome::NotStored);
+        assert_eq!(
+            kv.set(Add, b"k", 0, 0, b"x").unwrap(),
+            StoreOutcome::NotStored
+        );
         kv.set(Append, b"k", 0, 0, b"c").unwrap();
         kv.set(Prepend, b"k", 0, 0, b"a").unwrap();
         let item = kv.get(b"k").unwrap().unwrap();
         assert_eq!((item.value(), item.flags()), (&b"abc"[..], 7));
-        assert_eq!(kv.set(Cas(cas), b"k", 0, 0, b"z").unwrap(), StoreOutcome::Exists);
-        assert_eq!(kv.set(Cas(1), b"nope", 0, 0, b"z").unwrap(), StoreOutcome::NotFound);
+        assert_eq!(
+            kv.set(Cas(cas), b"k", 0, 0, b"z").unwrap(),
+            StoreOutcome::Exists
+        );
+        assert_eq!(
+            kv.set(Cas(1), b"nope", 0, 0, b"z").unwrap(),
+            StoreOutcome::NotFound
+        );
         let now_cas = item.cas();
-        assert!(matches!(kv.set(Cas(now_cas), b"k", 0, 0, b"z").unwrap(), StoreOutcome::Stored { created: false, .. }));
-        assert!(matches!(kv.set(Set, b"big", 0, 0, &[0; 1025]), Err(KvError::TooLarge)));
-        assert!(matches!(kv.set(Append, b"k", 0, 0, &[0; 1024]), Err(KvError::NoMemory)));
+        assert!(matches!(
+            kv.set(Cas(now_cas), b"k", 0, 0, b"z").unwrap(),
+            StoreOutcome::Stored { created: false, .. }
+        ));
+        assert!(matches!(
+            kv.set(Set, b"big", 0, 0, &[0; 1025]),
+            Err(KvError::TooLarge)
+        ));
+        assert!(matches!(
+            kv.set(Append, b"k", 0, 0, &[0; 1024]),
+            Err(KvError::NoMemory)
+        ));
     }
 
     #[test]
     fn arithmetic_wraps_and_floors() {
         let (_d, kv) = kv();
-        kv.set(StoreMode::Set, b"n", 0, 0, b"18446744073709551615").unwrap();
-        assert!(matches!(kv.incr_decr(b"n", 2, true).unwrap(), ArithOutcome::Value { value: 1, .. }));
-        assert!(matches!(kv.incr_decr(b"n", 5, false).unwrap(), ArithOutcome::Value { value: 0, .. }));
+        kv.set(StoreMode::Set, b"n", 0, 0, b"18446744073709551615")
+            .unwrap();
+        assert!(matches!(
+            kv.incr_decr(b"n", 2, true).unwrap(),
+            ArithOutcome::Value { value: 1, .. }
+        ));
+        assert!(matches!(
+            kv.incr_decr(b"n", 5, false).unwrap(),
+            ArithOutcome::Value { value: 0, .. }
+        ));
         kv.set(StoreMode::Set, b"s", 0, 0, b"abc").unwrap();
-        assert_eq!(kv.incr_decr(b"s", 1, true).unwrap(), ArithOutcome::NonNumeric);
-        assert_eq!(kv.incr_decr(b"none", 1, true).unwrap(), ArithOutcome::NotFound);
+        assert_eq!(
+            kv.incr_decr(b"s", 1, true).unwrap(),
+            ArithOutcome::NonNumeric
+        );
+        assert_eq!(
+            kv.incr_decr(b"none", 1, true).unwrap(),
+            ArithOutcome::NotFound
+        );
     }
 
     #[test]
@@ -476,6 +529,12 @@ mod tests {
         kv.set(StoreMode::Set, b"t", 0, 100, b"v").unwrap();
         assert!(kv.touch(b"t", -1).unwrap());
         assert!(kv.get(b"t").unwrap().is_none());
-        assert_eq!(kv.set(StoreMode::Add, b"t", 0, 0, b"w").unwrap(), StoreOutcome::Stored { cas: kv.get(b"t").unwrap().unwrap().cas(), created: true });
+        assert_eq!(
+            kv.set(StoreMode::Add, b"t", 0, 0, b"w").unwrap(),
+            StoreOutcome::Stored {
+                cas: kv.get(b"t").unwrap().unwrap().cas(),
+                created: true
+            }
+        );
     }
 }

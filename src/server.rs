@@ -77,15 +77,30 @@ impl Shared {
             ("uptime", Int(now.saturating_sub(self.kv.started()))),
             ("time", Int(now)),
             ("version", Text(PROTOCOL_VERSION.into())),
-            ("memcached_lite_version", Text(env!("CARGO_PKG_VERSION").into())),
+            (
+                "memcached_lite_version",
+                Text(env!("CARGO_PKG_VERSION").into()),
+            ),
             ("pointer_size", Int(usize::BITS as u64)),
             ("rusage_user", Text(user)),
             ("rusage_system", Text(system)),
             ("max_connections", Int(self.config.max_connections as u64)),
-            ("curr_connections", Int(self.curr_connections.load(Ordering::Relaxed))),
-            ("total_connections", Int(self.total_connections.load(Ordering::Relaxed))),
+            (
+                "curr_connections",
+                Int(self.curr_connections.load(Ordering::Relaxed)),
+            ),
+            (
+                "total_connections",
+                Int(self.total_connections.load(Ordering::Relaxed)),
+            ),
         ];
-        out.extend(self.kv.stats.counters().into_iter().map(|(k, v)| (k, Int(v))));
+        out.extend(
+            self.kv
+                .stats
+                .counters()
+                .into_iter()
+                .map(|(k, v)| (k, Int(v))),
+        );
         out.extend([
             ("limit_maxbytes", Int(self.kv.memory_limit())),
             ("threads", Int(self.config.worker_threads() as u64)),

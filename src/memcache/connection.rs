@@ -125,7 +125,10 @@ impl Connection {
     async fn flush(&mut self) -> std::io::Result<()> {
         if !self.output.is_empty() {
             self.socket.write_all(&self.output).await?;
-            add(&self.shared.kv.stats.bytes_written, self.output.len() as u64);
+            add(
+                &self.shared.kv.stats.bytes_written,
+                self.output.len() as u64,
+            );
             self.output.clear();
             if self.output.capacity() > SHRINK_ABOVE {
                 self.output = BytesMut::new();

@@ -200,15 +200,16 @@ pub fn parse(buf: &[u8], max_item_size: usize) -> Frame<'_> {
                 let delay = match toks.get(1) {
                     Some(&t) if t != b"noreply" => match parse_i64(t) {
                         Some(d) => d,
-                        None => return error(ERR_FORMAT, noreply, line_len),
+                        None => return error(ERR_EXPTIME, noreply, line_len),
                     },
                     _ => 0,
                 };
                 Request::FlushAll { delay, noreply }
             }
             b"version" => Request::Version,
+            // memcached reads the level and ignores a second argument.
             b"verbosity" if n == 2 || n == 3 => {
-                if !noreply && n == 3 || parse_u64(toks[1]).is_none() {
+                if parse_u64(toks[1]).is_none() {
                     return error(ERR_FORMAT, noreply, line_len);
                 }
                 Request::Verbosity { noreply }
@@ -323,7 +324,8 @@ fn storage<'a>(
 fn delete<'a>(toks: &[&'a [u8]], noreply: bool) -> Result<Request<'a>, &'static str> {
     let n = toks.len();
     let hold_is_zero = n > 2 && toks[2] == b"0";
-    let valid = n == 2 || (n == 3 && (hold_is_zero || noreply)) || (n == 4 && hold_is_zero && noreply);
+    let valid =
+        n == 2 || (n == 3 && (hold_is_zero || noreply)) || (n == 4 && hold_is_zero && noreply);
     if !valid {
         return Err(if n < 2 { ERROR } else { ERR_DELETE_USAGE });
     }
@@ -360,20 +362,25 @@ pub fn valid_key(key: &[u8]) -> bool {
     !key.is_empty() && key.len() <= MAX_KEY && key.iter().all(|&b| b > b' ' && b != 0x7f)
 }
 
-/// A decimal u64 made only of digits (no sign, no spaces).
+/// A decimal u64: digits with an optional leading `+` (memcached's
+/// `strtoull` takes one), no `-`, no spaces.
 pub fn parse_u64(s: &[u8]) -> Option<u64> {
+    let s = s.strip_prefix(b"+").unwrap_or(s);
     if s.is_empty() || s.len() > 20 || !s.iter().all(u8::is_ascii_digit) {
         return None;
     }
     std::str::from_utf8(s).ok()?.parse().ok()
 }
 
-/// A decimal i64 with an optional leading `-`.
+/// A decimal i64 with an optional leading `-` or `+`.
 pub fn parse_i64(s: &[u8]) -> Option<i64> {
     let (neg, digits) = match s.strip_prefix(b"-") {
         Some(d) => (true, d),
         None => (false, s),
     };
+    if neg && digits.starts_with(b"+") {
+        return None;
+    }
     let v = i64::try_from(parse_u64(digits)?).ok()?;
     Some(if neg { -v } else { v })
 }
@@ -414,16 +421,28 @@ mod tests {
         );
         assert!(matches!(
             req(b"cas k 0 0 1 99\r\nx\r\n"),
-            Request::Store { mode: StoreMode::Cas(99), .. }
+            Request::Store {
+                mode: StoreMode::Cas(99),
+                ..
+            }
         ));
-        assert!(matches!(req(b"append k 0 0 0\n\r\n"), Request::Store { data: b"", .. }));
+        assert!(matches!(
+            req(b"append k 0 0 0\n\r\n"),
+            Request::Store { data: b"", .. }
+        ));
     }
 
     #[test]
     fn waits_for_split_lines_and_data() {
         assert_eq!(parse(b"set k 0 0", 1024), Frame::Incomplete { need: 0 });
-        assert_eq!(parse(b"set k 0 0 5\r\nab", 1024), Frame::Incomplete { need: 20 });
-        assert_eq!(parse(b"set k 0 0 5\r\nabcde\r", 1024), Frame::Incomplete { need: 20 });
+        assert_eq!(
+            parse(b"set k 0 0 5\r\nab", 1024),
+            Frame::Incomplete { need: 20 }
+        );
+        assert_eq!(
+            parse(b"set k 0 0 5\r\nabcde\r", 1024),
+            Frame::Incomplete { need: 20 }
+        );
     }
 
     #[test]
@@ -433,7 +452,10 @@ mod tests {
         assert_eq!(err(b"set k x 0 1\r\n"), ERR_FORMAT);
         assert_eq!(err(b"set k 0 0\r\n"), ERROR);
         assert_eq!(err(b"cas k 0 0 1 abc\r\n"), ERR_FORMAT);
-        assert_eq!(err(&[b"get ", &[b'k'; 251][..], b"\r\n"].concat()), ERR_FORMAT);
+        assert_eq!(
+            err(&[b"get ", &[b'k'; 251][..], b"\r\n"].concat()),
+            ERR_FORMAT
+        );
         assert_eq!(err(b"get a\x01b\r\n"), ERR_FORMAT);
         assert_eq!(err(b"incr k -1\r\n"), ERR_DELTA);
         assert_eq!(err(b"incr k 18446744073709551616\r\n"), ERR_DELTA);
@@ -444,6 +466,41 @@ mod tests {
         assert_eq!(err(b"\r\n"), ERROR);
         assert_eq!(err(b"get\r\n"), ERROR);
         assert_eq!(err(b"verbosity x\r\n"), ERR_FORMAT);
+        assert_eq!(err(b"flush_all abc\r\n"), ERR_EXPTIME);
+        assert_eq!(err(b"incr k +-1\r\n"), ERR_DELTA);
+        assert_eq!(err(b"touch k -+1\r\n"), ERR_EXPTIME);
+    }
+
+    #[test]
+    fn numbers_and_arguments_read_like_memcached() {
+        // strtoull/strtol accept a leading '+'.
+        assert!(matches!(
+            req(b"incr k +5\r\n"),
+            Request::Arith { delta: 5, .. }
+        ));
+        assert!(matches!(
+            req(b"touch k +5\r\n"),
+            Request::Touch { exptime: 5, .. }
+        ));
+        assert!(matches!(
+            req(b"set k +1 +2 +1\r\nx\r\n"),
+            Request::Store {
+                flags: 1,
+                exptime: 2,
+                ..
+            }
+        ));
+        assert_eq!(parse_i64(b"-7"), Some(-7));
+        assert_eq!(parse_u64(b"+"), None);
+        // A second verbosity argument is ignored, as memcached does.
+        assert_eq!(
+            req(b"verbosity 1 2\r\n"),
+            Request::Verbosity { noreply: false }
+        );
+        assert_eq!(
+            req(b"verbosity 1 noreply\r\n"),
+            Request::Verbosity { noreply: true }
+        );
     }
 
     #[test]
@@ -470,14 +527,44 @@ mod tests {
 
     #[test]
     fn retrieval_keys_and_misc() {
-        let Request::Get { keys, cas: true, touch: None } = req(b"gets  a  b\n") else {
+        let Request::Get {
+            keys,
+            cas: true,
+            touch: None,
+        } = req(b"gets  a  b\n")
+        else {
             panic!()
         };
         assert_eq!(keys.iter().collect::<Vec<_>>(), [b"a", b"b"]);
-        assert!(matches!(req(b"gat 10 a\r\n"), Request::Get { touch: Some(10), cas: false, .. }));
-        assert!(matches!(req(b"delete k 0 noreply\r\n"), Request::Delete { noreply: true, .. }));
-        assert!(matches!(req(b"flush_all 10\r\n"), Request::FlushAll { delay: 10, noreply: false }));
-        assert!(matches!(req(b"flush_all noreply\r\n"), Request::FlushAll { delay: 0, noreply: true }));
-        assert_eq!(req(b"stats  settings \r\n"), Request::Stats { args: b"settings" });
+        assert!(matches!(
+            req(b"gat 10 a\r\n"),
+            Request::Get {
+                touch: Some(10),
+                cas: false,
+                ..
+            }
+        ));
+        assert!(matches!(
+            req(b"delete k 0 noreply\r\n"),
+            Request::Delete { noreply: true, .. }
+        ));
+        assert!(matches!(
+            req(b"flush_all 10\r\n"),
+            Request::FlushAll {
+                delay: 10,
+                noreply: false
+            }
+        ));
+        assert!(matches!(
+            req(b"flush_all noreply\r\n"),
+            Request::FlushAll {
+                delay: 0,
+                noreply: true
+            }
+        ));
+        assert_eq!(
+            req(b"stats  settings \r\n"),
+            Request::Stats { args: b"settings" }
+        );
     }
 }

@@ -224,7 +224,9 @@ impl Store {
         now: u64,
     ) -> Result<(Option<sled::IVec>, u64)> {
         let range = match &cursor {
-            Some(c) => self.items.range::<&[u8], _>((Bound::Excluded(c.as_ref()), Bound::Unbounded)),
+            Some(c) => self
+                .items
+                .range::<&[u8], _>((Bound::Excluded(c.as_ref()), Bound::Unbounded)),
             None => self.items.range::<&[u8], _>(..),
         };
         let mut last = None;
@@ -335,7 +337,8 @@ mod tests {
         let (_d, s) = store();
         for i in 0..10u8 {
             let exp = if i % 2 == 0 { 5 } else { 0 };
-            s.insert(&[b'k', i], Item::encode(0, exp, 1, &[b"v"])).unwrap();
+            s.insert(&[b'k', i], Item::encode(0, exp, 1, &[b"v"]))
+                .unwrap();
         }
         let mut cursor = None;
         let mut total = 0;
@@ -355,7 +358,8 @@ mod tests {
     fn scan_respects_prefix_and_cursor() {
         let (_d, s) = store();
         for k in ["a1", "b1", "b2", "b3", "c1"] {
-            s.insert(k.as_bytes(), Item::encode(0, 0, 1, &[b"v"])).unwrap();
+            s.insert(k.as_bytes(), Item::encode(0, 0, 1, &[b"v"]))
+                .unwrap();
         }
         let keys: Vec<_> = s
             .scan(b"b", Some(b"b1"))
