@@ -544,7 +544,7 @@ fn oversized_values_are_swallowed_and_drop_the_old_value() {
     // Split across writes, with noreply.
     c.line(b"set k 0 0 3\r\nold\r\n");
     c.send(b"set k 0 0 1025 noreply\r\n");
-    c.send(block[..700].as_bytes());
+    c.send(&block.as_bytes()[..700]);
     thread::sleep(Duration::from_millis(50));
     c.send(format!("{}\r\n", &block[..325]).as_bytes());
     assert_eq!(c.until_end(b"get k a\r\n"), "END\r\n");
@@ -560,7 +560,7 @@ fn oversized_values_are_swallowed_and_drop_the_old_value() {
     );
     // append past the limit.
     assert_eq!(
-        c.line(format!("append max 0 0 1\r\nx\r\n").as_bytes()),
+        c.line(b"append max 0 0 1\r\nx\r\n"),
         "SERVER_ERROR out of memory storing object\r\n"
     );
     assert_eq!(c.line(b"version\r\n"), "VERSION 1.6.18\r\n");
