@@ -18,6 +18,9 @@ pub const MAX_GET_LINE: usize = 1 << 20;
 /// memcached's KEY_MAX_LENGTH.
 pub const MAX_KEY: usize = 250;
 const MAX_TOKENS: usize = 8;
+/// Largest data length memcached parses (`INT_MAX - 2`); longer is a bad
+/// command line, not an object too large.
+const MAX_DATA_LEN: usize = i32::MAX as usize - 2;
 
 pub const ERR_FORMAT: &str = "CLIENT_ERROR bad command line format";
 pub const ERR_DELETE_USAGE: &str =
@@ -289,9 +292,13 @@ fn storage<'a>(
     } else {
         mode
     };
+    // memcached's length is an int32 that must leave room for "\r\n".
     let Ok(vlen) = usize::try_from(vlen) else {
         return error(ERR_FORMAT, noreply, line_len);
     };
+    if vlen > MAX_DATA_LEN {
+        return error(ERR_FORMAT, noreply, line_len);
+    }
     if vlen > max_item_size {
         return Frame::Swallow {
             msg: ERR_TOO_LARGE,
@@ -515,6 +522,19 @@ mod tests {
                 discard: Some(b"k")
             }
         );
+    }
+
+    #[test]
+    fn data_lengths_beyond_int32_are_bad_command_lines() {
+        assert_eq!(err(b"set k 0 0 2147483646\r\n"), ERR_FORMAT);
+        assert_eq!(err(b"set k 0 0 99999999999\r\n"), ERR_FORMAT);
+        assert!(matches!(
+            parse(b"set k 0 0 2147483645\r\n", 1024),
+            Frame::Swallow {
+                skip: 2147483647,
+                ..
+            }
+        ));
     }
 
     #[test]

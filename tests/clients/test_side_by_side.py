@@ -143,6 +143,10 @@ STEPS = [
     ("too large split rest", storage(b"set", b"big", b"z" * 1500)[700:] + b"get big\r\n", "reply"),
     ("bad numbers", b"set k abc 0 1\r\nx\r\nset k 0 abc 1\r\nx\r\nset k 0 0 abc\r\nset k 0 0 -1\r\n", "reply"),
     ("bad cas unique", b"cas k 0 0 1 abc\r\nx\r\n", "reply"),
+    ("length beyond int32", b"set k 0 0 2147483646\r\nset k 0 0 2147483647 noreply\r\n", "reply"),
+    ("bad cas range", b"cas k 0 0 1 -1\r\nx\r\ncas k 0 0 1 18446744073709551616\r\nx\r\n", "reply"),
+    ("extra arguments", b"delete k noreply extra\r\nincr k 1 noreply extra\r\ntouch k 1 noreply extra\r\ngets\r\nget\ta\r\n", "reply"),
+    ("leading zeros", b"set k 0 0 01\r\nx\r\nget k\r\n", "reply"),
     ("wrong arity", b"set k 0 0\r\ncas k 0 0 1\r\nx\r\nset k 0 0 1 noreply extra\r\nx\r\n", "reply"),
     # --- pipelining and split reads
     ("pipelined", b"".join(storage(b"set", b"p%d" % i, b"v%d" % i) + b"get p%d\r\nincr p%d 1\r\n" % (i, i) for i in range(50)), "reply"),
@@ -176,6 +180,12 @@ ALLOWED = {
         b"STORED\r\nVALUE fo 0 1\r\nx\r\nEND\r\nMN\r\n",
         b"CLIENT_ERROR bad command line format\r\nERROR\r\nEND\r\nMN\r\n",
     ),
+    # An exptime wider than 32 bits: memcached truncates it (here to a time in
+    # 2008, so the item is expired); memcached-lite reads the unix time given.
+    "exptime beyond int32": (
+        b"STORED\r\nEND\r\nMN\r\n",
+        b"STORED\r\nVALUE e64 0 1\r\nx\r\nEND\r\nMN\r\n",
+    ),
     # A counter that shrinks: memcached pads it with spaces in place,
     # memcached-lite stores just the digits (protocol.txt allows both).
     "decr floors at 0": (
@@ -188,6 +198,7 @@ ALLOWED = {
     ),
 }
 STEPS += [
+    ("exptime beyond int32", storage(b"set", b"e64", b"x", exptime=99999999999) + b"get e64\r\n", "reply"),
     ("bad get after pipelined set", storage(b"set", b"pk", b"x") + b"get " + BIG_KEY + b"\r\n", "reply"),
     ("control char key", storage(b"set", b"a\x01b", b"x") + b"get a\x01b\r\n", "reply"),
     ("flags overflow", storage(b"set", b"fo", b"x", 4294967296) + b"get fo\r\n", "reply"),
@@ -333,6 +344,7 @@ COUNTERS_ALLOWED = {
     "control char key": "deliberate",
     "flags overflow": "deliberate",
     "bad get after pipelined set": "deliberate",
+    "exptime beyond int32": "deliberate",
     # Timing: either server's background reclaimer may remove the expired
     # item before the get (memcached-lite's sweeper runs every second), so
     # get_expired may or may not count it.
