@@ -411,6 +411,8 @@ fn stats_reports_every_field_of_the_issue() {
     assert_eq!(settings["num_threads"], "2");
     assert_eq!(settings["shutdown_command"], "no");
     assert_eq!(c.line(b"stats nonsense\r\n"), "ERROR\r\n");
+    // Like memcached, only the first argument picks the report.
+    assert_eq!(stats(&mut c, " settings please")["maxconns"], "77");
     assert_eq!(c.line(b"stats reset\r\n"), "RESET\r\n");
     assert_eq!(stat(&mut c, "cmd_get"), 0);
 }
@@ -425,7 +427,11 @@ fn shutdown_only_when_enabled() {
     let mut server = Server::start(&["--enable-shutdown"]);
     let mut c = server.connect();
     c.line(b"set kept 0 0 1\r\nx\r\n");
-    c.send(b"shutdown\r\n");
+    assert_eq!(
+        c.line(b"shutdown now\r\n"),
+        "CLIENT_ERROR invalid shutdown mode\r\n"
+    );
+    c.send(b"shutdown graceful\r\n");
     assert!(c.is_closed());
     let mut child = server.child.take().unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);

@@ -91,7 +91,7 @@ pub fn execute(req: Request<'_>, shared: &Shared, out: &mut BytesMut) -> Flow {
             noreply
         }
         Request::Quit => return Flow::Close,
-        Request::Shutdown => return admin::shutdown(shared, out),
+        Request::Shutdown { valid_mode } => return admin::shutdown(shared, valid_mode, out),
     };
     if noreply {
         out.truncate(mark);

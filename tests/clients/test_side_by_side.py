@@ -94,6 +94,7 @@ STEPS = [
     ("incr invalid delta", b"incr n abc\r\nincr n -1\r\nincr n 18446744073709551616\r\ndecr n 1x\r\n", "reply"),
     ("incr noreply", storage(b"set", b"n", b"7") + b"incr n 1 noreply\r\ndecr n 3 noreply\r\nget n\r\n", "reply"),
     ("incr plus sign", b"incr n +2\r\ntouch n +100\r\n", "reply"),
+    ("numbers with blanks", b"incr n 1\r\r\nincr n \t2\tx\r\ntouch n 0000000000000000000000100\r\n", "reply"),
     ("incr lenient counter", storage(b"set", b"lc", b" +12 apples") + b"incr lc 1\r\n", "reply"),
     ("incr wrong arity", b"incr n\r\nincr n 1 2 3\r\n", "reply"),
     ("incr long key", b"incr " + BIG_KEY + b" 1\r\n", "reply"),
@@ -116,14 +117,14 @@ STEPS = [
     ("flush_all -1", storage(b"set", b"fl", b"x") + b"flush_all -1\r\nget fl\r\n", "reply"),
     # memcached's delay-1 flush takes effect at once (its deadline is delay-1).
     ("flush_all 1", storage(b"set", b"fl", b"x") + b"flush_all 1\r\nget fl\r\n", "reply"),
-    ("flush_all bad", b"flush_all abc\r\nflush_all abc noreply\r\nflush_all 1 2 3\r\n", "reply"),
+    ("flush_all bad", b"flush_all abc\r\nflush_all abc noreply\r\nflush_all 1 2 3\r\nflush_all noreply extra\r\n", "reply"),
     ("flush_all delayed", storage(b"set", b"fl", b"x") + b"flush_all 2 noreply\r\nget fl\r\n", "reply"),
     ("wait for flush", None, "sleep:2.2"),
     ("flush_all delayed done", b"get fl\r\n" + storage(b"set", b"fl2", b"y") + b"get fl2\r\n", "reply"),
     # --- misc commands
     ("version", b"version\r\n", "reply"),
     ("verbosity", b"verbosity 1\r\nverbosity 0 noreply\r\nverbosity\r\nverbosity x\r\nverbosity 1 2\r\nverbosity noreply\r\nverbosity 1 2 3\r\n", "reply"),
-    ("shutdown disabled", b"shutdown\r\n", "reply"),
+    ("shutdown disabled", b"shutdown\r\nshutdown graceful\r\nshutdown x y\r\n", "reply"),
     ("unknown command", b"bogus\r\nGET a\r\n\r\nset\r\n", "reply"),
     ("bare newline", b"get a\n", "reply"),
     # --- bad input
