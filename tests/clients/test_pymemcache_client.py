@@ -78,7 +78,7 @@ def test_delete_touch_and_expiry(client):
     assert client.delete("d", noreply=False) is True
     assert client.delete("d", noreply=False) is False
     assert client.get("d") is None
-    client.set("t", b"x", expire=1)
+    client.set("t", b"x", expire=2)
     assert client.touch("t", expire=0, noreply=False) is True
     assert client.touch("missing", expire=10, noreply=False) is False
     client.set("short", b"x", expire=1)
@@ -92,9 +92,9 @@ def test_flush_all(client):
     assert client.flush_all(noreply=False) is True
     assert client.get_many(["f1", "f2"]) == {}
     client.set("f3", b"3")
-    assert client.flush_all(delay=2, noreply=False) is True
+    assert client.flush_all(delay=3, noreply=False) is True
     assert client.get("f3") == b"3"
-    deadline = time.time() + 4
+    deadline = time.time() + 5
     while client.get("f3") is not None:
         assert time.time() < deadline, "delayed flush_all never happened"
         time.sleep(0.1)

@@ -108,7 +108,7 @@ STEPS = [
     ("negative exptime", storage(b"set", b"e1", b"x", exptime=-1) + b"get e1\r\n", "reply"),
     ("absolute past", storage(b"set", b"e2", b"x", exptime=PAST) + b"get e2\r\n", "reply"),
     ("absolute future", storage(b"set", b"e3", b"x", exptime=FUTURE) + b"get e3\r\n", "reply"),
-    ("relative ttl", storage(b"set", b"e4", b"x", exptime=1) + b"get e4\r\n", "reply"),
+    ("relative ttl", storage(b"set", b"e4", b"x", exptime=2) + b"get e4\r\n", "reply"),
     ("wait for ttl", None, "sleep:2.2"),
     ("relative ttl expired", b"get e4 e3\r\n", "reply"),
     # --- flush_all
@@ -118,8 +118,8 @@ STEPS = [
     # memcached's delay-1 flush takes effect at once (its deadline is delay-1).
     ("flush_all 1", storage(b"set", b"fl", b"x") + b"flush_all 1\r\nget fl\r\n", "reply"),
     ("flush_all bad", b"flush_all abc\r\nflush_all abc noreply\r\nflush_all 1 2 3\r\nflush_all noreply extra\r\n", "reply"),
-    ("flush_all delayed", storage(b"set", b"fl", b"x") + b"flush_all 2 noreply\r\nget fl\r\n", "reply"),
-    ("wait for flush", None, "sleep:2.2"),
+    ("flush_all delayed", storage(b"set", b"fl", b"x") + b"flush_all 3 noreply\r\nget fl\r\n", "reply"),
+    ("wait for flush", None, "sleep:3.2"),
     ("flush_all delayed done", b"get fl\r\n" + storage(b"set", b"fl2", b"y") + b"get fl2\r\n", "reply"),
     # --- misc commands
     ("version", b"version\r\n", "reply"),
