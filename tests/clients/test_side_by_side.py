@@ -64,6 +64,15 @@ STEPS = [
     ("cas missing", storage(b"cas", b"missing", b"x", extra=b" 1"), "reply"),
     ("gets for noreply cas", b"gets c\r\n", "reply"),
     ("cas noreply", lambda c: storage(b"cas", b"c", b"casd", extra=b" %d noreply" % c["cas"]) + storage(b"cas", b"c", b"no", extra=b" 1 noreply") + b"get c\r\n", "reply"),
+    # Which commands give an item a new CAS: a cas with the value read
+    # before the command tells (touch and gat keep it, writes replace it).
+    *[step for op in (b"touch cv 100\r\n", b"gat 100 cv\r\n", b"get cv\r\n", b"incr cv 0\r\n",
+                      b"append cv 0 0 1\r\n1\r\n", b"set other 0 0 1\r\n1\r\n")
+      for step in (
+          (f"cas kept by {op.split()[0].decode()}", storage(b"set", b"cv", b"5") + b"gets cv\r\n", "reply"),
+          (f"cas kept by {op.split()[0].decode()} (op)", op, "reply"),
+          (f"cas kept by {op.split()[0].decode()} (check)",
+           lambda c: storage(b"cas", b"cv", b"7", extra=b" %d" % c["cas"]), "reply"))],
     # --- retrieval
     ("get many", b"get a b missing c a\r\n", "reply"),
     ("gets many", b"gets a b missing c\r\n", "reply"),
