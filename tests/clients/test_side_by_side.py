@@ -153,6 +153,11 @@ STEPS = [
     ("too large split rest", storage(b"set", b"big", b"z" * 1500)[700:] + b"get big\r\n", "reply"),
     ("bad numbers", b"set k abc 0 1\r\nx\r\nset k 0 abc 1\r\nx\r\nset k 0 0 abc\r\nset k 0 0 -1\r\n", "reply"),
     ("bad cas unique", b"cas k 0 0 1 abc\r\nx\r\n", "reply"),
+    # noreply silences errors too (the refused line's data is then a command).
+    ("errors under noreply", storage(b"set", b"t", b"x") + b"incr t 1 noreply\r\nincr n abc noreply\r\n"
+     b"touch k abc noreply\r\nset k abc 0 1 noreply\r\nx\r\ndelete k 5 noreply\r\ndelete " + BIG_KEY
+     + b" noreply\r\nincr " + BIG_KEY + b" 1 noreply\r\ncas k 0 0 1 abc noreply\r\nx\r\n"
+     b"verbosity x noreply\r\nflush_all abc noreply\r\nset k 0 0 -1 noreply\r\n", "reply"),
     ("length beyond int32", b"set k 0 0 2147483646\r\nset k 0 0 2147483647 noreply\r\n", "reply"),
     ("bad cas range", b"cas k 0 0 1 -1\r\nx\r\ncas k 0 0 1 18446744073709551616\r\nx\r\n", "reply"),
     ("extra arguments", b"delete k noreply extra\r\nincr k 1 noreply extra\r\ntouch k 1 noreply extra\r\ngets\r\nget\ta\r\n", "reply"),
@@ -349,6 +354,7 @@ COUNTERS_ALLOWED = {
     "bad data chunk": "refused line",
     "bad data chunk noreply": "refused line",
     "flush_all bad": "refused line",
+    "errors under noreply": "refused line",
     "key too long in list": "refused line",
     # The allowlisted replies above.
     "control char key": "deliberate",
