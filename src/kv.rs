@@ -134,10 +134,15 @@ impl Kv {
         self.started
     }
 
+    /// Every command's read of a key. Like memcached, finding an expired
+    /// item counts as `get_expired` whatever the command.
     fn lookup(&self, key: &[u8], now: u64) -> Result<Lookup> {
         self.apply_due_flush(now)?;
         Ok(match self.store.get(key)? {
-            Some(item) if item.is_expired(now) => Lookup::Expired,
+            Some(item) if item.is_expired(now) => {
+                bump(&self.stats.get_expired);
+                Lookup::Expired
+            }
             Some(item) => Lookup::Hit(item),
             None => Lookup::Miss,
         })
@@ -167,12 +172,7 @@ impl Kv {
                 bump(&self.stats.get_hits);
                 Some(item)
             }
-            Lookup::Expired => {
-                bump(&self.stats.get_misses);
-                bump(&self.stats.get_expired);
-                None
-            }
-            Lookup::Miss => {
+            Lookup::Expired | Lookup::Miss => {
                 bump(&self.stats.get_misses);
                 None
             }
@@ -185,33 +185,32 @@ impl Kv {
     }
 
     /// `gat`/`gats`: fetch and set a new exptime in one locked step.
+    /// memcached counts it as a touch only (not in `cmd_get`/`get_hits`).
     pub fn get_and_touch(&self, key: &[u8], exptime: i64) -> Result<Option<Item>> {
-        bump(&self.stats.cmd_get);
         bump(&self.stats.cmd_touch);
         let _guard = self.locks.lock(key);
         let now = expiry::now();
-        let found = match self.lookup(key, now)? {
-            Lookup::Hit(item) => Lookup::Hit(self.retouch(key, &item, exptime, now)?),
-            other => other,
-        };
-        match &found {
-            Lookup::Hit(_) => bump(&self.stats.touch_hits),
-            _ => bump(&self.stats.touch_misses),
+        match self.live(key, now)? {
+            Some(item) => {
+                bump(&self.stats.touch_hits);
+                Ok(Some(self.retouch(key, &item, exptime, now)?))
+            }
+            None => {
+                bump(&self.stats.touch_misses);
+                Ok(None)
+            }
         }
-        Ok(self.count_get(found))
     }
 
     /// Rewrites `item` with a new exptime, keeping its value, flags and CAS
-    /// (memcached's touch leaves the CAS alone).
+    /// (memcached's touch leaves the CAS alone). An exptime in the past
+    /// leaves an invisible item for the sweeper, as memcached does.
     fn retouch(&self, key: &[u8], item: &Item, exptime: i64, now: u64) -> Result<Item> {
         let exp = expiry::absolute(exptime, now);
-        // Like memcached's touch: a read (fetched), state bits kept.
+        // Like memcached's touch: a read (fetched), state bits kept. An
+        // expired result stays, invisible, until the sweeper takes it.
         let record = item.rewrite(exp, item.state() | state::FETCHED, now);
-        if expiry::is_expired(exp, now) {
-            self.store.remove(key)?;
-        } else {
-            self.store.insert(key, record.clone())?;
-        }
+        self.store.insert(key, record.clone())?;
         Ok(Item::from_raw(record.into()).map_err(StoreError::from)?)
     }
 
@@ -324,7 +323,10 @@ impl Kv {
     }
 
     /// Writes a new item version: a fresh CAS unless `cas` is given
-    /// (meta `E`), with the given [`state`] bits.
+    /// (meta `E`), with the given [`state`] bits. Expired on arrival
+    /// (negative or past exptime) is still written, as memcached does:
+    /// invisible, counted as `get_expired` if asked for, reclaimed by the
+    /// sweeper.
     #[allow(clippy::too_many_arguments)]
     fn write(
         &self,
@@ -340,13 +342,8 @@ impl Kv {
             Some(cas) => cas,
             None => self.store.next_cas()?,
         };
-        if expiry::is_expired(exp, now) {
-            // Expired on arrival: memcached stores it invisibly; we skip the write.
-            self.store.remove(key)?;
-        } else {
-            self.store
-                .insert(key, Item::encode_with(flags, exp, cas, state, now, value))?;
-        }
+        self.store
+            .insert(key, Item::encode_with(flags, exp, cas, state, now, value))?;
         bump(&self.stats.total_items);
         Ok(cas)
     }
@@ -463,15 +460,21 @@ impl Kv {
 
     /// `flush_all [delay]`: invalidate every item now or at `delay`
     /// (memcached exptime rules); a later call replaces a pending one.
+    /// Like memcached, the deadline is one second before `delay`, so
+    /// `flush_all 1` takes effect at once.
     pub fn flush_all(&self, delay: i64) -> Result<()> {
         bump(&self.stats.cmd_flush);
         let now = expiry::now();
-        if delay <= 0 {
+        let deadline = if delay <= 0 {
+            0
+        } else {
+            expiry::absolute(delay, now) - 1
+        };
+        if deadline <= now {
             self.flush_at.store(0, Ordering::Relaxed);
             self.store.clear()?;
         } else {
-            self.flush_at
-                .store(expiry::absolute(delay, now), Ordering::Relaxed);
+            self.flush_at.store(deadline, Ordering::Relaxed);
         }
         Ok(())
     }
@@ -560,12 +563,23 @@ impl Kv {
     }
 }
 
-/// memcached's reading of a counter value: ASCII digits (trailing spaces
-/// allowed, as memcached pads shrunk counters), fitting in a u64.
+/// memcached's reading of a counter value (`strtoull`): optional leading
+/// whitespace and `+`, ASCII digits fitting in a u64, then the end or
+/// whitespace (memcached pads shrunk counters with spaces and ignores
+/// whatever follows the first whitespace).
 fn parse_counter(value: &[u8]) -> Option<u64> {
-    let end = value.iter().rposition(|&b| b != b' ').map_or(0, |i| i + 1);
-    let digits = &value[..end];
-    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+    let value = value.trim_ascii_start();
+    let value = value.strip_prefix(b"+").unwrap_or(value);
+    let end = value
+        .iter()
+        .position(|b| !b.is_ascii_digit())
+        .unwrap_or(value.len());
+    let (digits, rest) = value.split_at(end);
+    if digits.is_empty()
+        || rest
+            .first()
+            .is_some_and(|b| !b.is_ascii_whitespace() && *b != 0x0b)
+    {
         return None;
     }
     std::str::from_utf8(digits).ok()?.parse().ok()
@@ -591,6 +605,11 @@ mod tests {
         assert_eq!(parse_counter(b""), None);
         assert_eq!(parse_counter(b"-1"), None);
         assert_eq!(parse_counter(b"1a"), None);
+        // strtoull's reading: leading blanks and '+', anything after a blank.
+        assert_eq!(parse_counter(b" +12"), Some(12));
+        assert_eq!(parse_counter(b"12 abc"), Some(12));
+        assert_eq!(parse_counter(b"12\tx"), Some(12));
+        assert_eq!(parse_counter(b"+"), None);
     }
 
     #[test]

@@ -14,6 +14,13 @@ pub fn flush_all(kv: &Kv, delay: i64, out: &mut BytesMut) {
 }
 
 pub fn stats(shared: &Shared, args: &[u8], out: &mut BytesMut) {
+    // memcached picks the report by the first argument and ignores the rest
+    // (`detail` and `cachedump` take their own arguments).
+    let first = args.split(|&b| b == b' ').next().unwrap_or(b"");
+    let args = match first {
+        b"settings" | b"reset" | b"items" | b"slabs" | b"conns" | b"sizes" => first,
+        _ => args,
+    };
     let report = match args {
         b"" => shared.stats(),
         b"settings" => shared.settings(),
@@ -34,10 +41,15 @@ pub fn stats(shared: &Shared, args: &[u8], out: &mut BytesMut) {
     reply::line(out, "END");
 }
 
-/// memcached answers `shutdown` only when started with `-A`.
-pub fn shutdown(shared: &Shared, out: &mut BytesMut) -> Flow {
+/// memcached answers `shutdown` only when started with `-A`, and then
+/// takes no mode but `graceful` (which is how this server always stops).
+pub fn shutdown(shared: &Shared, valid_mode: bool, out: &mut BytesMut) -> Flow {
     if !shared.config.enable_shutdown {
         reply::line(out, "ERROR: shutdown not enabled");
+        return Flow::Continue;
+    }
+    if !valid_mode {
+        reply::line(out, "CLIENT_ERROR invalid shutdown mode");
         return Flow::Continue;
     }
     shared.request_shutdown();

@@ -81,7 +81,7 @@ fn command_index(req: &Request<'_>) -> usize {
         Request::MetaNoop => 18,
         Request::MemLimit { .. } => 19,
         Request::Quit => 20,
-        Request::Shutdown => 21,
+        Request::Shutdown { .. } => 21,
         Request::Meta(_) => 22,
     }
 }
@@ -175,7 +175,7 @@ fn run(req: Request<'_>, shared: &Shared, out: &mut BytesMut) -> Flow {
             false
         }
         Request::Quit => return Flow::Close,
-        Request::Shutdown => return admin::shutdown(shared, out),
+        Request::Shutdown { valid_mode } => return admin::shutdown(shared, valid_mode, out),
     };
     if noreply {
         out.truncate(mark);

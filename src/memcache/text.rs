@@ -18,6 +18,9 @@ pub const MAX_GET_LINE: usize = 1 << 20;
 /// memcached's KEY_MAX_LENGTH.
 pub const MAX_KEY: usize = 250;
 const MAX_TOKENS: usize = 8;
+/// Largest data length memcached parses (`INT_MAX - 2`); longer is a bad
+/// command line, not an object too large.
+const MAX_DATA_LEN: usize = i32::MAX as usize - 2;
 
 pub const ERR_FORMAT: &str = "CLIENT_ERROR bad command line format";
 pub const ERR_DELETE_USAGE: &str =
@@ -72,7 +75,10 @@ pub enum Request<'a> {
         noreply: bool,
     },
     Quit,
-    Shutdown,
+    /// `shutdown [graceful]`; any other argument is an invalid mode.
+    Shutdown {
+        valid_mode: bool,
+    },
     MetaNoop,
     /// `cache_memlimit <megabytes>`.
     MemLimit {
@@ -201,19 +207,23 @@ pub fn parse(buf: &[u8], max_item_size: usize) -> Frame<'_> {
                     noreply,
                 }
             }
+            // Like memcached: a delay is expected unless the only argument
+            // is a final `noreply`.
             b"flush_all" if n <= 3 => {
-                let delay = match toks.get(1) {
-                    Some(&t) if t != b"noreply" => match parse_i64(t) {
+                let delay = if n == 1 || (n == 2 && noreply) {
+                    0
+                } else {
+                    match parse_i64(toks[1]) {
                         Some(d) => d,
-                        None => return error(ERR_FORMAT, noreply, line_len),
-                    },
-                    _ => 0,
+                        None => return error(ERR_EXPTIME, noreply, line_len),
+                    }
                 };
                 Request::FlushAll { delay, noreply }
             }
             b"version" => Request::Version,
+            // memcached reads the level and ignores a second argument.
             b"verbosity" if n == 2 || n == 3 => {
-                if !noreply && n == 3 || parse_u64(toks[1]).is_none() {
+                if parse_u64(toks[1]).is_none() {
                     return error(ERR_FORMAT, noreply, line_len);
                 }
                 Request::Verbosity { noreply }
@@ -222,7 +232,9 @@ pub fn parse(buf: &[u8], max_item_size: usize) -> Frame<'_> {
             b"stats" => Request::Stats {
                 args: trim(line.get(5..).unwrap_or(b"")),
             },
-            b"shutdown" if n <= 2 => Request::Shutdown,
+            b"shutdown" => Request::Shutdown {
+                valid_mode: n == 1 || (n == 2 && toks[1] == b"graceful"),
+            },
             b"mn" => Request::MetaNoop,
             b"cache_memlimit" if n == 2 || n == 3 => match parse_u64(toks[1]) {
                 Some(megabytes) => Request::MemLimit { megabytes, noreply },
@@ -293,9 +305,13 @@ fn storage<'a>(
     } else {
         mode
     };
+    // memcached's length is an int32 that must leave room for "\r\n".
     let Ok(vlen) = usize::try_from(vlen) else {
         return error(ERR_FORMAT, noreply, line_len);
     };
+    if vlen > MAX_DATA_LEN {
+        return error(ERR_FORMAT, noreply, line_len);
+    }
     if vlen > max_item_size {
         return Frame::Swallow {
             msg: ERR_TOO_LARGE,
@@ -367,20 +383,44 @@ pub fn valid_key(key: &[u8]) -> bool {
     !key.is_empty() && key.len() <= MAX_KEY && key.iter().all(|&b| b > b' ' && b != 0x7f)
 }
 
-/// A decimal u64 made only of digits (no sign, no spaces).
+/// A decimal u64 read the way memcached's `safe_strtoull` reads it:
+/// leading whitespace and one `+` allowed, digits that fit, then the end or
+/// a whitespace byte (after which anything goes). A `-` is always refused.
 pub fn parse_u64(s: &[u8]) -> Option<u64> {
-    if s.is_empty() || s.len() > 20 || !s.iter().all(u8::is_ascii_digit) {
+    let s = skip_c_space(s);
+    let s = s.strip_prefix(b"+").unwrap_or(s);
+    let end = s
+        .iter()
+        .position(|b| !b.is_ascii_digit())
+        .unwrap_or(s.len());
+    let (digits, rest) = s.split_at(end);
+    if digits.is_empty() || rest.first().is_some_and(|&b| !is_c_space(b)) {
         return None;
     }
-    std::str::from_utf8(s).ok()?.parse().ok()
+    std::str::from_utf8(digits).ok()?.parse().ok()
 }
 
-/// A decimal i64 with an optional leading `-`.
+/// C's `isspace`: the bytes `strtol` skips and stops at.
+fn is_c_space(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r')
+}
+
+fn skip_c_space(s: &[u8]) -> &[u8] {
+    let start = s.iter().position(|&b| !is_c_space(b)).unwrap_or(s.len());
+    &s[start..]
+}
+
+/// A decimal i64 with an optional leading `-` or `+`, otherwise read as
+/// [`parse_u64`] reads (memcached's `safe_strtol`).
 pub fn parse_i64(s: &[u8]) -> Option<i64> {
+    let s = skip_c_space(s);
     let (neg, digits) = match s.strip_prefix(b"-") {
         Some(d) => (true, d),
         None => (false, s),
     };
+    if neg && digits.starts_with(b"+") {
+        return None;
+    }
     let v = i64::try_from(parse_u64(digits)?).ok()?;
     Some(if neg { -v } else { v })
 }
@@ -466,6 +506,75 @@ mod tests {
         assert_eq!(err(b"\r\n"), ERROR);
         assert_eq!(err(b"get\r\n"), ERROR);
         assert_eq!(err(b"verbosity x\r\n"), ERR_FORMAT);
+        assert_eq!(err(b"flush_all abc\r\n"), ERR_EXPTIME);
+        assert_eq!(err(b"incr k +-1\r\n"), ERR_DELTA);
+        assert_eq!(err(b"touch k -+1\r\n"), ERR_EXPTIME);
+    }
+
+    #[test]
+    fn numbers_and_arguments_read_like_memcached() {
+        // strtoull/strtol accept a leading '+'.
+        assert!(matches!(
+            req(b"incr k +5\r\n"),
+            Request::Arith { delta: 5, .. }
+        ));
+        assert!(matches!(
+            req(b"touch k +5\r\n"),
+            Request::Touch { exptime: 5, .. }
+        ));
+        assert!(matches!(
+            req(b"set k +1 +2 +1\r\nx\r\n"),
+            Request::Store {
+                flags: 1,
+                exptime: 2,
+                ..
+            }
+        ));
+        assert_eq!(parse_i64(b"-7"), Some(-7));
+        assert_eq!(parse_u64(b"+"), None);
+        // A second verbosity argument is ignored, as memcached does.
+        assert_eq!(
+            req(b"verbosity 1 2\r\n"),
+            Request::Verbosity { noreply: false }
+        );
+        assert_eq!(
+            req(b"verbosity 1 noreply\r\n"),
+            Request::Verbosity { noreply: true }
+        );
+        // strtoull skips leading and stops at trailing whitespace (a stray
+        // '\r' or tab inside a token), and takes leading zeros.
+        assert!(matches!(
+            req(b"incr k 1\r\r\n"),
+            Request::Arith { delta: 1, .. }
+        ));
+        assert!(matches!(
+            req(b"incr k \t7\tx\r\n"),
+            Request::Arith { delta: 7, .. }
+        ));
+        assert!(matches!(
+            req(b"touch k 0000000000000000000000010\r\n"),
+            Request::Touch { exptime: 10, .. }
+        ));
+        assert_eq!(parse_u64(b"1x"), None);
+        assert_eq!(parse_u64(b"18446744073709551616"), None);
+        assert_eq!(parse_u64(b"-0"), None);
+        // flush_all: only a lone final noreply stands in for the delay.
+        assert_eq!(err(b"flush_all noreply extra\r\n"), ERR_EXPTIME);
+        assert!(matches!(
+            req(b"flush_all 5 noreply\r\n"),
+            Request::FlushAll {
+                delay: 5,
+                noreply: true
+            }
+        ));
+        assert_eq!(
+            req(b"shutdown graceful\r\n"),
+            Request::Shutdown { valid_mode: true }
+        );
+        assert_eq!(
+            req(b"shutdown now\r\n"),
+            Request::Shutdown { valid_mode: false }
+        );
     }
 
     #[test]
@@ -480,6 +589,19 @@ mod tests {
                 discard: Some(b"k")
             }
         );
+    }
+
+    #[test]
+    fn data_lengths_beyond_int32_are_bad_command_lines() {
+        assert_eq!(err(b"set k 0 0 2147483646\r\n"), ERR_FORMAT);
+        assert_eq!(err(b"set k 0 0 99999999999\r\n"), ERR_FORMAT);
+        assert!(matches!(
+            parse(b"set k 0 0 2147483645\r\n", 1024),
+            Frame::Swallow {
+                skip: 2147483647,
+                ..
+            }
+        ));
     }
 
     #[test]

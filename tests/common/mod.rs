@@ -199,6 +199,16 @@ fn wait_timeout(child: &mut Child, limit: Duration) -> std::process::ExitStatus 
     }
 }
 
+/// One `read`, retried when a signal interrupts it (EINTR).
+fn read_retrying(stream: &mut TcpStream, buf: &mut [u8]) -> std::io::Result<usize> {
+    loop {
+        match stream.read(buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            other => return other,
+        }
+    }
+}
+
 /// A raw text-protocol connection.
 pub struct Client {
     pub stream: TcpStream,
@@ -226,7 +236,7 @@ impl Client {
     pub fn read_until(&mut self, terminator: &[u8]) -> Vec<u8> {
         let mut chunk = [0u8; 65536];
         while !self.buf.ends_with(terminator) {
-            let n = self.stream.read(&mut chunk).expect("reply before timeout");
+            let n = read_retrying(&mut self.stream, &mut chunk).expect("reply before timeout");
             assert!(
                 n > 0,
                 "connection closed; got so far: {:?}",
@@ -241,7 +251,7 @@ impl Client {
     pub fn read_exact(&mut self, n: usize) -> Vec<u8> {
         let mut chunk = [0u8; 65536];
         while self.buf.len() < n {
-            let got = self.stream.read(&mut chunk).expect("reply before timeout");
+            let got = read_retrying(&mut self.stream, &mut chunk).expect("reply before timeout");
             assert!(got > 0, "connection closed early");
             self.buf.extend_from_slice(&chunk[..got]);
         }
@@ -259,7 +269,7 @@ impl Client {
                 let line = std::mem::replace(&mut self.buf, rest);
                 return String::from_utf8_lossy(&line).into_owned();
             }
-            let n = self.stream.read(&mut chunk).expect("reply before timeout");
+            let n = read_retrying(&mut self.stream, &mut chunk).expect("reply before timeout");
             assert!(n > 0, "connection closed");
             self.buf.extend_from_slice(&chunk[..n]);
         }
@@ -275,7 +285,7 @@ impl Client {
     pub fn is_closed(&mut self) -> bool {
         let mut chunk = [0u8; 1024];
         loop {
-            match self.stream.read(&mut chunk) {
+            match read_retrying(&mut self.stream, &mut chunk) {
                 Ok(0) => return true,
                 Ok(_) => continue,
                 Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
