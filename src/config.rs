@@ -52,6 +52,37 @@ pub struct Config {
     /// Allow the `shutdown` command (memcached's `-A`).
     #[arg(long, env = "MEMCACHED_LITE_ENABLE_SHUTDOWN")]
     pub enable_shutdown: bool,
+
+    #[command(flatten)]
+    pub security: SecurityConfig,
+}
+
+/// Connection limits, authentication and TLS (issue 6).
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct SecurityConfig {
+    /// Close a client that sent no complete command for this many seconds
+    /// (memcached's `-o idle_timeout`; 0 = never).
+    #[arg(long, env = "MEMCACHED_LITE_IDLE_TIMEOUT", default_value_t = 0)]
+    pub idle_timeout: u64,
+
+    /// memcached text-protocol auth (memcached's `-Y`): a file of
+    /// `user:password` lines; clients must first send
+    /// `set <any> <flags> <exptime> <len>` carrying `<user> <password>`.
+    #[arg(long, env = "MEMCACHED_LITE_AUTH_FILE")]
+    pub auth_file: Option<PathBuf>,
+
+    /// File holding the bearer token every HTTP route but the health
+    /// checks and docs requires (`Authorization: Bearer <token>`).
+    #[arg(long, env = "MEMCACHED_LITE_HTTP_TOKEN_FILE")]
+    pub http_token_file: Option<PathBuf>,
+
+    /// PEM certificate chain; with `--tls-key`, listeners speak TLS only.
+    #[arg(long, env = "MEMCACHED_LITE_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key for `--tls-cert`.
+    #[arg(long, env = "MEMCACHED_LITE_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 }
 
 impl Config {
@@ -69,6 +100,7 @@ impl Config {
             threads: None,
             max_bytes: 0,
             enable_shutdown: false,
+            security: SecurityConfig::default(),
         }
     }
 

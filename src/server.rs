@@ -137,12 +137,20 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding memcached listener {}", config.listen))?;
-    warn_if_exposed(config.listen);
-    tracing::info!(addr = %listener.local_addr()?, "memcached listener ready");
+    let sec = &config.security;
+    let auth = sec
+        .auth_file
+        .as_deref()
+        .map(crate::auth::Credentials::load)
+        .transpose()?
+        .map(Arc::new);
+    let tls = crate::tls::acceptor(sec.tls_cert.as_deref(), sec.tls_key.as_deref())?;
+    warn_if_exposed(config.listen, auth.is_some());
+    tracing::info!(addr = %listener.local_addr()?, tls = tls.is_some(), auth = auth.is_some(), "memcached listener ready");
     let shared = Shared::new(kv.clone(), config);
 
     let sweeper = tokio::spawn(kv.clone().run_sweeper(shared.shutdown_signal()));
-    let memcache = tokio::spawn(crate::memcache::server::run(listener, shared.clone()));
+    let memcache = tokio::spawn(crate::memcache::server::run(listener, shared.clone(), tls, auth));
 
     let mut requested = shared.shutdown_signal();
     tokio::select! {
@@ -160,8 +168,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn warn_if_exposed(addr: SocketAddr) {
-    if !addr.ip().is_loopback() {
+/// Warns when a listener is reachable beyond this host without auth.
+pub fn warn_if_exposed(addr: SocketAddr, authenticated: bool) {
+    if !addr.ip().is_loopback() && !authenticated {
         tracing::warn!(%addr, "listening on a non-loopback address without authentication");
     }
 }

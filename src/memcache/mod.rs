@@ -3,6 +3,8 @@
 
 pub mod admin;
 pub mod arith;
+/// The `--auth-file` gate a connection passes before its first command.
+pub mod auth;
 pub mod connection;
 pub mod keys;
 pub mod reply;
