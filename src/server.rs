@@ -134,8 +134,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("opening store in {}", config.store.data_dir.display()))?;
     let kv = Arc::new(Kv::new(store, config.store.max_item_size));
     kv.set_memory_limit(config.max_bytes);
-    let listener = TcpListener::bind(config.listen)
-        .await
+    let listener = bind(config.listen)
         .with_context(|| format!("binding memcached listener {}", config.listen))?;
     let sec = &config.security;
     let auth = sec
@@ -166,6 +165,22 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     tokio::task::spawn_blocking(move || kv.store().sync()).await??;
     tracing::info!("store synced; bye");
     Ok(())
+}
+
+/// memcached's default listen backlog (`-b`); std's 128 overflows under a
+/// burst of connects, and each overflow costs the client a 1 s SYN retry.
+pub const LISTEN_BACKLOG: u32 = 1024;
+
+/// Binds a listener with [`LISTEN_BACKLOG`] (for every front end).
+pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 /// Warns when a listener is reachable beyond this host without auth.

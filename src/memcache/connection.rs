@@ -27,10 +27,6 @@ const INITIAL_READ: usize = 4 * 1024;
 const WRITE_HIGH_WATER: usize = 256 * 1024;
 /// A buffer grown past this by a large value is released once empty.
 const SHRINK_ABOVE: usize = 64 * 1024;
-/// Most buffer reserved ahead for a declared data block; the rest grows as
-/// bytes arrive, so a client declaring a large value and sending nothing
-/// costs little.
-const MAX_PREALLOC: usize = 64 * 1024;
 
 pub struct Connection<S> {
     socket: S,
@@ -112,8 +108,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             }
             let (flow, consumed) = match text::parse(&self.input, max_item) {
                 Frame::Incomplete { need } => {
-                    if need > self.input.capacity() {
-                        self.input.reserve((need - self.input.len()).min(MAX_PREALLOC));
+                    // Size for the whole frame only once half of it has
+                    // arrived: memory follows bytes received, not declared.
+                    if need > self.input.capacity() && self.input.len() >= need / 2 {
+                        self.input.reserve(need - self.input.len());
                     }
                     return Ok(Flow::Continue);
                 }
