@@ -1,0 +1,48 @@
+"""pymemcache over TLS (an ssl.SSLContext that verifies our self-signed
+certificate) against memcached-lite started with --tls-cert/--tls-key."""
+import os
+import ssl
+import subprocess
+import tempfile
+
+import pytest
+from pymemcache.client.base import Client
+
+from conftest import Server
+
+
+@pytest.fixture
+def tls_server():
+    d = tempfile.mkdtemp(prefix="mcl-tls-")
+    cert, key = os.path.join(d, "cert.pem"), os.path.join(d, "key.pem")
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+         "-nodes", "-days", "1", "-subj", "/CN=localhost",
+         "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+         "-keyout", key, "-out", cert],
+        check=True, capture_output=True,
+    )
+    s = Server("--tls-cert", cert, "--tls-key", key)
+    s.cert = cert
+    yield s
+    s.cleanup()
+
+
+def test_pymemcache_over_tls(tls_server):
+    ctx = ssl.create_default_context(cafile=tls_server.cert)
+    c = Client(("127.0.0.1", tls_server.port), tls_context=ctx, timeout=10)
+    assert c.set("greeting", b"hello over tls", expire=0)
+    assert c.get("greeting") == b"hello over tls"
+    assert c.incr("n", 1) is None
+    c.set("n", b"41")
+    assert c.incr("n", 1) == 42
+    ok, cas = c.gets("greeting")
+    assert ok == b"hello over tls" and cas
+    c.close()
+
+
+def test_tls_refuses_an_untrusted_client_context(tls_server):
+    ctx = ssl.create_default_context()  # system roots: our cert is not among them
+    c = Client(("127.0.0.1", tls_server.port), tls_context=ctx, timeout=10)
+    with pytest.raises(ssl.SSLCertVerificationError):
+        c.get("greeting")
