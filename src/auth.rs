@@ -30,8 +30,8 @@ impl Credentials {
     /// Reads memcached's auth file format: one `user:password` per line
     /// (split at the first `:`); blank lines are skipped.
     pub fn load(path: &Path) -> anyhow::Result<Self> {
-        let text = std::fs::read(path)
-            .with_context(|| format!("reading auth file {}", path.display()))?;
+        let text =
+            std::fs::read(path).with_context(|| format!("reading auth file {}", path.display()))?;
         Self::parse(&text).with_context(|| format!("in auth file {}", path.display()))
     }
 
@@ -113,7 +113,11 @@ pub fn is_public_path(path: &str) -> bool {
 /// axum middleware: 401 with a JSON body unless the request carries the
 /// bearer token or targets a public path. Apply it to the HTTP router with
 /// `axum::middleware::from_fn_with_state(token, auth::require_bearer)`.
-pub async fn require_bearer(State(token): State<BearerToken>, req: Request, next: Next) -> Response {
+pub async fn require_bearer(
+    State(token): State<BearerToken>,
+    req: Request,
+    next: Next,
+) -> Response {
     let authorized = is_public_path(req.uri().path())
         || req
             .headers()
@@ -171,7 +175,11 @@ mod tests {
         if let Some(a) = auth {
             req = req.header(header::AUTHORIZATION, a);
         }
-        let resp = app.clone().oneshot(req.body(Body::empty()).unwrap()).await.unwrap();
+        let resp = app
+            .clone()
+            .oneshot(req.body(Body::empty()).unwrap())
+            .await
+            .unwrap();
         resp.status()
     }
 
@@ -183,9 +191,18 @@ mod tests {
             .route("/healthz", get(|| async { "ok" }))
             .route("/docs/index.html", get(|| async { "docs" }))
             .layer(axum::middleware::from_fn_with_state(token, require_bearer));
-        assert_eq!(status(&app, "/v1/keys/a", None).await, StatusCode::UNAUTHORIZED);
-        assert_eq!(status(&app, "/v1/keys/a", Some("Bearer nope")).await, StatusCode::UNAUTHORIZED);
-        assert_eq!(status(&app, "/v1/keys/a", Some("Bearer tok")).await, StatusCode::OK);
+        assert_eq!(
+            status(&app, "/v1/keys/a", None).await,
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(
+            status(&app, "/v1/keys/a", Some("Bearer nope")).await,
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(
+            status(&app, "/v1/keys/a", Some("Bearer tok")).await,
+            StatusCode::OK
+        );
         assert_eq!(status(&app, "/healthz", None).await, StatusCode::OK);
         assert_eq!(status(&app, "/docs/index.html", None).await, StatusCode::OK);
         assert_eq!(status(&app, "/docsx", None).await, StatusCode::UNAUTHORIZED);

@@ -50,7 +50,10 @@ pub fn acceptor(cert: Option<&Path>, key: Option<&Path>) -> anyhow::Result<Optio
 }
 
 /// Runs the server side of the handshake within [`HANDSHAKE_TIMEOUT`].
-pub async fn accept(acceptor: &TlsAcceptor, socket: TcpStream) -> std::io::Result<TlsStream<TcpStream>> {
+pub async fn accept(
+    acceptor: &TlsAcceptor,
+    socket: TcpStream,
+) -> std::io::Result<TlsStream<TcpStream>> {
     tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(socket))
         .await
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "TLS handshake timed out"))?

@@ -157,11 +157,19 @@ fn memcached_front_end_survives_the_catalogue() {
             "memcached's answer to: {name}"
         );
         // Another client is served throughout, and sees the same data.
-        assert_eq!(bystander.until_end(CHECK), CHECKED, "bystander after: {name}");
+        assert_eq!(
+            bystander.until_end(CHECK),
+            CHECKED,
+            "bystander after: {name}"
+        );
     }
     // Nothing stored changed, not even the cas values.
     assert_eq!(bystander.until_end(b"gets sentinel counter\r\n"), before);
-    assert_eq!(exchange(theirs.addr, CHECK), CHECKED.as_bytes(), "memcached's data unchanged");
+    assert_eq!(
+        exchange(theirs.addr, CHECK),
+        CHECKED.as_bytes(),
+        "memcached's data unchanged"
+    );
     assert_eq!(bystander.until_end(b"get big other\r\n"), "END\r\n");
     // And the server still takes new connections and writes.
     let mut fresh = ours.connect();

@@ -63,13 +63,22 @@ fn protocol_bytes() -> impl Strategy<Value = Vec<u8>> {
 fn check_frame(buf: &[u8]) -> Result<(), TestCaseError> {
     match text::parse(buf, MAX_ITEM) {
         Frame::Incomplete { need: 0 } => {
-            prop_assert!(!buf.contains(&b'\n'), "Incomplete without need, yet a line is complete");
+            prop_assert!(
+                !buf.contains(&b'\n'),
+                "Incomplete without need, yet a line is complete"
+            );
             prop_assert!(buf.len() <= MAX_GET_LINE, "unbounded line kept");
         }
         Frame::Incomplete { need } => {
-            prop_assert!(buf.contains(&b'\n'), "a data block is awaited only after its line");
+            prop_assert!(
+                buf.contains(&b'\n'),
+                "a data block is awaited only after its line"
+            );
             prop_assert!(need > buf.len(), "need {need} <= buffered {}", buf.len());
-            prop_assert!(need <= text::MAX_LINE + MAX_ITEM + 2, "need {need} beyond one item");
+            prop_assert!(
+                need <= text::MAX_LINE + MAX_ITEM + 2,
+                "need {need} beyond one item"
+            );
         }
         Frame::Close => prop_assert!(buf.len() > text::MAX_LINE || buf.contains(&b'\n')),
         Frame::Request { req, len } => {
@@ -161,7 +170,14 @@ fn cmd() -> impl Strategy<Value = Cmd> {
         any::<u64>().prop_map(StoreMode::Cas),
     ];
     prop_oneof![
-        (mode, key(), any::<u32>(), any::<i64>(), prop::collection::vec(any::<u8>(), 0..=MAX_ITEM), any::<bool>())
+        (
+            mode,
+            key(),
+            any::<u32>(),
+            any::<i64>(),
+            prop::collection::vec(any::<u8>(), 0..=MAX_ITEM),
+            any::<bool>()
+        )
             .prop_map(|(mode, key, flags, exptime, data, noreply)| Cmd::Store {
                 mode,
                 key,
@@ -170,16 +186,26 @@ fn cmd() -> impl Strategy<Value = Cmd> {
                 data,
                 noreply
             }),
-        (prop::collection::vec(key(), 1..8), any::<bool>(), prop::option::of(any::<i64>()))
+        (
+            prop::collection::vec(key(), 1..8),
+            any::<bool>(),
+            prop::option::of(any::<i64>())
+        )
             .prop_map(|(keys, cas, touch)| Cmd::Get { keys, cas, touch }),
         (key(), any::<bool>()).prop_map(|(key, noreply)| Cmd::Delete { key, noreply }),
-        (key(), any::<u64>(), any::<bool>(), any::<bool>()).prop_map(|(key, delta, incr, noreply)| Cmd::Arith {
+        (key(), any::<u64>(), any::<bool>(), any::<bool>()).prop_map(
+            |(key, delta, incr, noreply)| Cmd::Arith {
+                key,
+                delta,
+                incr,
+                noreply
+            }
+        ),
+        (key(), any::<i64>(), any::<bool>()).prop_map(|(key, exptime, noreply)| Cmd::Touch {
             key,
-            delta,
-            incr,
+            exptime,
             noreply
         }),
-        (key(), any::<i64>(), any::<bool>()).prop_map(|(key, exptime, noreply)| Cmd::Touch { key, exptime, noreply }),
         Just(Cmd::Version),
     ]
 }
@@ -232,11 +258,27 @@ fn encode(c: &Cmd) -> Vec<u8> {
             noreply,
         } => {
             let word: &[u8] = if *incr { b"incr " } else { b"decr " };
-            [word, key, format!(" {delta}").as_bytes(), nr(*noreply), b"\r\n"].concat()
+            [
+                word,
+                key,
+                format!(" {delta}").as_bytes(),
+                nr(*noreply),
+                b"\r\n",
+            ]
+            .concat()
         }
-        Cmd::Touch { key, exptime, noreply } => {
-            [b"touch ", &key[..], format!(" {exptime}").as_bytes(), nr(*noreply), b"\r\n"].concat()
-        }
+        Cmd::Touch {
+            key,
+            exptime,
+            noreply,
+        } => [
+            b"touch ",
+            &key[..],
+            format!(" {exptime}").as_bytes(),
+            nr(*noreply),
+            b"\r\n",
+        ]
+        .concat(),
         Cmd::Version => b"version\r\n".to_vec(),
     }
 }
@@ -262,10 +304,17 @@ fn matches(c: &Cmd, req: &Request<'_>) -> bool {
                 noreply: n,
             },
         ) => mode == m && key == k && flags == f && exptime == e && data == d && noreply == n,
-        (Cmd::Get { keys, cas, touch }, Request::Get { keys: k, cas: c, touch: t }) => {
-            k.iter().eq(keys.iter().map(|k| &k[..])) && cas == c && touch == t
+        (
+            Cmd::Get { keys, cas, touch },
+            Request::Get {
+                keys: k,
+                cas: c,
+                touch: t,
+            },
+        ) => k.iter().eq(keys.iter().map(|k| &k[..])) && cas == c && touch == t,
+        (Cmd::Delete { key, noreply }, Request::Delete { key: k, noreply: n }) => {
+            key == k && noreply == n
         }
-        (Cmd::Delete { key, noreply }, Request::Delete { key: k, noreply: n }) => key == k && noreply == n,
         (
             Cmd::Arith {
                 key,
@@ -280,9 +329,18 @@ fn matches(c: &Cmd, req: &Request<'_>) -> bool {
                 noreply: n,
             },
         ) => key == k && delta == d && incr == i && noreply == n,
-        (Cmd::Touch { key, exptime, noreply }, Request::Touch { key: k, exptime: e, noreply: n }) => {
-            key == k && exptime == e && noreply == n
-        }
+        (
+            Cmd::Touch {
+                key,
+                exptime,
+                noreply,
+            },
+            Request::Touch {
+                key: k,
+                exptime: e,
+                noreply: n,
+            },
+        ) => key == k && exptime == e && noreply == n,
         (Cmd::Version, Request::Version) => true,
         _ => false,
     }

@@ -50,7 +50,10 @@ fn wait_accepted(normal: &mut common::Client, slow: usize) {
     let want = format!("STAT curr_connections {}\r\n", slow + 1);
     let deadline = Instant::now() + Duration::from_secs(20);
     while !normal.until_end(b"stats\r\n").contains(&want) {
-        assert!(Instant::now() < deadline, "server did not accept {slow} clients");
+        assert!(
+            Instant::now() < deadline,
+            "server did not accept {slow} clients"
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
 }
@@ -59,11 +62,20 @@ fn wait_accepted(normal: &mut common::Client, slow: usize) {
 fn attack(i: usize) -> (Vec<u8>, Vec<u8>) {
     match i % 3 {
         // A command line that never ends.
-        0 => (Vec::new(), format!("set slow{i} 0 0 5 ").repeat(20).into_bytes()),
+        0 => (
+            Vec::new(),
+            format!("set slow{i} 0 0 5 ").repeat(20).into_bytes(),
+        ),
         // A declared 900 KB value whose data trickles in.
-        1 => (format!("set big{i} 0 0 900000\r\n").into_bytes(), vec![b'x'; 4096]),
+        1 => (
+            format!("set big{i} 0 0 900000\r\n").into_bytes(),
+            vec![b'x'; 4096],
+        ),
         // A long multi-get key list.
-        _ => (b"get ".to_vec(), format!("key{i} ").repeat(100).into_bytes()),
+        _ => (
+            b"get ".to_vec(),
+            format!("key{i} ").repeat(100).into_bytes(),
+        ),
     }
 }
 
@@ -120,7 +132,9 @@ fn slowloris_does_not_starve_normal_clients_and_memory_stays_bounded() {
         round += 1;
     }
     stop.store(true, Ordering::Relaxed);
-    let mut latencies = timer.join().expect("normal client always answered correctly");
+    let mut latencies = timer
+        .join()
+        .expect("normal client always answered correctly");
     let stats = normal.until_end(b"stats\r\n");
     let rss = proc_status_kib(pid, "VmRSS");
     let hwm = proc_status_kib(pid, "VmHWM");
@@ -140,11 +154,21 @@ fn slowloris_does_not_starve_normal_clients_and_memory_stays_bounded() {
         .and_then(|rest| rest.split('\r').next())
         .and_then(|n| n.parse().ok())
         .expect("curr_connections in stats");
-    assert!(connected > SLOW_CLIENTS, "every slow client is still connected: {connected}");
-    assert!(latencies.len() >= 100, "normal client served only {} times in 3 s", latencies.len());
+    assert!(
+        connected > SLOW_CLIENTS,
+        "every slow client is still connected: {connected}"
+    );
+    assert!(
+        latencies.len() >= 100,
+        "normal client served only {} times in 3 s",
+        latencies.len()
+    );
     assert!(p50 < Duration::from_millis(50), "normal client p50 {p50:?}");
     assert!(max < Duration::from_secs(2), "normal client max {max:?}");
-    assert!(hwm < RSS_LIMIT_KIB, "server peak RSS {hwm} KiB exceeds {RSS_LIMIT_KIB} KiB");
+    assert!(
+        hwm < RSS_LIMIT_KIB,
+        "server peak RSS {hwm} KiB exceeds {RSS_LIMIT_KIB} KiB"
+    );
 }
 
 #[test]
@@ -157,7 +181,10 @@ fn lines_without_newline_are_cut_off() {
         junk.resize(len, b'k');
         // The server may close (and reset) before reading it all.
         let _ = c.stream.write_all(&junk);
-        assert!(c.is_closed(), "connection closed after {len} bytes without a newline");
+        assert!(
+            c.is_closed(),
+            "connection closed after {len} bytes without a newline"
+        );
     }
     let mut c = server.connect();
     assert_eq!(c.line(b"version\r\n"), "VERSION 1.6.18\r\n");

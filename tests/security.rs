@@ -24,10 +24,22 @@ const CONVERSATION: &[(&[u8], &str)] = &[
     (b"version\r\n", "CLIENT_ERROR unauthenticated\r\n"),
     (b"add a 0 0 12\r\n", "CLIENT_ERROR unauthenticated\r\n"),
     (b"set a 0 0 -1\r\n", "CLIENT_ERROR unauthenticated\r\n"),
-    (b"set a 0 0 11\r\nalice wrong\r\n", "CLIENT_ERROR authentication failure\r\n"),
-    (b"set a 0 0 12\r\nAlice s3cret\r\n", "CLIENT_ERROR authentication failure\r\n"),
-    (b"set a 0 0 5\r\nalice\r\n", "CLIENT_ERROR bad authentication token format\r\n"),
-    (b"set a 0 0 12\r\nalice s3cretXX", "CLIENT_ERROR bad command line termination\r\n"),
+    (
+        b"set a 0 0 11\r\nalice wrong\r\n",
+        "CLIENT_ERROR authentication failure\r\n",
+    ),
+    (
+        b"set a 0 0 12\r\nAlice s3cret\r\n",
+        "CLIENT_ERROR authentication failure\r\n",
+    ),
+    (
+        b"set a 0 0 5\r\nalice\r\n",
+        "CLIENT_ERROR bad authentication token format\r\n",
+    ),
+    (
+        b"set a 0 0 12\r\nalice s3cretXX",
+        "CLIENT_ERROR bad command line termination\r\n",
+    ),
     (b"get k\r\n", "CLIENT_ERROR unauthenticated\r\n"),
     (b"set a 5 100 12 noreply\r\nalice s3cret\r\n", "STORED\r\n"),
     (b"set k 0 0 1\r\nv\r\n", "STORED\r\n"),
@@ -58,7 +70,10 @@ fn auth_file_gate_matches_memcached() {
     // A second user, whose password holds a space: memcached splits the
     // block at spaces, so only "pa" is ever presented and it fails.
     let mut c = ours.connect();
-    assert_eq!(c.line(b"set x 0 0 14\r\nbob pa ss:word\r\n"), "CLIENT_ERROR authentication failure\r\n");
+    assert_eq!(
+        c.line(b"set x 0 0 14\r\nbob pa ss:word\r\n"),
+        "CLIENT_ERROR authentication failure\r\n"
+    );
     // Authenticating on one connection does not authenticate others.
     assert_eq!(c.line(b"get k\r\n"), "CLIENT_ERROR unauthenticated\r\n");
 
@@ -92,7 +107,12 @@ fn non_loopback_bind_without_auth_warns() {
     let dir = tempfile::tempdir().unwrap();
     let port = common::free_port();
     let mut child = Command::new(env!("CARGO_BIN_EXE_memcached-lite"))
-        .args(["serve", "--listen", &format!("0.0.0.0:{port}"), "--data-dir"])
+        .args([
+            "serve",
+            "--listen",
+            &format!("0.0.0.0:{port}"),
+            "--data-dir",
+        ])
         .arg(dir.path())
         .env("MEMCACHED_LITE_LOG", "warn")
         .stderr(Stdio::piped())
@@ -121,14 +141,32 @@ fn non_loopback_bind_without_auth_warns() {
     let _ = child.kill();
     let _ = child.wait();
     let seen = reader.join().unwrap();
-    assert!(seen.contains("WARN") && seen.contains("without authentication"), "stderr: {seen}");
+    assert!(
+        seen.contains("WARN") && seen.contains("without authentication"),
+        "stderr: {seen}"
+    );
 }
 
 fn self_signed(dir: &std::path::Path) -> (String, String) {
     let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
     let status = Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"])
-        .args(["-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ])
+        .args([
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1",
+        ])
         .arg("-keyout")
         .arg(&key)
         .arg("-out")
@@ -146,7 +184,13 @@ fn tls_listener_serves_openssl_s_client() {
     let (cert, key) = self_signed(dir.path());
     let server = Server::start(&["--tls-cert", &cert, "--tls-key", &key]);
     let mut child = Command::new("openssl")
-        .args(["s_client", "-quiet", "-verify_return_error", "-servername", "localhost"])
+        .args([
+            "s_client",
+            "-quiet",
+            "-verify_return_error",
+            "-servername",
+            "localhost",
+        ])
         .args(["-connect", &server.addr.to_string(), "-CAfile", &cert])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -161,7 +205,12 @@ fn tls_listener_serves_openssl_s_client() {
         .unwrap();
     let out = child.wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(stdout, "STORED\r\nVALUE greeting 3 5\r\nhello\r\nEND\r\n", "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        stdout,
+        "STORED\r\nVALUE greeting 3 5\r\nhello\r\nEND\r\n",
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stderr).contains("verify return:1"));
 
     // Plain text on the TLS port gets no memcached answer, only a close.
@@ -170,17 +219,30 @@ fn tls_listener_serves_openssl_s_client() {
 
     // The value really is stored: a fresh TLS session reads it back.
     let out = Command::new("openssl")
-        .args(["s_client", "-quiet", "-connect", &server.addr.to_string(), "-CAfile", &cert])
+        .args([
+            "s_client",
+            "-quiet",
+            "-connect",
+            &server.addr.to_string(),
+            "-CAfile",
+            &cert,
+        ])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .and_then(|mut c| {
-            c.stdin.take().unwrap().write_all(b"get greeting\r\nquit\r\n")?;
+            c.stdin
+                .take()
+                .unwrap()
+                .write_all(b"get greeting\r\nquit\r\n")?;
             c.wait_with_output()
         })
         .unwrap();
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "VALUE greeting 3 5\r\nhello\r\nEND\r\n");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "VALUE greeting 3 5\r\nhello\r\nEND\r\n"
+    );
 }
 
 #[test]
@@ -199,7 +261,12 @@ fn tls_flags_must_come_together_and_parse() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--tls-key"));
     let junk = dir.path().join("junk.pem");
     std::fs::write(&junk, "not a certificate").unwrap();
-    let out = run(&["--tls-cert", junk.to_str().unwrap(), "--tls-key", junk.to_str().unwrap()]);
+    let out = run(&[
+        "--tls-cert",
+        junk.to_str().unwrap(),
+        "--tls-key",
+        junk.to_str().unwrap(),
+    ]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("certificate"));
 }

@@ -112,16 +112,34 @@ mod tests {
             }
         );
         assert_eq!(parse(b"get x\r\n"), reply(ERR_UNAUTHENTICATED, 7, false));
-        assert_eq!(parse(b"set x 0 0\r\n"), reply(ERR_UNAUTHENTICATED, 11, false));
-        assert_eq!(parse(b"set x 0 0 -1\r\n"), reply(ERR_UNAUTHENTICATED, 14, false));
-        assert_eq!(parse(b"set x 0 0 5\r\nalice\r\n"), reply(ERR_TOKEN_FORMAT, 20, false));
-        assert_eq!(parse(b"set x 0 0 3\r\nabcde\r\n"), reply(ERR_TERMINATION, 18, false));
-        assert_eq!(parse(b"set x 0 0 5\r\nab"), AuthFrame::Incomplete { need: 20 });
+        assert_eq!(
+            parse(b"set x 0 0\r\n"),
+            reply(ERR_UNAUTHENTICATED, 11, false)
+        );
+        assert_eq!(
+            parse(b"set x 0 0 -1\r\n"),
+            reply(ERR_UNAUTHENTICATED, 14, false)
+        );
+        assert_eq!(
+            parse(b"set x 0 0 5\r\nalice\r\n"),
+            reply(ERR_TOKEN_FORMAT, 20, false)
+        );
+        assert_eq!(
+            parse(b"set x 0 0 3\r\nabcde\r\n"),
+            reply(ERR_TERMINATION, 18, false)
+        );
+        assert_eq!(
+            parse(b"set x 0 0 5\r\nab"),
+            AuthFrame::Incomplete { need: 20 }
+        );
         assert_eq!(parse(b"set x 0"), AuthFrame::Incomplete { need: 0 });
         assert_eq!(
             parse(b"set x 0 0 1000000000\r\n"),
             reply(ERR_UNAUTHENTICATED, 22, true)
         );
-        assert!(matches!(parse(&[b'a'; 3000]), AuthFrame::Reply { close: true, .. }));
+        assert!(matches!(
+            parse(&[b'a'; 3000]),
+            AuthFrame::Reply { close: true, .. }
+        ));
     }
 }

@@ -18,7 +18,16 @@ impl Memcached {
     pub fn start(extra: &[&str]) -> Memcached {
         let port = super::common::free_port();
         let child = Command::new("memcached")
-            .args(["-p", &port.to_string(), "-U", "0", "-l", "127.0.0.1", "-u", "root"])
+            .args([
+                "-p",
+                &port.to_string(),
+                "-U",
+                "0",
+                "-l",
+                "127.0.0.1",
+                "-u",
+                "root",
+            ])
             .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
@@ -57,7 +66,10 @@ pub fn exchange(addr: SocketAddr, bytes: &[u8]) -> Vec<u8> {
             Ok(0) => return out,
             Ok(n) => out.extend_from_slice(&chunk[..n]),
             Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return out,
-            Err(e) => panic!("no EOF within 10s ({e}); got {:?}", String::from_utf8_lossy(&out)),
+            Err(e) => panic!(
+                "no EOF within 10s ({e}); got {:?}",
+                String::from_utf8_lossy(&out)
+            ),
         }
     }
 }
