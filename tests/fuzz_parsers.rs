@@ -123,7 +123,9 @@ fn check_request(req: &Request<'_>) -> Result<(), TestCaseError> {
 
 /// A key memcached accepts.
 fn key() -> impl Strategy<Value = Vec<u8>> {
-    prop::collection::vec(0x21u8..=0xff, 1..=MAX_KEY).prop_filter("no DEL", |k| !k.contains(&0x7f))
+    // 0x21..=0xff without DEL, mapped rather than filtered (no rejects).
+    let byte = (0x21u8..=0xfe).prop_map(|b| if b >= 0x7f { b + 1 } else { b });
+    prop::collection::vec(byte, 1..=MAX_KEY)
 }
 
 /// A valid command: its bytes and the request `parse` must return.
@@ -346,6 +348,15 @@ fn matches(c: &Cmd, req: &Request<'_>) -> bool {
     }
 }
 
+/// Any byte but the two that split tokens/lines (mapped, not filtered).
+fn not_separator(b: u8) -> u8 {
+    match b {
+        b' ' => b'_',
+        b'\n' => 0x0b,
+        b => b,
+    }
+}
+
 proptest! {
     /// Arbitrary bytes: never a panic, never more consumed than buffered,
     /// `Incomplete` only when no complete frame is there.
@@ -390,7 +401,7 @@ proptest! {
 
     /// Key validation is exactly memcached's rule, and the parser applies it.
     #[test]
-    fn key_validation(k in prop::collection::vec(any::<u8>().prop_filter("not a separator", |b| *b != b' ' && *b != b'\n'), 1..300)) {
+    fn key_validation(k in prop::collection::vec(any::<u8>().prop_map(not_separator), 1..300)) {
         let rule = k.len() <= MAX_KEY && k.iter().all(|&b| b > b' ' && b != 0x7f);
         prop_assert_eq!(valid_key(&k), rule);
         let set = [b"set ", &k[..], b" 0 0 1\r\nx\r\n"].concat();
