@@ -179,12 +179,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
 
     async fn flush(&mut self) -> std::io::Result<()> {
         if !self.output.is_empty() {
+            // `flush` pushes out what TLS still buffers (a no-op for TCP).
+            let write = async {
+                self.socket.write_all(&self.output).await?;
+                self.socket.flush().await
+            };
             // A client that stops reading must not pin the connection forever.
             match self.idle {
-                Some(limit) => tokio::time::timeout(limit, self.socket.write_all(&self.output))
+                Some(limit) => tokio::time::timeout(limit, write)
                     .await
                     .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "write stalled"))??,
-                None => self.socket.write_all(&self.output).await?,
+                None => write.await?,
             }
             add(&self.shared.kv.stats.bytes_written, self.output.len() as u64);
             self.output.clear();

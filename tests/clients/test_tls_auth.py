@@ -46,3 +46,16 @@ def test_tls_refuses_an_untrusted_client_context(tls_server):
     c = Client(("127.0.0.1", tls_server.port), tls_context=ctx, timeout=10)
     with pytest.raises(ssl.SSLCertVerificationError):
         c.get("greeting")
+
+
+def test_large_replies_over_tls(tls_server):
+    """Multi-megabyte replies cross the write high-water mark and TLS
+    record buffering; every byte must arrive."""
+    ctx = ssl.create_default_context(cafile=tls_server.cert)
+    c = Client(("127.0.0.1", tls_server.port), tls_context=ctx, timeout=30)
+    values = {f"big{i}": bytes([65 + i]) * 1_000_000 for i in range(12)}
+    for k, v in values.items():
+        assert c.set(k, v)
+    assert c.get_many(list(values)) == values
+    assert c.get("big3") == values["big3"]
+    c.close()
