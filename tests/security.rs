@@ -296,3 +296,33 @@ fn idle_clients_are_closed_busy_ones_kept() {
     assert!(trickler.is_closed(), "trickling client closed");
     assert_eq!(busy.until_end(b"get k\r\n"), "VALUE k 0 1\r\nv\r\nEND\r\n");
 }
+
+#[test]
+fn clients_that_stop_reading_are_cut_off() {
+    use std::io::Read;
+    let server = Server::start(&["--idle-timeout", "1"]);
+    let mut c = server.connect();
+    let value = vec![b'v'; 1_000_000];
+    c.send(b"set big 0 0 1000000\r\n");
+    c.send(&value);
+    assert_eq!(c.line(b"\r\n"), "STORED\r\n");
+    // Ask for ~64 MB of replies and read none of them for a while.
+    c.send(&b"get big\r\n".repeat(64));
+    std::thread::sleep(Duration::from_millis(2500));
+    let mut total = 0usize;
+    let mut chunk = vec![0u8; 1 << 20];
+    loop {
+        match c.stream.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => total += n,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+            Err(e) => panic!("expected the server to close the stalled connection: {e}"),
+        }
+    }
+    assert!(
+        total < 64 * 1_000_000,
+        "read {total} bytes; the stalled write was not cut off"
+    );
+    let mut other = server.connect();
+    assert_eq!(other.line(b"version\r\n"), "VERSION 1.6.18\r\n");
+}
