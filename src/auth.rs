@@ -84,6 +84,11 @@ impl BearerToken {
         Self::new(text.trim())
     }
 
+    /// The token of `--http-token-file`, if set (for the HTTP listener).
+    pub fn from_config(sec: &crate::config::SecurityConfig) -> anyhow::Result<Option<Self>> {
+        sec.http_token_file.as_deref().map(Self::load).transpose()
+    }
+
     pub fn new(token: &str) -> anyhow::Result<Self> {
         anyhow::ensure!(!token.is_empty(), "the HTTP token is empty");
         Ok(BearerToken(token.as_bytes().into()))
@@ -168,6 +173,22 @@ mod tests {
         assert!(!t.accepts(b"Basic tok-123"));
         assert!(!t.accepts(b"tok-123"));
         assert!(BearerToken::new("").is_err());
+    }
+
+    #[test]
+    fn token_file_is_trimmed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token");
+        std::fs::write(&path, "tok-123\n").unwrap();
+        let sec = crate::config::SecurityConfig {
+            http_token_file: Some(path),
+            ..Default::default()
+        };
+        let t = BearerToken::from_config(&sec).unwrap().unwrap();
+        assert!(t.accepts(b"Bearer tok-123"));
+        assert!(BearerToken::from_config(&Default::default())
+            .unwrap()
+            .is_none());
     }
 
     async fn status(app: &Router, path: &str, auth: Option<&str>) -> StatusCode {
