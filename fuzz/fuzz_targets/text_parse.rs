@@ -26,7 +26,9 @@ fuzz_target!(|data: &[u8]| {
                 assert!(len > 0 && len <= rest.len());
                 rest = &rest[len..];
             }
-            Frame::Swallow { len, skip, discard, .. } => {
+            Frame::Swallow {
+                len, skip, discard, ..
+            } => {
                 assert!(len > 0 && len <= rest.len() && skip > MAX_ITEM);
                 assert!(discard.is_none_or(valid_key));
                 rest = &rest[len..];
