@@ -70,6 +70,9 @@ pub struct Config {
     pub http_timeout_secs: u64,
     #[command(flatten)]
     pub mirror: MirrorConfig,
+
+    #[command(flatten)]
+    pub security: SecurityConfig,
 }
 
 /// The CSV mirror of `serve` (see [`crate::mirror`]).
@@ -121,6 +124,34 @@ fn parse_interval(s: &str) -> Result<std::time::Duration, String> {
     ))
 }
 
+/// Connection limits, authentication and TLS (issue 6).
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct SecurityConfig {
+    /// Close a client that sent no complete command for this many seconds
+    /// (memcached's `-o idle_timeout`; 0 = never).
+    #[arg(long, env = "MEMCACHED_LITE_IDLE_TIMEOUT", default_value_t = 0)]
+    pub idle_timeout: u64,
+
+    /// memcached text-protocol auth (memcached's `-Y`): a file of
+    /// `user:password` lines; clients must first send
+    /// `set <any> <flags> <exptime> <len>` carrying `<user> <password>`.
+    #[arg(long, env = "MEMCACHED_LITE_AUTH_FILE")]
+    pub auth_file: Option<PathBuf>,
+
+    /// File holding the bearer token every HTTP route but the health
+    /// checks and docs requires (`Authorization: Bearer <token>`).
+    #[arg(long, env = "MEMCACHED_LITE_HTTP_TOKEN_FILE")]
+    pub http_token_file: Option<PathBuf>,
+
+    /// PEM certificate chain; with `--tls-key`, listeners speak TLS only.
+    #[arg(long, env = "MEMCACHED_LITE_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key for `--tls-cert`.
+    #[arg(long, env = "MEMCACHED_LITE_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+}
+
 impl Config {
     /// A configuration for tests and embedding: loopback, ephemeral port.
     pub fn for_data_dir(data_dir: impl Into<PathBuf>) -> Self {
@@ -144,6 +175,7 @@ impl Config {
                 no_csv_mirror: true,
                 mirror_interval: std::time::Duration::from_secs(1),
             },
+            security: SecurityConfig::default(),
         }
     }
 

@@ -4,6 +4,8 @@
 //! Data flows one way: socket -> parser -> command -> lock manager + store
 //! -> reply. Front ends never touch sled directly.
 
+/// Secrets and their constant-time checks: memcached auth file, HTTP bearer token.
+pub mod auth;
 /// The single configuration shared by every front end and subcommand.
 pub mod config;
 /// `memcached-lite healthcheck`: is the memcached port answering?
@@ -32,3 +34,5 @@ pub mod server;
 pub mod stats;
 /// The sled-backed item store, item encoding and expiry rules.
 pub mod store;
+/// Optional rustls TLS shared by the listeners.
+pub mod tls;

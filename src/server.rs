@@ -153,18 +153,25 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     }
     let kv = Arc::new(Kv::new(store, config.store.max_item_size));
     kv.set_memory_limit(config.max_bytes);
-    let listener = TcpListener::bind(config.listen)
-        .await
+    let listener = bind(config.listen)
         .with_context(|| format!("binding memcached listener {}", config.listen))?;
-    warn_if_exposed(config.listen);
-    tracing::info!(addr = %listener.local_addr()?, "memcached listener ready");
+    let sec = &config.security;
+    let auth = sec
+        .auth_file
+        .as_deref()
+        .map(crate::auth::Credentials::load)
+        .transpose()?
+        .map(Arc::new);
+    let tls = crate::tls::acceptor(sec.tls_cert.as_deref(), sec.tls_key.as_deref())?;
+    warn_if_exposed(config.listen, auth.is_some());
+    tracing::info!(addr = %listener.local_addr()?, tls = tls.is_some(), auth = auth.is_some(), "memcached listener ready");
     let http_listener = if config.no_http {
         None
     } else {
         let l = TcpListener::bind(config.http_listen)
             .await
             .with_context(|| format!("binding HTTP listener {}", config.http_listen))?;
-        warn_if_exposed(config.http_listen);
+        warn_if_exposed(config.http_listen, sec.http_token_file.is_some());
         tracing::info!(addr = %l.local_addr()?, "HTTP listener ready (Swagger UI at /docs)");
         Some(l)
     };
@@ -172,8 +179,12 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     crate::metrics::register_source(&shared);
 
     let sweeper = tokio::spawn(kv.clone().run_sweeper(shared.shutdown_signal()));
-    let memcache = tokio::spawn(crate::memcache::server::run(listener, shared.clone()));
-    let http = http_listener.map(|l| tokio::spawn(crate::http::run(l, shared.clone())));
+    let token = crate::auth::BearerToken::from_config(&shared.config.security)?;
+    let http_tls = tls.clone();
+    let memcache = tokio::spawn(crate::memcache::server::run(listener, shared.clone(), tls, auth));
+    let http = http_listener.map(|l| {
+        tokio::spawn(crate::http::run(l, shared.clone(), token, http_tls))
+    });
     let mirror = mirror_path.clone().map(|path| {
         let interval = shared.config.mirror.mirror_interval;
         tokio::spawn(crate::mirror::run(
@@ -222,8 +233,25 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn warn_if_exposed(addr: SocketAddr) {
-    if !addr.ip().is_loopback() {
+/// memcached's default listen backlog (`-b`); std's 128 overflows under a
+/// burst of connects, and each overflow costs the client a 1 s SYN retry.
+pub const LISTEN_BACKLOG: u32 = 1024;
+
+/// Binds a listener with [`LISTEN_BACKLOG`] (for every front end).
+pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
+/// Warns when a listener is reachable beyond this host without auth.
+pub fn warn_if_exposed(addr: SocketAddr, authenticated: bool) {
+    if !addr.ip().is_loopback() && !authenticated {
         tracing::warn!(%addr, "listening on a non-loopback address without authentication");
     }
 }

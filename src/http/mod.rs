@@ -30,6 +30,9 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use utoipa_swagger_ui::SwaggerUi;
 
+use tokio_rustls::TlsAcceptor;
+
+use crate::auth::BearerToken;
 use crate::server::Shared;
 
 /// Smallest request-body limit, so small JSON bodies pass even with a tiny
@@ -61,11 +64,25 @@ pub fn router() -> OpenApiRouter<Arc<Shared>> {
 /// `/docs`, and the middleware stack (request id, tracing, JSON errors,
 /// timeout, body limit).
 pub fn app(shared: Arc<Shared>) -> Router {
+    app_with_token(shared, None)
+}
+
+/// [`app`], with every route but health checks and docs requiring
+/// `Authorization: Bearer <token>` when a token is given.
+pub fn app_with_token(shared: Arc<Shared>, token: Option<BearerToken>) -> Router {
     let body_limit = shared.kv.max_item_size().max(MIN_BODY_LIMIT);
     let timeout = Duration::from_secs(shared.config.http_timeout_secs.max(1));
     let (api, doc) = router().split_for_parts();
-    api.merge(SwaggerUi::new("/docs").url("/openapi.json", doc))
-        .fallback(not_found)
+    let mut app = api
+        .merge(SwaggerUi::new("/docs").url("/openapi.json", doc))
+        .fallback(not_found);
+    if let Some(token) = token {
+        app = app.layer(axum::middleware::from_fn_with_state(
+            token,
+            crate::auth::require_bearer,
+        ));
+    }
+    app
         // Innermost first: each `layer` wraps everything above it.
         .layer(
             ServiceBuilder::new()
@@ -98,14 +115,45 @@ async fn not_found() -> error::ApiError {
     error::ApiError::NoRoute
 }
 
-/// Serves `app` on `listener` until the server shuts down, then lets
-/// in-flight requests finish.
-pub async fn run(listener: TcpListener, shared: Arc<Shared>) -> std::io::Result<()> {
+/// Serves the API on `listener` (over TLS when `tls` is given) until the
+/// server shuts down, then lets in-flight plain-HTTP requests finish.
+pub async fn run(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    token: Option<BearerToken>,
+    tls: Option<TlsAcceptor>,
+) -> std::io::Result<()> {
     let mut stop = shared.shutdown_signal();
-    let app = app(shared);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            let _ = stop.wait_for(|requested| *requested).await;
-        })
-        .await
+    let app = app_with_token(shared, token);
+    let Some(tls) = tls else {
+        return axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stop.wait_for(|requested| *requested).await;
+            })
+            .await;
+    };
+    // axum::serve speaks plain TCP only: drive hyper over each TLS stream.
+    loop {
+        let (socket, peer) = tokio::select! {
+            accepted = listener.accept() => accepted?,
+            _ = stop.wait_for(|requested| *requested) => return Ok(()),
+        };
+        let (tls, app) = (tls.clone(), app.clone());
+        tokio::spawn(async move {
+            let stream = match crate::tls::accept(&tls, socket).await {
+                Ok(stream) => stream,
+                Err(e) => return tracing::debug!(%peer, "TLS handshake failed: {e}"),
+            };
+            let service = hyper_util::service::TowerToHyperService::new(app);
+            let builder = hyper_util::server::conn::auto::Builder::new(
+                hyper_util::rt::TokioExecutor::new(),
+            );
+            if let Err(e) = builder
+                .serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(stream), service)
+                .await
+            {
+                tracing::debug!(%peer, "HTTPS connection ended: {e}");
+            }
+        });
+    }
 }

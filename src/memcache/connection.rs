@@ -1,14 +1,22 @@
 //! One client connection: read into a bounded buffer, parse and execute
 //! every complete request in it, write all replies with one syscall, repeat.
+//!
+//! The read buffer is bounded by the parser: a line without `\n` may grow
+//! to `text::MAX_LINE` (or `text::MAX_GET_LINE` for `get` key lists) before
+//! the connection is closed, and a data block to `--max-item-size` plus its
+//! line (larger ones are discarded as they arrive, never buffered). The loop
+//! is generic over the stream so plain TCP and TLS share one code path.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+use super::auth::{self as auth_step, AuthFrame};
 use super::text::{self, Frame};
 use super::{binary_cmd, execute, reply, Flow};
+use crate::auth::Credentials;
 use crate::server::Shared;
 use crate::stats::add;
 
@@ -20,8 +28,8 @@ const WRITE_HIGH_WATER: usize = 256 * 1024;
 /// A buffer grown past this by a large value is released once empty.
 const SHRINK_ABOVE: usize = 64 * 1024;
 
-pub struct Connection {
-    socket: TcpStream,
+pub struct Connection<S> {
+    socket: S,
     shared: Arc<Shared>,
     input: BytesMut,
     output: BytesMut,
@@ -29,10 +37,16 @@ pub struct Connection {
     swallow: usize,
     /// Binary protocol or text, decided by the first byte received.
     binary: Option<bool>,
+    /// `Some` until the client authenticates (only with `--auth-file`).
+    unauthenticated: Option<Arc<Credentials>>,
+    /// `--idle-timeout`: close after this long without a complete command.
+    idle: Option<Duration>,
+    last_command: Instant,
 }
 
-impl Connection {
-    pub fn new(socket: TcpStream, shared: Arc<Shared>) -> Self {
+impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
+    pub fn new(socket: S, shared: Arc<Shared>, auth: Option<Arc<Credentials>>) -> Self {
+        let idle_secs = shared.config.security.idle_timeout;
         Connection {
             socket,
             shared,
@@ -40,6 +54,9 @@ impl Connection {
             output: BytesMut::new(),
             swallow: 0,
             binary: None,
+            unauthenticated: auth,
+            idle: (idle_secs > 0).then(|| Duration::from_secs(idle_secs)),
+            last_command: Instant::now(),
         }
     }
 
@@ -61,6 +78,10 @@ impl Connection {
             let read = tokio::select! {
                 r = self.socket.read_buf(&mut self.input) => r?,
                 _ = shutdown.changed() => return Ok(()),
+                _ = idle_expired(self.idle, self.last_command) => {
+                    tracing::debug!("closing idle connection");
+                    return Ok(());
+                }
             };
             if read == 0 {
                 return Ok(());
@@ -81,6 +102,13 @@ impl Connection {
                     return Ok(Flow::Continue);
                 }
             }
+            if self.unauthenticated.is_some() {
+                match self.authenticate() {
+                    Some(Flow::Continue) => continue,
+                    Some(Flow::Close) => return Ok(Flow::Close),
+                    None => return Ok(Flow::Continue),
+                }
+            }
             if self.is_binary() {
                 let (flow, len) =
                     match binary_cmd::step(&self.input, &self.shared, &mut self.output) {
@@ -96,6 +124,7 @@ impl Connection {
                         }
                     };
                 self.input.advance(len);
+                self.last_command = Instant::now();
                 if flow == Flow::Close {
                     return Ok(flow);
                 }
@@ -106,7 +135,9 @@ impl Connection {
             }
             let (flow, consumed) = match text::parse(&self.input, max_item) {
                 Frame::Incomplete { need } => {
-                    if need > self.input.capacity() {
+                    // Size for the whole frame only once half of it has
+                    // arrived: memory follows bytes received, not declared.
+                    if need > self.input.capacity() && self.input.len() >= need / 2 {
                         self.input.reserve(need - self.input.len());
                     }
                     return Ok(Flow::Continue);
@@ -141,6 +172,7 @@ impl Connection {
                 }
             };
             self.input.advance(consumed);
+            self.last_command = Instant::now();
             if flow == Flow::Close {
                 return Ok(flow);
             }
@@ -160,18 +192,58 @@ impl Connection {
         }
     }
 
+    /// One step of the `--auth-file` gate; `None` when more bytes are needed.
+    fn authenticate(&mut self) -> Option<Flow> {
+        let creds = self.unauthenticated.as_ref()?;
+        let (msg, len, flow) = match auth_step::parse(&self.input) {
+            AuthFrame::Incomplete { .. } => return None,
+            AuthFrame::Reply { msg, len, close } => {
+                (msg, len, if close { Flow::Close } else { Flow::Continue })
+            }
+            AuthFrame::Attempt { user, password, len } => {
+                if creds.verify(user, password) {
+                    self.unauthenticated = None;
+                    ("STORED", len, Flow::Continue)
+                } else {
+                    tracing::debug!("memcached authentication failure");
+                    (auth_step::ERR_FAILURE, len, Flow::Continue)
+                }
+            }
+        };
+        reply::line(&mut self.output, msg);
+        self.input.advance(len);
+        self.last_command = Instant::now();
+        Some(flow)
+    }
+
     async fn flush(&mut self) -> std::io::Result<()> {
         if !self.output.is_empty() {
-            self.socket.write_all(&self.output).await?;
-            add(
-                &self.shared.kv.stats.bytes_written,
-                self.output.len() as u64,
-            );
+            // `flush` pushes out what TLS still buffers (a no-op for TCP).
+            let write = async {
+                self.socket.write_all(&self.output).await?;
+                self.socket.flush().await
+            };
+            // A client that stops reading must not pin the connection forever.
+            match self.idle {
+                Some(limit) => tokio::time::timeout(limit, write)
+                    .await
+                    .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "write stalled"))??,
+                None => write.await?,
+            }
+            add(&self.shared.kv.stats.bytes_written, self.output.len() as u64);
             self.output.clear();
             if self.output.capacity() > SHRINK_ABOVE {
                 self.output = BytesMut::new();
             }
         }
         Ok(())
+    }
+}
+
+/// Resolves when a connection idle since `since` has used up `limit`.
+async fn idle_expired(limit: Option<Duration>, since: Instant) {
+    match limit {
+        Some(limit) => tokio::time::sleep_until((since + limit).into()).await,
+        None => std::future::pending().await,
     }
 }

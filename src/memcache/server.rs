@@ -10,10 +10,19 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
 use super::connection::Connection;
+use crate::auth::Credentials;
 use crate::server::Shared;
+use crate::tls::TlsAcceptor;
 use crate::stats::bump;
 
-pub async fn run(listener: TcpListener, shared: Arc<Shared>) {
+/// Serves until shutdown; with `tls` every connection must speak TLS, with
+/// `auth` every connection must authenticate first.
+pub async fn run(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    tls: Option<TlsAcceptor>,
+    auth: Option<Arc<Credentials>>,
+) {
     let mut shutdown = shared.shutdown_signal();
     // Every connection holds a sender; when all are dropped, draining is done.
     let (alive, mut drained) = mpsc::channel::<()>(1);
@@ -45,10 +54,16 @@ pub async fn run(listener: TcpListener, shared: Arc<Shared>) {
         let _ = socket.set_nodelay(true);
         shared.curr_connections.fetch_add(1, Ordering::Relaxed);
         shared.total_connections.fetch_add(1, Ordering::Relaxed);
-        let (shared, alive) = (shared.clone(), alive.clone());
+        let (shared, alive, tls, auth) = (shared.clone(), alive.clone(), tls.clone(), auth.clone());
         tokio::spawn(async move {
-            let conn = Connection::new(socket, shared.clone());
-            if let Err(e) = conn.run().await {
+            let ended = match tls {
+                None => Connection::new(socket, shared.clone(), auth).run().await,
+                Some(acceptor) => match crate::tls::accept(&acceptor, socket).await {
+                    Ok(stream) => Connection::new(stream, shared.clone(), auth).run().await,
+                    Err(e) => Err(e),
+                },
+            };
+            if let Err(e) = ended {
                 tracing::debug!(%peer, "connection ended: {e}");
             }
             shared.curr_connections.fetch_sub(1, Ordering::Relaxed);

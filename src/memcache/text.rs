@@ -240,6 +240,9 @@ pub fn parse(buf: &[u8], max_item_size: usize) -> Frame<'_> {
                 Some(megabytes) => Request::MemLimit { megabytes, noreply },
                 None => return error(ERROR, false, line_len),
             },
+            // memcached closes on an HTTP request line, so a browser
+            // tricked into posting here cannot drive the protocol.
+            _ if toks[n - 1].starts_with(b"HTTP/") => return Frame::Close,
             _ => return error(ERROR, false, line_len),
         },
     };
@@ -344,8 +347,10 @@ fn storage<'a>(
 fn delete<'a>(toks: &[&'a [u8]], noreply: bool) -> Result<Request<'a>, &'static str> {
     let n = toks.len();
     let hold_is_zero = n > 2 && toks[2] == b"0";
-    let valid =
-        n == 2 || (n == 3 && (hold_is_zero || noreply)) || (n == 4 && hold_is_zero && noreply);
+    if n > 4 {
+        return Err(ERROR);
+    }
+    let valid = n == 2 || (n == 3 && (hold_is_zero || noreply)) || (n == 4 && hold_is_zero && noreply);
     if !valid {
         return Err(if n < 2 { ERROR } else { ERR_DELETE_USAGE });
     }
@@ -575,6 +580,8 @@ mod tests {
             req(b"shutdown now\r\n"),
             Request::Shutdown { valid_mode: false }
         );
+        assert_eq!(err(b"delete k 0 0 0\r\n"), ERROR);
+        assert_eq!(parse(b"GET / HTTP/1.1\r\n", 1024), Frame::Close);
     }
 
     #[test]
