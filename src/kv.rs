@@ -6,8 +6,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::config::Durability;
 use crate::locks::LockManager;
 use crate::stats::{add, bump, Stats};
+use crate::store::commit::{Committer, Ticket};
 use crate::store::{expiry, Item, Store, StoreError};
 
 /// How a storage command treats an existing item.
@@ -74,6 +76,8 @@ pub struct Kv {
     /// Memory limit reported as `limit_maxbytes` (0 = unlimited).
     limit_maxbytes: AtomicU64,
     started: u64,
+    /// The group committer, under `--durability sync` only.
+    committer: Option<Committer>,
 }
 
 enum Lookup {
@@ -84,7 +88,15 @@ enum Lookup {
 
 impl Kv {
     pub fn new(store: Store, max_item_size: usize) -> Self {
+        let committer = (store.durability() == Durability::Sync).then(|| {
+            Committer::start(
+                store.syncer(),
+                store.write_generation(),
+                store.flush_interval(),
+            )
+        });
         Kv {
+            committer,
             store,
             locks: LockManager::default(),
             stats: Stats::default(),
@@ -110,6 +122,41 @@ impl Kv {
 
     pub fn memory_limit(&self) -> u64 {
         self.limit_maxbytes.load(Ordering::Relaxed)
+    }
+
+    /// Under `--durability sync`, a ticket covering every write completed so
+    /// far; `None` in periodic mode, where nothing waits for the disk.
+    /// Front ends take it after a batch of writes and await
+    /// [`Kv::wait_durable`] before acknowledging any of them.
+    pub fn commit_ticket(&self) -> Option<Ticket> {
+        self.committer.as_ref().map(Committer::ticket)
+    }
+
+    /// Resolves once every write up to `ticket` is on disk (group commit:
+    /// one disk sync serves every writer waiting at the time).
+    pub async fn wait_durable(&self, ticket: Ticket) -> Result<()> {
+        match &self.committer {
+            Some(c) => c
+                .wait(ticket)
+                .await
+                .map_err(|e| KvError::Store(StoreError::Io(std::io::Error::other(e)))),
+            None => Ok(()),
+        }
+    }
+
+    /// Group-commit rounds (disk syncs) run so far; 0 in periodic mode.
+    pub fn commit_rounds(&self) -> u64 {
+        self.committer.as_ref().map_or(0, Committer::rounds)
+    }
+
+    /// Waits until this caller's completed writes are durable, as the
+    /// durability mode requires (a no-op in periodic mode). The HTTP front
+    /// end calls this before answering 2xx to a write.
+    pub async fn commit(&self) -> Result<()> {
+        match self.commit_ticket() {
+            Some(t) => self.wait_durable(t).await,
+            None => Ok(()),
+        }
     }
 
     /// Unix time the service started.
@@ -262,11 +309,24 @@ impl Kv {
                 (flags, expiry::absolute(exptime, now), [value, b""])
             }
         };
-        let cas = self.write(key, flags, exp, &parts, now)?;
+        let cas = self.write(key, flags, exp, &parts, now, existing.as_ref())?;
         Ok(StoreOutcome::Stored { cas, created })
     }
 
-    fn write(&self, key: &[u8], flags: u32, exp: u64, value: &[&[u8]], now: u64) -> Result<u64> {
+    fn write(
+        &self,
+        key: &[u8],
+        flags: u32,
+        exp: u64,
+        value: &[&[u8]],
+        now: u64,
+        old: Option<&Item>,
+    ) -> Result<u64> {
+        if !expiry::is_expired(exp, now) {
+            let len = Item::record_len(value.iter().map(|p| p.len()).sum());
+            let old = old.map_or(0, |i| Item::footprint(key.len(), i.raw().len()));
+            self.make_room(key, Item::footprint(key.len(), len), old)?;
+        }
         let cas = self.store.next_cas()?;
         if expiry::is_expired(exp, now) {
             // Expired on arrival: memcached stores it invisibly; we skip the write.
@@ -277,6 +337,34 @@ impl Kv {
         }
         bump(&self.stats.total_items);
         Ok(cas)
+    }
+
+    /// Enforces `--max-bytes` before a write growing the store from `old`
+    /// to `new` bytes for `key`: under `lru`, evicts approximately least
+    /// recently used items until it fits; under `noeviction` (or when
+    /// nothing can be evicted) refuses with [`KvError::NoMemory`].
+    /// Concurrent writers may overshoot the limit by their own items.
+    fn make_room(&self, key: &[u8], new: u64, old: u64) -> Result<()> {
+        let limit = self.memory_limit();
+        if limit == 0 || new <= old {
+            return Ok(());
+        }
+        let grow = new - old;
+        while self.store.bytes().saturating_add(grow) > limit {
+            let evicted = if new <= limit {
+                self.store.evict_one(key)?
+            } else {
+                None
+            };
+            match evicted {
+                Some(_) => bump(&self.stats.evictions),
+                None => {
+                    bump(&self.stats.store_no_memory);
+                    return Err(KvError::NoMemory);
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Drops a key whose new value was refused as too large: memcached does
@@ -327,7 +415,14 @@ impl Kv {
             current.saturating_sub(delta)
         };
         let digits = value.to_string();
-        let cas = self.write(key, item.flags(), item.exptime(), &[digits.as_bytes()], now)?;
+        let cas = self.write(
+            key,
+            item.flags(),
+            item.exptime(),
+            &[digits.as_bytes()],
+            now,
+            Some(&item),
+        )?;
         bump(hits);
         Ok(ArithOutcome::Value { value, cas })
     }
@@ -402,10 +497,7 @@ impl Kv {
 /// memcached's reading of a counter value: ASCII digits (trailing spaces
 /// allowed, as memcached pads shrunk counters), fitting in a u64.
 fn parse_counter(value: &[u8]) -> Option<u64> {
-    let end = value
-        .iter()
-        .rposition(|&b| b != b' ')
-        .map_or(0, |i| i + 1);
+    let end = value.iter().rposition(|&b| b != b' ').map_or(0, |i| i + 1);
     let digits = &value[..end];
     if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
         return None;
@@ -439,33 +531,71 @@ mod tests {
     fn storage_modes_follow_memcached() {
         let (_d, kv) = kv();
         use StoreMode::*;
-        assert_eq!(kv.set(Replace, b"k", 0, 0, b"x").unwrap(), StoreOutcome::NotStored);
-        assert_eq!(kv.set(Append, b"k", 0, 0, b"x").unwrap(), StoreOutcome::NotStored);
-        let StoreOutcome::Stored { cas, created: true } = kv.set(Add, b"k", 7, 0, b"b").unwrap() else {
+        assert_eq!(
+            kv.set(Replace, b"k", 0, 0, b"x").unwrap(),
+            StoreOutcome::NotStored
+        );
+        assert_eq!(
+            kv.set(Append, b"k", 0, 0, b"x").unwrap(),
+            StoreOutcome::NotStored
+        );
+        let StoreOutcome::Stored { cas, created: true } = kv.set(Add, b"k", 7, 0, b"b").unwrap()
+        else {
             panic!()
         };
-        assert_eq!(kv.set(Add, b"k", 0, 0, b"x").unwrap(), StoreOutcome::NotStored);
+        assert_eq!(
+            kv.set(Add, b"k", 0, 0, b"x").unwrap(),
+            StoreOutcome::NotStored
+        );
         kv.set(Append, b"k", 0, 0, b"c").unwrap();
         kv.set(Prepend, b"k", 0, 0, b"a").unwrap();
         let item = kv.get(b"k").unwrap().unwrap();
         assert_eq!((item.value(), item.flags()), (&b"abc"[..], 7));
-        assert_eq!(kv.set(Cas(cas), b"k", 0, 0, b"z").unwrap(), StoreOutcome::Exists);
-        assert_eq!(kv.set(Cas(1), b"nope", 0, 0, b"z").unwrap(), StoreOutcome::NotFound);
+        assert_eq!(
+            kv.set(Cas(cas), b"k", 0, 0, b"z").unwrap(),
+            StoreOutcome::Exists
+        );
+        assert_eq!(
+            kv.set(Cas(1), b"nope", 0, 0, b"z").unwrap(),
+            StoreOutcome::NotFound
+        );
         let now_cas = item.cas();
-        assert!(matches!(kv.set(Cas(now_cas), b"k", 0, 0, b"z").unwrap(), StoreOutcome::Stored { created: false, .. }));
-        assert!(matches!(kv.set(Set, b"big", 0, 0, &[0; 1025]), Err(KvError::TooLarge)));
-        assert!(matches!(kv.set(Append, b"k", 0, 0, &[0; 1024]), Err(KvError::NoMemory)));
+        assert!(matches!(
+            kv.set(Cas(now_cas), b"k", 0, 0, b"z").unwrap(),
+            StoreOutcome::Stored { created: false, .. }
+        ));
+        assert!(matches!(
+            kv.set(Set, b"big", 0, 0, &[0; 1025]),
+            Err(KvError::TooLarge)
+        ));
+        assert!(matches!(
+            kv.set(Append, b"k", 0, 0, &[0; 1024]),
+            Err(KvError::NoMemory)
+        ));
     }
 
     #[test]
     fn arithmetic_wraps_and_floors() {
         let (_d, kv) = kv();
-        kv.set(StoreMode::Set, b"n", 0, 0, b"18446744073709551615").unwrap();
-        assert!(matches!(kv.incr_decr(b"n", 2, true).unwrap(), ArithOutcome::Value { value: 1, .. }));
-        assert!(matches!(kv.incr_decr(b"n", 5, false).unwrap(), ArithOutcome::Value { value: 0, .. }));
+        kv.set(StoreMode::Set, b"n", 0, 0, b"18446744073709551615")
+            .unwrap();
+        assert!(matches!(
+            kv.incr_decr(b"n", 2, true).unwrap(),
+            ArithOutcome::Value { value: 1, .. }
+        ));
+        assert!(matches!(
+            kv.incr_decr(b"n", 5, false).unwrap(),
+            ArithOutcome::Value { value: 0, .. }
+        ));
         kv.set(StoreMode::Set, b"s", 0, 0, b"abc").unwrap();
-        assert_eq!(kv.incr_decr(b"s", 1, true).unwrap(), ArithOutcome::NonNumeric);
-        assert_eq!(kv.incr_decr(b"none", 1, true).unwrap(), ArithOutcome::NotFound);
+        assert_eq!(
+            kv.incr_decr(b"s", 1, true).unwrap(),
+            ArithOutcome::NonNumeric
+        );
+        assert_eq!(
+            kv.incr_decr(b"none", 1, true).unwrap(),
+            ArithOutcome::NotFound
+        );
     }
 
     #[test]
@@ -476,6 +606,12 @@ mod tests {
         kv.set(StoreMode::Set, b"t", 0, 100, b"v").unwrap();
         assert!(kv.touch(b"t", -1).unwrap());
         assert!(kv.get(b"t").unwrap().is_none());
-        assert_eq!(kv.set(StoreMode::Add, b"t", 0, 0, b"w").unwrap(), StoreOutcome::Stored { cas: kv.get(b"t").unwrap().unwrap().cas(), created: true });
+        assert_eq!(
+            kv.set(StoreMode::Add, b"t", 0, 0, b"w").unwrap(),
+            StoreOutcome::Stored {
+                cas: kv.get(b"t").unwrap().unwrap().cas(),
+                created: true
+            }
+        );
     }
 }

@@ -27,6 +27,9 @@ pub struct Connection {
     output: BytesMut,
     /// Bytes of a refused data block still to be discarded.
     swallow: usize,
+    /// A write ran since the last flush: under `--durability sync` its
+    /// reply waits for the group commit.
+    uncommitted: bool,
 }
 
 impl Connection {
@@ -37,6 +40,7 @@ impl Connection {
             input: BytesMut::with_capacity(INITIAL_READ),
             output: BytesMut::new(),
             swallow: 0,
+            uncommitted: false,
         }
     }
 
@@ -86,7 +90,10 @@ impl Connection {
                     return Ok(Flow::Continue);
                 }
                 Frame::Close => return Ok(Flow::Close),
-                Frame::Request { req, len } => (execute(req, &self.shared, &mut self.output), len),
+                Frame::Request { req, len } => {
+                    self.uncommitted |= super::mutates(&req);
+                    (execute(req, &self.shared, &mut self.output), len)
+                }
                 Frame::Error { msg, noreply, len } => {
                     if !noreply {
                         reply::line(&mut self.output, msg);
@@ -123,9 +130,23 @@ impl Connection {
     }
 
     async fn flush(&mut self) -> std::io::Result<()> {
+        if std::mem::take(&mut self.uncommitted) {
+            // One wait per batch: every write of the batch is acknowledged
+            // by the same group commit. If it fails, close without replying.
+            if let Some(ticket) = self.shared.kv.commit_ticket() {
+                self.shared
+                    .kv
+                    .wait_durable(ticket)
+                    .await
+                    .map_err(std::io::Error::other)?;
+            }
+        }
         if !self.output.is_empty() {
             self.socket.write_all(&self.output).await?;
-            add(&self.shared.kv.stats.bytes_written, self.output.len() as u64);
+            add(
+                &self.shared.kv.stats.bytes_written,
+                self.output.len() as u64,
+            );
             self.output.clear();
             if self.output.capacity() > SHRINK_ABOVE {
                 self.output = BytesMut::new();
