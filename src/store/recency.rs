@@ -24,6 +24,9 @@ const SHARDS: usize = 16;
 /// samples give a similar accuracy without the pool's bookkeeping.
 pub const SAMPLES: usize = 16;
 
+/// Below this many keys, eviction looks at all of them.
+const EXACT_BELOW: usize = 4 * SAMPLES;
+
 type Shard = IndexMap<Box<[u8]>, u64>;
 
 /// Last-access stamps of every stored key.
@@ -76,6 +79,9 @@ impl Recency {
     /// skipping `except` (the key being written). `None` when no other key
     /// exists.
     pub fn victim(&self, except: &[u8]) -> Option<Box<[u8]>> {
+        if self.len() <= EXACT_BELOW {
+            return self.exact_victim(except);
+        }
         let mut best: Option<(u64, Box<[u8]>)> = None;
         let mut rng = fastrand::Rng::new();
         let mut picked = 0;
@@ -100,12 +106,70 @@ impl Recency {
         best.map(|(_, k)| k)
     }
 
-    /// Number of tracked keys (tests).
+    /// Exact LRU over few keys, where random shard picks would mostly
+    /// land on empty shards.
+    fn exact_victim(&self, except: &[u8]) -> Option<Box<[u8]>> {
+        let mut best: Option<(u64, Box<[u8]>)> = None;
+        for shard in self.shards.iter() {
+            for (key, &stamp) in shard.lock().iter() {
+                if &**key != except && best.as_ref().is_none_or(|(b, _)| stamp < *b) {
+                    best = Some((stamp, key.clone()));
+                }
+            }
+        }
+        best.map(|(_, k)| k)
+    }
+
+    /// Number of tracked keys.
     pub fn len(&self) -> usize {
         self.shards.iter().map(|s| s.lock().len()).sum()
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn victim_is_the_oldest_sampled_key_never_the_excluded_one() {
+        let r = Recency::default();
+        for k in [b"a", b"b", b"c"] {
+            r.touch(k);
+        }
+        r.touch(b"a");
+        assert_eq!(r.victim(b"x").as_deref(), Some(&b"b"[..]));
+        assert_ne!(r.victim(b"b").as_deref(), Some(&b"b"[..]));
+        r.forget(b"b");
+        assert_eq!(r.len(), 2);
+        assert_eq!(r.victim(b"x").as_deref(), Some(&b"c"[..]));
+        r.forget(b"a");
+        assert_eq!(r.victim(b"c"), None);
+    }
+
+    #[test]
+    fn sampling_over_many_keys_picks_old_ones() {
+        let r = Recency::default();
+        for i in 0..10_000u32 {
+            r.touch(&i.to_be_bytes());
+        }
+        for _ in 0..100 {
+            let v = r.victim(b"").unwrap();
+            let i = u32::from_be_bytes((*v).try_into().unwrap());
+            // The oldest of 16 samples is among the oldest 70% with
+            // probability 1 - 0.3^16.
+            assert!(i < 7_000, "picked {i}");
+        }
+    }
+
+    #[test]
+    fn keys_loaded_at_start_up_are_older_than_any_touched_key() {
+        let r = Recency::default();
+        r.touch(b"new");
+        r.load(b"old");
+        assert_eq!(r.victim(b"").as_deref(), Some(&b"old"[..]));
     }
 }
