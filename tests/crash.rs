@@ -11,9 +11,11 @@
 //! CI runs 10 rounds per mode; `CRASH_ROUNDS=100 cargo test --test crash`
 //! runs 100. `CRASH_SEED=<n>` replays a reported seed.
 //!
-//! Writers speak the memcached protocol. HTTP hook: once the HTTP front end
-//! exists, add an `HttpWriter` implementing [`Writer`] (PUT/GET through
-//! reqwest) and push it into `writers()`; the checks are protocol-neutral.
+//! Writers speak the memcached protocol and, when this build has the HTTP
+//! front end (`serve --help` lists `--http-listen`), HTTP too: PUT
+//! `/v1/keys/{key}` (acknowledged by 201/204), POST `/v1/keys/{key}/incr`,
+//! GET with the CAS as `ETag`. Verification reads through memcached; the
+//! checks are protocol-neutral.
 
 mod common;
 
@@ -26,6 +28,7 @@ use std::time::{Duration, Instant};
 
 use common::Server;
 
+/// Writers per protocol.
 const WRITERS: usize = 4;
 const KEYS_PER_WRITER: u64 = 24;
 /// Periodic mode's flush interval in these tests.
@@ -189,6 +192,95 @@ impl Writer for Memcache {
     }
 }
 
+/// The HTTP front end's write path (used when the build has one).
+struct Http {
+    client: reqwest::blocking::Client,
+    base: String,
+}
+
+impl Http {
+    fn new(addr: SocketAddr) -> Http {
+        let client = reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(20))
+            .build()
+            .expect("reqwest client");
+        Http {
+            client,
+            base: format!("http://{addr}/v1/keys/"),
+        }
+    }
+}
+
+fn http_error(e: reqwest::Error) -> std::io::Error {
+    // A killed server shows up as a connect/request error: a disconnect.
+    if e.is_connect() || e.is_request() || e.is_body() {
+        std::io::Error::new(std::io::ErrorKind::ConnectionReset, e)
+    } else {
+        std::io::Error::other(e)
+    }
+}
+
+impl Writer for Http {
+    fn set(&mut self, key: &str, value: &[u8]) -> std::io::Result<()> {
+        let r = self
+            .client
+            .put(format!("{}{key}", self.base))
+            .body(value.to_vec())
+            .send()
+            .map_err(http_error)?;
+        match r.status().as_u16() {
+            201 | 204 => Ok(()),
+            s => Err(protocol_error(format!("PUT {key}: {s}"))),
+        }
+    }
+
+    fn incr(&mut self, key: &str) -> std::io::Result<u64> {
+        let r = self
+            .client
+            .post(format!("{}{key}/incr", self.base))
+            .json(&serde_json::json!({ "by": 1 }))
+            .send()
+            .map_err(http_error)?;
+        if r.status() != 200 {
+            return Err(protocol_error(format!("incr {key}: {}", r.status())));
+        }
+        let body: serde_json::Value = r.json().map_err(http_error)?;
+        body["value"]
+            .as_u64()
+            .ok_or_else(|| protocol_error(format!("incr {key}: {body}")))
+    }
+
+    fn gets(&mut self, key: &str) -> std::io::Result<Option<(Vec<u8>, u64)>> {
+        let r = self
+            .client
+            .get(format!("{}{key}", self.base))
+            .send()
+            .map_err(http_error)?;
+        match r.status().as_u16() {
+            404 => Ok(None),
+            200 => {
+                let cas = r
+                    .headers()
+                    .get("etag")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.trim_matches('"').parse().ok())
+                    .ok_or_else(|| protocol_error(format!("GET {key}: no ETag")))?;
+                Ok(Some((r.bytes().map_err(http_error)?.to_vec(), cas)))
+            }
+            s => Err(protocol_error(format!("GET {key}: {s}"))),
+        }
+    }
+}
+
+/// Whether this build has the HTTP front end.
+fn http_supported() -> bool {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_memcached-lite"))
+        .args(["serve", "--help"])
+        .output()
+        .expect("run --help");
+    String::from_utf8_lossy(&out.stdout).contains("--http-listen")
+}
+
 /// What one round learned about one key before the kill.
 #[derive(Default, Clone)]
 struct History {
@@ -207,19 +299,30 @@ struct Log {
     max_cas: u64,
 }
 
+/// Which front end a writer drives.
+#[derive(Clone, Copy)]
+enum Front {
+    Memcache(SocketAddr),
+    Http(SocketAddr),
+}
+
 fn writer_loop(
-    addr: SocketAddr,
+    front: Front,
     id: usize,
     round: u64,
     seed: u64,
     stop: &AtomicBool,
     log: &Mutex<Log>,
 ) {
-    let mut rng = Rng(seed ^ (id as u64 + 1).wrapping_mul(0x9e37_79b9));
-    let Ok(mut w) = Memcache::connect(addr) else {
-        return;
+    let (mut w, tag): (Box<dyn Writer>, &str) = match front {
+        Front::Memcache(addr) => match Memcache::connect(addr) {
+            Ok(m) => (Box::new(m), "w"),
+            Err(_) => return,
+        },
+        Front::Http(addr) => (Box::new(Http::new(addr)), "h"),
     };
-    let counter = format!("r{round}w{id}ctr");
+    let mut rng = Rng(seed ^ (id as u64 + 1).wrapping_mul(0x9e37_79b9) ^ tag.as_bytes()[0] as u64);
+    let counter = format!("r{round}{tag}{id}ctr");
     if w.set(&counter, b"0").is_err() {
         return;
     }
@@ -233,7 +336,7 @@ fn writer_loop(
     let mut versions = vec![0u64; KEYS_PER_WRITER as usize];
     while !stop.load(Ordering::Relaxed) {
         let slot = rng.below(KEYS_PER_WRITER) as usize;
-        let key = format!("r{round}w{id}k{slot}");
+        let key = format!("r{round}{tag}{id}k{slot}");
         let result = match rng.below(10) {
             0 => {
                 log.lock()
@@ -311,15 +414,25 @@ fn required(h: &History, killed: Instant, window: Option<Duration>) -> u64 {
 }
 
 /// One round: write, kill at a random moment, restart, verify.
-fn round(server: &mut Server, round: u64, seed: u64, window: Option<Duration>, run_ms: (u64, u64)) {
+fn round(
+    server: &mut Server,
+    http: Option<SocketAddr>,
+    round: u64,
+    seed: u64,
+    window: Option<Duration>,
+    run_ms: (u64, u64),
+) {
     let mut rng = Rng(seed | 1);
     let stop = AtomicBool::new(false);
     let log = Mutex::new(Log::default());
     let addr = server.addr;
     let killed = std::thread::scope(|s| {
-        for id in 0..WRITERS {
-            let (stop, log) = (&stop, &log);
-            s.spawn(move || writer_loop(addr, id, round, seed, stop, log));
+        let fronts = std::iter::once(Front::Memcache(addr)).chain(http.map(Front::Http));
+        for front in fronts {
+            for id in 0..WRITERS {
+                let (stop, log) = (&stop, &log);
+                s.spawn(move || writer_loop(front, id, round, seed, stop, log));
+            }
         }
         std::thread::sleep(Duration::from_millis(
             run_ms.0 + rng.below(run_ms.1 - run_ms.0),
@@ -393,9 +506,28 @@ fn round(server: &mut Server, round: u64, seed: u64, window: Option<Duration>, r
 fn run(mode_args: &[&str], window: Option<Duration>, run_ms: (u64, u64)) {
     let base = seed();
     eprintln!("crash harness seed {base} (CRASH_SEED={base} to replay)");
-    let mut server = Server::start(mode_args);
+    let mut args: Vec<String> = mode_args.iter().map(|s| s.to_string()).collect();
+    // A fixed HTTP port, kept across restarts (the listener sets SO_REUSEADDR).
+    let http: Option<SocketAddr> = http_supported().then(|| {
+        format!("127.0.0.1:{}", common::free_port())
+            .parse()
+            .unwrap()
+    });
+    if let Some(h) = http {
+        args.extend(["--http-listen".into(), h.to_string()]);
+    }
+    eprintln!(
+        "writers: memcached{}",
+        if http.is_some() {
+            " + HTTP"
+        } else {
+            " only (no HTTP front end in this build)"
+        }
+    );
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut server = Server::start(&args);
     for r in 0..rounds() {
-        round(&mut server, r, base.wrapping_add(r), window, run_ms);
+        round(&mut server, http, r, base.wrapping_add(r), window, run_ms);
     }
     // A clean stop and restart after all the crashes still serves the data.
     server.restart();
