@@ -106,7 +106,8 @@ impl Config {
 
     /// Worker threads the runtime will use.
     pub fn worker_threads(&self) -> usize {
-        self.threads
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        self.threads.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        })
     }
 }

@@ -497,7 +497,10 @@ impl Kv {
 /// memcached's reading of a counter value: ASCII digits (trailing spaces
 /// allowed, as memcached pads shrunk counters), fitting in a u64.
 fn parse_counter(value: &[u8]) -> Option<u64> {
-    let end = value.iter().rposition(|&b| b != b' ').map_or(0, |i| i + 1);
+    let end = value
+        .iter()
+        .rposition(|&b| b != b' ')
+        .map_or(0, |i| i + 1);
     let digits = &value[..end];
     if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
         return None;
@@ -531,71 +534,33 @@ mod tests {
     fn storage_modes_follow_memcached() {
         let (_d, kv) = kv();
         use StoreMode::*;
-        assert_eq!(
-            kv.set(Replace, b"k", 0, 0, b"x").unwrap(),
-            StoreOutcome::NotStored
-        );
-        assert_eq!(
-            kv.set(Append, b"k", 0, 0, b"x").unwrap(),
-            StoreOutcome::NotStored
-        );
-        let StoreOutcome::Stored { cas, created: true } = kv.set(Add, b"k", 7, 0, b"b").unwrap()
-        else {
+        assert_eq!(kv.set(Replace, b"k", 0, 0, b"x").unwrap(), StoreOutcome::NotStored);
+        assert_eq!(kv.set(Append, b"k", 0, 0, b"x").unwrap(), StoreOutcome::NotStored);
+        let StoreOutcome::Stored { cas, created: true } = kv.set(Add, b"k", 7, 0, b"b").unwrap() else {
             panic!()
         };
-        assert_eq!(
-            kv.set(Add, b"k", 0, 0, b"x").unwrap(),
-            StoreOutcome::NotStored
-        );
+        assert_eq!(kv.set(Add, b"k", 0, 0, b"x").unwrap(), StoreOutcome::NotStored);
         kv.set(Append, b"k", 0, 0, b"c").unwrap();
         kv.set(Prepend, b"k", 0, 0, b"a").unwrap();
         let item = kv.get(b"k").unwrap().unwrap();
         assert_eq!((item.value(), item.flags()), (&b"abc"[..], 7));
-        assert_eq!(
-            kv.set(Cas(cas), b"k", 0, 0, b"z").unwrap(),
-            StoreOutcome::Exists
-        );
-        assert_eq!(
-            kv.set(Cas(1), b"nope", 0, 0, b"z").unwrap(),
-            StoreOutcome::NotFound
-        );
+        assert_eq!(kv.set(Cas(cas), b"k", 0, 0, b"z").unwrap(), StoreOutcome::Exists);
+        assert_eq!(kv.set(Cas(1), b"nope", 0, 0, b"z").unwrap(), StoreOutcome::NotFound);
         let now_cas = item.cas();
-        assert!(matches!(
-            kv.set(Cas(now_cas), b"k", 0, 0, b"z").unwrap(),
-            StoreOutcome::Stored { created: false, .. }
-        ));
-        assert!(matches!(
-            kv.set(Set, b"big", 0, 0, &[0; 1025]),
-            Err(KvError::TooLarge)
-        ));
-        assert!(matches!(
-            kv.set(Append, b"k", 0, 0, &[0; 1024]),
-            Err(KvError::NoMemory)
-        ));
+        assert!(matches!(kv.set(Cas(now_cas), b"k", 0, 0, b"z").unwrap(), StoreOutcome::Stored { created: false, .. }));
+        assert!(matches!(kv.set(Set, b"big", 0, 0, &[0; 1025]), Err(KvError::TooLarge)));
+        assert!(matches!(kv.set(Append, b"k", 0, 0, &[0; 1024]), Err(KvError::NoMemory)));
     }
 
     #[test]
     fn arithmetic_wraps_and_floors() {
         let (_d, kv) = kv();
-        kv.set(StoreMode::Set, b"n", 0, 0, b"18446744073709551615")
-            .unwrap();
-        assert!(matches!(
-            kv.incr_decr(b"n", 2, true).unwrap(),
-            ArithOutcome::Value { value: 1, .. }
-        ));
-        assert!(matches!(
-            kv.incr_decr(b"n", 5, false).unwrap(),
-            ArithOutcome::Value { value: 0, .. }
-        ));
+        kv.set(StoreMode::Set, b"n", 0, 0, b"18446744073709551615").unwrap();
+        assert!(matches!(kv.incr_decr(b"n", 2, true).unwrap(), ArithOutcome::Value { value: 1, .. }));
+        assert!(matches!(kv.incr_decr(b"n", 5, false).unwrap(), ArithOutcome::Value { value: 0, .. }));
         kv.set(StoreMode::Set, b"s", 0, 0, b"abc").unwrap();
-        assert_eq!(
-            kv.incr_decr(b"s", 1, true).unwrap(),
-            ArithOutcome::NonNumeric
-        );
-        assert_eq!(
-            kv.incr_decr(b"none", 1, true).unwrap(),
-            ArithOutcome::NotFound
-        );
+        assert_eq!(kv.incr_decr(b"s", 1, true).unwrap(), ArithOutcome::NonNumeric);
+        assert_eq!(kv.incr_decr(b"none", 1, true).unwrap(), ArithOutcome::NotFound);
     }
 
     #[test]
@@ -606,12 +571,6 @@ mod tests {
         kv.set(StoreMode::Set, b"t", 0, 100, b"v").unwrap();
         assert!(kv.touch(b"t", -1).unwrap());
         assert!(kv.get(b"t").unwrap().is_none());
-        assert_eq!(
-            kv.set(StoreMode::Add, b"t", 0, 0, b"w").unwrap(),
-            StoreOutcome::Stored {
-                cas: kv.get(b"t").unwrap().unwrap().cas(),
-                created: true
-            }
-        );
+        assert_eq!(kv.set(StoreMode::Add, b"t", 0, 0, b"w").unwrap(), StoreOutcome::Stored { cas: kv.get(b"t").unwrap().unwrap().cas(), created: true });
     }
 }

@@ -77,30 +77,15 @@ impl Shared {
             ("uptime", Int(now.saturating_sub(self.kv.started()))),
             ("time", Int(now)),
             ("version", Text(PROTOCOL_VERSION.into())),
-            (
-                "memcached_lite_version",
-                Text(env!("CARGO_PKG_VERSION").into()),
-            ),
+            ("memcached_lite_version", Text(env!("CARGO_PKG_VERSION").into())),
             ("pointer_size", Int(usize::BITS as u64)),
             ("rusage_user", Text(user)),
             ("rusage_system", Text(system)),
             ("max_connections", Int(self.config.max_connections as u64)),
-            (
-                "curr_connections",
-                Int(self.curr_connections.load(Ordering::Relaxed)),
-            ),
-            (
-                "total_connections",
-                Int(self.total_connections.load(Ordering::Relaxed)),
-            ),
+            ("curr_connections", Int(self.curr_connections.load(Ordering::Relaxed))),
+            ("total_connections", Int(self.total_connections.load(Ordering::Relaxed))),
         ];
-        out.extend(
-            self.kv
-                .stats
-                .counters()
-                .into_iter()
-                .map(|(k, v)| (k, Int(v))),
-        );
+        out.extend(self.kv.stats.counters().into_iter().map(|(k, v)| (k, Int(v))));
         out.extend([
             ("limit_maxbytes", Int(self.kv.memory_limit())),
             ("threads", Int(self.config.worker_threads() as u64)),
@@ -121,26 +106,20 @@ impl Shared {
             ("maxconns", Int(c.max_connections as u64)),
             ("tcpport", Int(c.listen.port() as u64)),
             ("inter", Text(c.listen.ip().to_string())),
-            (
-                "evictions",
-                yes_no_on(c.store.eviction == crate::config::Eviction::Lru),
-            ),
+            ("evictions", on_off(c.store.eviction == crate::config::Eviction::Lru)),
             ("shutdown_command", yes_no(c.enable_shutdown)),
             ("num_threads", Int(c.worker_threads() as u64)),
             ("cas_enabled", yes_no(true)),
             ("item_size_max", Int(c.store.max_item_size as u64)),
             ("data_dir", Text(c.store.data_dir.display().to_string())),
             ("flush_interval_ms", Int(c.store.flush_interval_ms)),
-            (
-                "durability",
-                Text(format!("{:?}", c.store.durability).to_lowercase()),
-            ),
+            ("durability", Text(format!("{:?}", c.store.durability).to_lowercase())),
         ]
     }
 }
 
 /// memcached prints some switches as `on`/`off`.
-fn yes_no_on(on: bool) -> StatValue {
+fn on_off(on: bool) -> StatValue {
     StatValue::Text(if on { "on" } else { "off" }.into())
 }
 

@@ -143,10 +143,7 @@ impl Connection {
         }
         if !self.output.is_empty() {
             self.socket.write_all(&self.output).await?;
-            add(
-                &self.shared.kv.stats.bytes_written,
-                self.output.len() as u64,
-            );
+            add(&self.shared.kv.stats.bytes_written, self.output.len() as u64);
             self.output.clear();
             if self.output.capacity() > SHRINK_ABOVE {
                 self.output = BytesMut::new();

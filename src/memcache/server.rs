@@ -35,9 +35,7 @@ pub async fn run(listener: TcpListener, shared: Arc<Shared>) {
         if current as usize >= shared.config.max_connections {
             bump(&shared.kv.stats.rejected_connections);
             tokio::spawn(async move {
-                let _ = socket
-                    .write_all(b"ERROR Too many open connections\r\n")
-                    .await;
+                let _ = socket.write_all(b"ERROR Too many open connections\r\n").await;
                 let _ = socket.shutdown().await;
             });
             continue;

@@ -323,8 +323,7 @@ fn storage<'a>(
 fn delete<'a>(toks: &[&'a [u8]], noreply: bool) -> Result<Request<'a>, &'static str> {
     let n = toks.len();
     let hold_is_zero = n > 2 && toks[2] == b"0";
-    let valid =
-        n == 2 || (n == 3 && (hold_is_zero || noreply)) || (n == 4 && hold_is_zero && noreply);
+    let valid = n == 2 || (n == 3 && (hold_is_zero || noreply)) || (n == 4 && hold_is_zero && noreply);
     if !valid {
         return Err(if n < 2 { ERROR } else { ERR_DELETE_USAGE });
     }
@@ -415,28 +414,16 @@ mod tests {
         );
         assert!(matches!(
             req(b"cas k 0 0 1 99\r\nx\r\n"),
-            Request::Store {
-                mode: StoreMode::Cas(99),
-                ..
-            }
+            Request::Store { mode: StoreMode::Cas(99), .. }
         ));
-        assert!(matches!(
-            req(b"append k 0 0 0\n\r\n"),
-            Request::Store { data: b"", .. }
-        ));
+        assert!(matches!(req(b"append k 0 0 0\n\r\n"), Request::Store { data: b"", .. }));
     }
 
     #[test]
     fn waits_for_split_lines_and_data() {
         assert_eq!(parse(b"set k 0 0", 1024), Frame::Incomplete { need: 0 });
-        assert_eq!(
-            parse(b"set k 0 0 5\r\nab", 1024),
-            Frame::Incomplete { need: 20 }
-        );
-        assert_eq!(
-            parse(b"set k 0 0 5\r\nabcde\r", 1024),
-            Frame::Incomplete { need: 20 }
-        );
+        assert_eq!(parse(b"set k 0 0 5\r\nab", 1024), Frame::Incomplete { need: 20 });
+        assert_eq!(parse(b"set k 0 0 5\r\nabcde\r", 1024), Frame::Incomplete { need: 20 });
     }
 
     #[test]
@@ -446,10 +433,7 @@ mod tests {
         assert_eq!(err(b"set k x 0 1\r\n"), ERR_FORMAT);
         assert_eq!(err(b"set k 0 0\r\n"), ERROR);
         assert_eq!(err(b"cas k 0 0 1 abc\r\n"), ERR_FORMAT);
-        assert_eq!(
-            err(&[b"get ", &[b'k'; 251][..], b"\r\n"].concat()),
-            ERR_FORMAT
-        );
+        assert_eq!(err(&[b"get ", &[b'k'; 251][..], b"\r\n"].concat()), ERR_FORMAT);
         assert_eq!(err(b"get a\x01b\r\n"), ERR_FORMAT);
         assert_eq!(err(b"incr k -1\r\n"), ERR_DELTA);
         assert_eq!(err(b"incr k 18446744073709551616\r\n"), ERR_DELTA);
@@ -486,44 +470,14 @@ mod tests {
 
     #[test]
     fn retrieval_keys_and_misc() {
-        let Request::Get {
-            keys,
-            cas: true,
-            touch: None,
-        } = req(b"gets  a  b\n")
-        else {
+        let Request::Get { keys, cas: true, touch: None } = req(b"gets  a  b\n") else {
             panic!()
         };
         assert_eq!(keys.iter().collect::<Vec<_>>(), [b"a", b"b"]);
-        assert!(matches!(
-            req(b"gat 10 a\r\n"),
-            Request::Get {
-                touch: Some(10),
-                cas: false,
-                ..
-            }
-        ));
-        assert!(matches!(
-            req(b"delete k 0 noreply\r\n"),
-            Request::Delete { noreply: true, .. }
-        ));
-        assert!(matches!(
-            req(b"flush_all 10\r\n"),
-            Request::FlushAll {
-                delay: 10,
-                noreply: false
-            }
-        ));
-        assert!(matches!(
-            req(b"flush_all noreply\r\n"),
-            Request::FlushAll {
-                delay: 0,
-                noreply: true
-            }
-        ));
-        assert_eq!(
-            req(b"stats  settings \r\n"),
-            Request::Stats { args: b"settings" }
-        );
+        assert!(matches!(req(b"gat 10 a\r\n"), Request::Get { touch: Some(10), cas: false, .. }));
+        assert!(matches!(req(b"delete k 0 noreply\r\n"), Request::Delete { noreply: true, .. }));
+        assert!(matches!(req(b"flush_all 10\r\n"), Request::FlushAll { delay: 10, noreply: false }));
+        assert!(matches!(req(b"flush_all noreply\r\n"), Request::FlushAll { delay: 0, noreply: true }));
+        assert_eq!(req(b"stats  settings \r\n"), Request::Stats { args: b"settings" });
     }
 }

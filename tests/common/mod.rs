@@ -114,13 +114,8 @@ fn spawn(addr: &SocketAddr, dir: &Path, extra: &[String]) -> Child {
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::inherit());
-    if !extra
-        .iter()
-        .any(|a| a == "--http-listen" || a == "--no-http")
-        && http_supported()
-    {
-        cmd.arg("--http-listen")
-            .arg(format!("127.0.0.1:{}", free_port()));
+    if !extra.iter().any(|a| a == "--http-listen" || a == "--no-http") && http_supported() {
+        cmd.arg("--http-listen").arg(format!("127.0.0.1:{}", free_port()));
     }
     cmd.spawn().expect("spawn memcached-lite")
 }
@@ -136,10 +131,7 @@ fn http_supported() -> bool {
 }
 
 fn unsafe_kill(pid: u32, sig: &str) {
-    let _ = Command::new("kill")
-        .arg(format!("-{sig}"))
-        .arg(pid.to_string())
-        .status();
+    let _ = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status();
 }
 
 fn wait_timeout(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
@@ -165,9 +157,7 @@ pub struct Client {
 impl Client {
     pub fn connect(addr: SocketAddr) -> Client {
         let stream = TcpStream::connect(addr).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         stream.set_nodelay(true).unwrap();
         Client {
             stream,
@@ -184,11 +174,7 @@ impl Client {
         let mut chunk = [0u8; 65536];
         while !self.buf.ends_with(terminator) {
             let n = self.stream.read(&mut chunk).expect("reply before timeout");
-            assert!(
-                n > 0,
-                "connection closed; got so far: {:?}",
-                String::from_utf8_lossy(&self.buf)
-            );
+            assert!(n > 0, "connection closed; got so far: {:?}", String::from_utf8_lossy(&self.buf));
             self.buf.extend_from_slice(&chunk[..n]);
         }
         std::mem::take(&mut self.buf)
