@@ -25,6 +25,36 @@ pub struct StoreConfig {
     /// How often sled flushes dirty pages to disk, in milliseconds.
     #[arg(long, env = "MEMCACHED_LITE_FLUSH_INTERVAL_MS", default_value_t = 100)]
     pub flush_interval_ms: u64,
+
+    /// When a write is acknowledged: `periodic` (flushed every
+    /// --flush-interval-ms) or `sync` (only once it is on disk; group commit).
+    #[arg(long, env = "MEMCACHED_LITE_DURABILITY", value_enum, default_value_t = Durability::Periodic)]
+    pub durability: Durability,
+
+    /// What a store does over --max-bytes: `noeviction` refuses it
+    /// (SERVER_ERROR out of memory), `lru` evicts least recently used items.
+    #[arg(long, env = "MEMCACHED_LITE_EVICTION", value_enum, default_value_t = Eviction::Noeviction)]
+    pub eviction: Eviction,
+}
+
+/// When a write is acknowledged (see README, "Durability").
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// Acknowledge at once; sled writes to disk every --flush-interval-ms.
+    #[default]
+    Periodic,
+    /// Acknowledge only after the write is fdatasync'ed (group commit).
+    Sync,
+}
+
+/// What happens to a store that would exceed --max-bytes.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Eviction {
+    /// Refuse it: `SERVER_ERROR out of memory storing object` (HTTP 507).
+    #[default]
+    Noeviction,
+    /// Evict approximately least recently used items until it fits.
+    Lru,
 }
 
 /// Everything `memcached-lite serve` needs.
@@ -161,6 +191,8 @@ impl Config {
                 max_item_size: 1024 * 1024,
                 cache_mb: 64,
                 flush_interval_ms: 100,
+                durability: Durability::Periodic,
+                eviction: Eviction::Noeviction,
             },
             listen: "127.0.0.1:0".parse().expect("valid literal"),
             max_connections: 1024,

@@ -6,9 +6,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::config::Durability;
 use crate::locks::LockManager;
 use crate::stats::{add, bump, Stats};
 use crate::store::item::state;
+use crate::store::commit::{Committer, Ticket};
 use crate::store::{expiry, Item, Store, StoreError};
 
 /// The meta and binary protocols' extra operations (stale items, win
@@ -91,6 +93,8 @@ pub struct Kv {
     /// Memory limit reported as `limit_maxbytes` (0 = unlimited).
     limit_maxbytes: AtomicU64,
     started: u64,
+    /// The group committer, under `--durability sync` only.
+    committer: Option<Committer>,
 }
 
 enum Lookup {
@@ -101,7 +105,15 @@ enum Lookup {
 
 impl Kv {
     pub fn new(store: Store, max_item_size: usize) -> Self {
+        let committer = (store.durability() == Durability::Sync).then(|| {
+            Committer::start(
+                store.syncer(),
+                store.write_generation(),
+                store.flush_interval(),
+            )
+        });
         Kv {
+            committer,
             store,
             locks: LockManager::default(),
             stats: Stats::default(),
@@ -127,6 +139,41 @@ impl Kv {
 
     pub fn memory_limit(&self) -> u64 {
         self.limit_maxbytes.load(Ordering::Relaxed)
+    }
+
+    /// Under `--durability sync`, a ticket covering every write completed so
+    /// far; `None` in periodic mode, where nothing waits for the disk.
+    /// Front ends take it after a batch of writes and await
+    /// [`Kv::wait_durable`] before acknowledging any of them.
+    pub fn commit_ticket(&self) -> Option<Ticket> {
+        self.committer.as_ref().map(Committer::ticket)
+    }
+
+    /// Resolves once every write up to `ticket` is on disk (group commit:
+    /// one disk sync serves every writer waiting at the time).
+    pub async fn wait_durable(&self, ticket: Ticket) -> Result<()> {
+        match &self.committer {
+            Some(c) => c
+                .wait(ticket)
+                .await
+                .map_err(|e| KvError::Store(StoreError::Io(std::io::Error::other(e)))),
+            None => Ok(()),
+        }
+    }
+
+    /// Group-commit rounds (disk syncs) run so far; 0 in periodic mode.
+    pub fn commit_rounds(&self) -> u64 {
+        self.committer.as_ref().map_or(0, Committer::rounds)
+    }
+
+    /// Waits until this caller's completed writes are durable, as the
+    /// durability mode requires (a no-op in periodic mode). The HTTP front
+    /// end calls this before answering 2xx to a write.
+    pub async fn commit(&self) -> Result<()> {
+        match self.commit_ticket() {
+            Some(t) => self.wait_durable(t).await,
+            None => Ok(()),
+        }
     }
 
     /// Unix time the service started.
@@ -318,6 +365,7 @@ impl Kv {
             now,
             opts.new_cas,
             opts.state | stale,
+            existing.as_ref(),
         )?;
         Ok(StoreOutcome::Stored { cas, created })
     }
@@ -337,7 +385,13 @@ impl Kv {
         now: u64,
         cas: Option<u64>,
         state: u8,
+        old: Option<&Item>,
     ) -> Result<u64> {
+        if !expiry::is_expired(exp, now) {
+            let len = Item::record_len(value.iter().map(|p| p.len()).sum());
+            let old = old.map_or(0, |i| Item::footprint(key.len(), i.raw().len()));
+            self.make_room(key, Item::footprint(key.len(), len), old)?;
+        }
         let cas = match cas {
             Some(cas) => cas,
             None => self.store.next_cas()?,
@@ -346,6 +400,34 @@ impl Kv {
             .insert(key, Item::encode_with(flags, exp, cas, state, now, value))?;
         bump(&self.stats.total_items);
         Ok(cas)
+    }
+
+    /// Enforces `--max-bytes` before a write growing the store from `old`
+    /// to `new` bytes for `key`: under `lru`, evicts approximately least
+    /// recently used items until it fits; under `noeviction` (or when
+    /// nothing can be evicted) refuses with [`KvError::NoMemory`].
+    /// Concurrent writers may overshoot the limit by their own items.
+    fn make_room(&self, key: &[u8], new: u64, old: u64) -> Result<()> {
+        let limit = self.memory_limit();
+        if limit == 0 || new <= old {
+            return Ok(());
+        }
+        let grow = new - old;
+        while self.store.bytes().saturating_add(grow) > limit {
+            let evicted = if new <= limit {
+                self.store.evict_one(key)?
+            } else {
+                None
+            };
+            match evicted {
+                Some(_) => bump(&self.stats.evictions),
+                None => {
+                    bump(&self.stats.store_no_memory);
+                    return Err(KvError::NoMemory);
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Drops a key whose new value was refused as too large: memcached does
@@ -413,6 +495,7 @@ impl Kv {
                     now,
                     opts.new_cas,
                     opts.state,
+                    None,
                 )?;
                 return Ok(ArithResult::Value {
                     value: initial,
@@ -448,6 +531,7 @@ impl Kv {
             now,
             opts.new_cas,
             keep,
+            Some(&item),
         )?;
         bump(hits);
         Ok(ArithResult::Value {

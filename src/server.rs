@@ -106,6 +106,7 @@ impl Shared {
             ("threads", Int(self.config.worker_threads() as u64)),
             ("bytes", Int(self.kv.store().bytes())),
             ("curr_items", Int(self.kv.store().curr_items())),
+            ("commit_syncs", Int(self.kv.commit_rounds())),
         ]);
         out
     }
@@ -120,15 +121,21 @@ impl Shared {
             ("maxconns", Int(c.max_connections as u64)),
             ("tcpport", Int(c.listen.port() as u64)),
             ("inter", Text(c.listen.ip().to_string())),
-            ("evictions", Text("off".into())),
+            ("evictions", on_off(c.store.eviction == crate::config::Eviction::Lru)),
             ("shutdown_command", yes_no(c.enable_shutdown)),
             ("num_threads", Int(c.worker_threads() as u64)),
             ("cas_enabled", yes_no(true)),
             ("item_size_max", Int(c.store.max_item_size as u64)),
             ("data_dir", Text(c.store.data_dir.display().to_string())),
             ("flush_interval_ms", Int(c.store.flush_interval_ms)),
+            ("durability", Text(format!("{:?}", c.store.durability).to_lowercase())),
         ]
     }
+}
+
+/// memcached prints some switches as `on`/`off`.
+fn on_off(on: bool) -> StatValue {
+    StatValue::Text(if on { "on" } else { "off" }.into())
 }
 
 fn rusage() -> (String, String) {

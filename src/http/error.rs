@@ -43,6 +43,9 @@ pub enum ApiError {
     NonNumeric,
     #[error("value larger than the item size limit (--max-item-size)")]
     TooLarge,
+    /// `--max-bytes` reached under `--eviction noeviction`.
+    #[error("out of memory storing object (--max-bytes reached)")]
+    NoMemory,
     #[error("{0}")]
     Unavailable(String),
     #[error("{0}")]
@@ -57,6 +60,7 @@ impl ApiError {
             ApiError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             ApiError::NonNumeric => StatusCode::CONFLICT,
             ApiError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::NoMemory => StatusCode::INSUFFICIENT_STORAGE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -84,6 +88,7 @@ pub fn code_for(status: StatusCode) -> &'static str {
         StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
         StatusCode::UNPROCESSABLE_ENTITY => "invalid_body",
         StatusCode::SERVICE_UNAVAILABLE => "unavailable",
+        StatusCode::INSUFFICIENT_STORAGE => "insufficient_storage",
         s if s.is_server_error() => "internal",
         _ => "error",
     }
@@ -110,6 +115,7 @@ impl From<KvError> for ApiError {
     fn from(e: KvError) -> Self {
         match e {
             KvError::TooLarge => ApiError::TooLarge,
+            KvError::NoMemory => ApiError::NoMemory,
             other => ApiError::Internal(other.to_string()),
         }
     }

@@ -230,6 +230,7 @@ pub async fn head_item(
         (status = 408, description = "The request took longer than `--http-timeout-secs`", body = ErrorBody, example = json!({"error": "timeout", "message": "Request Timeout"})),
         (status = 412, description = "The condition does not hold", body = ErrorBody, example = json!({"error": "precondition_failed", "message": "the item changed since that ETag (If-Match)"})),
         (status = 413, description = "Value larger than `--max-item-size`", body = ErrorBody, example = json!({"error": "too_large", "message": "value larger than the item size limit (--max-item-size)"})),
+        (status = 507, description = "`--max-bytes` reached with `--eviction noeviction`", body = ErrorBody, example = json!({"error": "insufficient_storage", "message": "out of memory storing object (--max-bytes reached)"})),
     )
 )]
 pub async fn put_item(

@@ -6,6 +6,7 @@
 //! cannot drift from what is served.
 
 pub mod admin;
+pub mod durable;
 pub mod error;
 pub mod export;
 pub mod items;
@@ -94,6 +95,10 @@ pub fn app_with_token(shared: Arc<Shared>, token: Option<BearerToken>) -> Router
             timeout,
         ))
         .layer(axum::middleware::map_response(error::json_errors))
+        .route_layer(axum::middleware::from_fn_with_state(
+            shared.clone(),
+            durable::commit_writes,
+        ))
         .route_layer(axum::middleware::from_fn(observe::record))
         .layer(
             ServiceBuilder::new()

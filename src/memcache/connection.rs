@@ -42,6 +42,9 @@ pub struct Connection<S> {
     /// `--idle-timeout`: close after this long without a complete command.
     idle: Option<Duration>,
     last_command: Instant,
+    /// A write ran since the last flush: under `--durability sync` its
+    /// reply waits for the group commit.
+    uncommitted: bool,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
@@ -57,6 +60,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             unauthenticated: auth,
             idle: (idle_secs > 0).then(|| Duration::from_secs(idle_secs)),
             last_command: Instant::now(),
+            uncommitted: false,
         }
     }
 
@@ -111,6 +115,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             }
             if self.is_binary() {
                 let (flow, len) =
+                    // Conservatively: any binary frame may have written.
                     match binary_cmd::step(&self.input, &self.shared, &mut self.output) {
                         binary_cmd::Step::Incomplete { need } => {
                             if need > self.input.capacity() {
@@ -119,6 +124,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                             return Ok(Flow::Continue);
                         }
                         binary_cmd::Step::Done { flow, len, skip } => {
+                            self.uncommitted = true;
                             self.swallow = skip;
                             (flow, len)
                         }
@@ -143,7 +149,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                     return Ok(Flow::Continue);
                 }
                 Frame::Close => return Ok(Flow::Close),
-                Frame::Request { req, len } => (execute(req, &self.shared, &mut self.output), len),
+                Frame::Request { req, len } => {
+                    self.uncommitted |= super::mutates(&req);
+                    (execute(req, &self.shared, &mut self.output), len)
+                }
                 Frame::Error { msg, noreply, len } => {
                     super::METRICS.error();
                     if !noreply {
@@ -160,6 +169,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 } => {
                     super::METRICS.error();
                     if let Some(key) = discard {
+                        self.uncommitted = true;
                         if let Err(e) = self.shared.kv.discard(key) {
                             tracing::warn!("dropping oversized key's old value failed: {e}");
                         }
@@ -217,6 +227,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     }
 
     async fn flush(&mut self) -> std::io::Result<()> {
+        if std::mem::take(&mut self.uncommitted) {
+            // One wait per batch: every write of the batch is acknowledged
+            // by the same group commit. If it fails, close without replying.
+            if let Some(ticket) = self.shared.kv.commit_ticket() {
+                self.shared
+                    .kv
+                    .wait_durable(ticket)
+                    .await
+                    .map_err(std::io::Error::other)?;
+            }
+        }
         if !self.output.is_empty() {
             // `flush` pushes out what TLS still buffers (a no-op for TCP).
             let write = async {

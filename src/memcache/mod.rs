@@ -96,6 +96,22 @@ pub enum Flow {
     Close,
 }
 
+/// Whether a request may change stored data, so that under
+/// `--durability sync` its reply must wait for the group commit.
+pub fn mutates(req: &Request<'_>) -> bool {
+    matches!(
+        req,
+        Request::Store { .. }
+            | Request::Delete { .. }
+            | Request::Touch { .. }
+            | Request::Arith { .. }
+            | Request::FlushAll { .. }
+            | Request::Get { touch: Some(_), .. }
+            | Request::Meta(_)
+            | Request::MemLimit { .. }
+    )
+}
+
 /// Runs one request, appending its reply (if any) to `out`, and records
 /// it in the command counters and latency histogram.
 pub fn execute(req: Request<'_>, shared: &Shared, out: &mut BytesMut) -> Flow {

@@ -143,6 +143,11 @@ impl Item {
         &self.raw[self.header_len()..]
     }
 
+    /// Length of the record [`Item::encode`] makes for a value this long.
+    pub fn record_len(value_len: usize) -> usize {
+        HEADER + value_len
+    }
+
     /// Size accounted in `bytes` stats: key + value + header.
     pub fn footprint(key_len: usize, raw_len: usize) -> u64 {
         (key_len + raw_len) as u64

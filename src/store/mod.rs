@@ -2,18 +2,22 @@
 //! sweeping. It knows nothing of sockets, protocols or locking policy; the
 //! [`crate::kv`] layer puts memcached semantics on top of it.
 
+pub mod commit;
 pub mod expiry;
 pub mod item;
+pub mod recency;
 
 use std::fs::File;
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use crate::config::StoreConfig;
+use crate::config::{Durability, Eviction, StoreConfig};
 pub use item::Item;
+use recency::Recency;
 
 /// How many CAS values are reserved on disk at a time. A restart resumes
 /// after the reservation, so a CAS value is never handed out twice.
@@ -47,9 +51,12 @@ pub struct Store {
     cas_reserve: Mutex<()>,
     curr_items: AtomicU64,
     bytes: AtomicU64,
-    /// Bumped on every change to `items`, so the CSV mirror can tell an idle
-    /// store from a changed one without scanning it.
-    generation: AtomicU64,
+    /// Write generation: bumped after every mutation (see [`commit`]).
+    written: Arc<AtomicU64>,
+    /// Last-access stamps, kept only under `--eviction lru`.
+    recency: Option<Recency>,
+    durability: Durability,
+    flush_interval: std::time::Duration,
 }
 
 impl Store {
@@ -59,7 +66,11 @@ impl Store {
         let db = sled::Config::new()
             .path(&cfg.data_dir)
             .cache_capacity(cfg.cache_mb.max(1) * 1024 * 1024)
-            .flush_every_ms(Some(cfg.flush_interval_ms.max(1)))
+            // In sync mode the group committer does the flushing.
+            .flush_every_ms(match cfg.durability {
+                Durability::Periodic => Some(cfg.flush_interval_ms.max(1)),
+                Durability::Sync => None,
+            })
             .open()
             .map_err(|e| match e {
                 sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock => {
@@ -87,7 +98,10 @@ impl Store {
             cas_reserve: Mutex::new(()),
             curr_items: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
-            generation: AtomicU64::new(0),
+            written: Arc::new(AtomicU64::new(0)),
+            recency: (cfg.eviction == Eviction::Lru).then(Recency::default),
+            durability: cfg.durability,
+            flush_interval: std::time::Duration::from_millis(cfg.flush_interval_ms.max(1)),
         };
         store.recount()?;
         Ok(store)
@@ -100,6 +114,9 @@ impl Store {
             let (k, v) = kv?;
             n += 1;
             bytes += Item::footprint(k.len(), v.len());
+            if let Some(r) = &self.recency {
+                r.load(&k);
+            }
         }
         self.curr_items.store(n, Ordering::Relaxed);
         self.bytes.store(bytes, Ordering::Relaxed);
@@ -126,7 +143,12 @@ impl Store {
     /// The item under `key`, expired or not (callers decide what expiry means).
     pub fn get(&self, key: &[u8]) -> Result<Option<Item>> {
         match self.items.get(key)? {
-            Some(raw) => Ok(Some(Item::from_raw(raw)?)),
+            Some(raw) => {
+                if let Some(r) = &self.recency {
+                    r.touch(key);
+                }
+                Ok(Some(Item::from_raw(raw)?))
+            }
             None => Ok(None),
         }
     }
@@ -175,7 +197,16 @@ impl Store {
     }
 
     fn account(&self, key: &[u8], old: Option<&sled::IVec>, new_size: Option<u64>) {
-        self.generation.fetch_add(1, Ordering::Release);
+        if old.is_some() || new_size.is_some() {
+            self.written.fetch_add(1, Ordering::Release);
+        }
+        if let Some(r) = &self.recency {
+            match new_size {
+                Some(_) => r.touch(key),
+                None if old.is_some() => r.forget(key),
+                None => {}
+            }
+        }
         match (old, new_size) {
             (None, Some(n)) => {
                 self.curr_items.fetch_add(1, Ordering::Relaxed);
@@ -265,7 +296,7 @@ impl Store {
 
     /// Changes so far to the items (any insert or removal bumps it).
     pub fn generation(&self) -> u64 {
-        self.generation.load(Ordering::Acquire)
+        self.written.load(Ordering::Acquire)
     }
 
     /// Bulk load for `import` (no server holds the store): writes encoded
@@ -277,7 +308,7 @@ impl Store {
             batch.insert(k, v);
         }
         self.items.apply_batch(batch)?;
-        self.generation.fetch_add(1, Ordering::Release);
+        self.written.fetch_add(1, Ordering::Release);
         Ok(())
     }
 
@@ -319,6 +350,57 @@ impl Store {
         Ok(())
     }
 
+    /// The write generation counter the group committer follows.
+    pub fn write_generation(&self) -> Arc<AtomicU64> {
+        self.written.clone()
+    }
+
+    /// A durability handle for the group committer's thread.
+    pub fn syncer(&self) -> commit::Syncer {
+        commit::Syncer::new(self.db.clone(), self.dir.clone())
+    }
+
+    /// The durability mode the store was opened with.
+    pub fn durability(&self) -> Durability {
+        self.durability
+    }
+
+    /// `--flush-interval-ms`: also the sync-mode committer's idle flush period.
+    pub fn flush_interval(&self) -> std::time::Duration {
+        self.flush_interval
+    }
+
+    /// Whether least-recently-used eviction is enabled.
+    pub fn tracks_recency(&self) -> bool {
+        self.recency.is_some()
+    }
+
+    /// Evicts the approximately least recently used item other than
+    /// `except`; returns the bytes freed, `None` when nothing can go.
+    /// Lock-free against writers: the victim is removed only if unchanged
+    /// since it was read.
+    pub fn evict_one(&self, except: &[u8]) -> Result<Option<u64>> {
+        let Some(recency) = &self.recency else {
+            return Ok(None);
+        };
+        for _ in 0..8 {
+            let Some(victim) = recency.victim(except) else {
+                return Ok(None);
+            };
+            match self.items.get(&victim)? {
+                None => recency.forget(&victim),
+                Some(raw) => {
+                    let freed = Item::footprint(victim.len(), raw.len());
+                    let item = Item::from_raw(raw)?;
+                    if self.remove_if_unchanged(&victim, &item)? {
+                        return Ok(Some(freed));
+                    }
+                }
+            }
+        }
+        Ok(None)
+    }
+
     /// The data directory this store lives in.
     pub fn dir(&self) -> &Path {
         &self.dir
@@ -332,7 +414,7 @@ fn sub(counter: &AtomicU64, n: u64) {
 }
 
 /// `fdatasync` every regular file below `dir` (sled's db, conf, blobs).
-fn sync_dir_files(dir: &Path) -> std::io::Result<()> {
+pub(crate) fn sync_dir_files(dir: &Path) -> std::io::Result<()> {
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
         let ty = entry.file_type()?;

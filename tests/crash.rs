@@ -1,0 +1,594 @@
+//! Crash harness: runs the real binary, drives concurrent writers recording
+//! every acknowledged write, SIGKILLs the server at a random moment,
+//! restarts it on the same data directory and checks what survived:
+//!
+//! - `--durability sync`: every acknowledged write is there with its value;
+//! - `--durability periodic`: nothing acknowledged longer than the loss
+//!   window before the kill is missing;
+//! - always: no item is corrupt or half-written (values are self-checking),
+//!   no item is newer than what was sent, and CAS values never go backwards.
+//!
+//! CI runs 10 rounds per mode; `CRASH_ROUNDS=100 cargo test --test crash`
+//! runs 100. `CRASH_SEED=<n>` replays a reported seed.
+//!
+//! Writers speak the memcached protocol and, when this build has the HTTP
+//! front end (`serve --help` lists `--http-listen`), HTTP too: PUT
+//! `/v1/keys/{key}` (acknowledged by 201/204), POST `/v1/keys/{key}/incr`,
+//! GET with the CAS as `ETag`. Verification reads through memcached; the
+//! checks are protocol-neutral.
+
+mod common;
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use common::Server;
+
+/// Writers per protocol.
+const WRITERS: usize = 4;
+const KEYS_PER_WRITER: u64 = 24;
+/// Periodic mode's flush interval in these tests.
+const PERIODIC_FLUSH_MS: u64 = 20;
+/// Scheduling slack on top of the flush interval (a loaded 2-core CI box
+/// can delay sled's flusher thread).
+const PERIODIC_SLACK: Duration = Duration::from_millis(750);
+
+fn rounds() -> u64 {
+    std::env::var("CRASH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10)
+}
+
+fn seed() -> u64 {
+    std::env::var("CRASH_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+        })
+}
+
+/// xorshift64*: reproducible from the printed seed, no extra crate.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// The value stored for `key` at `version`: `key:version:` then filler
+/// derived from both, so a torn or mixed-up value never passes [`check`].
+fn value_for(key: &str, version: u64, len: usize) -> Vec<u8> {
+    let mut v = format!("{key}:{version}:").into_bytes();
+    let mut x = version.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ key.len() as u64;
+    while v.len() < len {
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        v.push(b'a' + (x >> 59) as u8 % 26);
+    }
+    v
+}
+
+/// Sizes: mostly small; sometimes large enough that sled stores a blob.
+fn value_len(rng: &mut Rng) -> usize {
+    match rng.below(20) {
+        0 => 40_000 + rng.below(40_000) as usize,
+        _ => 24 + rng.below(300) as usize,
+    }
+}
+
+/// Parses and fully verifies a stored value; returns its version.
+fn check(key: &str, value: &[u8]) -> u64 {
+    let text = String::from_utf8_lossy(value);
+    let mut parts = text.splitn(3, ':');
+    let (k, ver) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    // Keys contain no ':' (see key names below).
+    assert_eq!(k, key, "value of {key} belongs to another key: {text:.80}");
+    let version: u64 = ver
+        .parse()
+        .unwrap_or_else(|_| panic!("corrupt value for {key}: {text:.80}"));
+    assert!(
+        value == value_for(key, version, value.len()).as_slice(),
+        "corrupt/half-written value for {key} version {version}"
+    );
+    version
+}
+
+/// One protocol's write path as the harness needs it.
+trait Writer {
+    /// Stores `value`; Ok only when the server acknowledged it.
+    fn set(&mut self, key: &str, value: &[u8]) -> std::io::Result<()>;
+    /// Increments a counter; the new value on acknowledgement.
+    fn incr(&mut self, key: &str) -> std::io::Result<u64>;
+    /// `gets`: value and cas.
+    fn gets(&mut self, key: &str) -> std::io::Result<Option<(Vec<u8>, u64)>>;
+}
+
+/// A memcached text-protocol writer that reports errors instead of
+/// panicking (the server is killed under it).
+struct Memcache {
+    out: TcpStream,
+    inp: BufReader<TcpStream>,
+}
+
+impl Memcache {
+    fn connect(addr: SocketAddr) -> std::io::Result<Memcache> {
+        let out = TcpStream::connect(addr)?;
+        out.set_read_timeout(Some(Duration::from_secs(20)))?;
+        out.set_nodelay(true)?;
+        Ok(Memcache {
+            inp: BufReader::new(out.try_clone()?),
+            out,
+        })
+    }
+
+    fn line(&mut self) -> std::io::Result<String> {
+        let mut l = String::new();
+        if self.inp.read_line(&mut l)? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        Ok(l)
+    }
+}
+
+fn protocol_error(msg: String) -> std::io::Error {
+    std::io::Error::other(msg)
+}
+
+impl Writer for Memcache {
+    fn set(&mut self, key: &str, value: &[u8]) -> std::io::Result<()> {
+        let mut req = format!("set {key} 0 0 {}\r\n", value.len()).into_bytes();
+        req.extend_from_slice(value);
+        req.extend_from_slice(b"\r\n");
+        self.out.write_all(&req)?;
+        match self.line()?.as_str() {
+            "STORED\r\n" => Ok(()),
+            other => Err(protocol_error(format!("set {key}: {other:?}"))),
+        }
+    }
+
+    fn incr(&mut self, key: &str) -> std::io::Result<u64> {
+        self.out.write_all(format!("incr {key} 1\r\n").as_bytes())?;
+        let l = self.line()?;
+        l.trim_end()
+            .parse()
+            .map_err(|_| protocol_error(format!("incr {key}: {l:?}")))
+    }
+
+    fn gets(&mut self, key: &str) -> std::io::Result<Option<(Vec<u8>, u64)>> {
+        self.out.write_all(format!("gets {key}\r\n").as_bytes())?;
+        let head = self.line()?;
+        if head == "END\r\n" {
+            return Ok(None);
+        }
+        let f: Vec<&str> = head.split_whitespace().collect();
+        if f.len() != 5 || f[0] != "VALUE" {
+            return Err(protocol_error(format!("gets {key}: {head:?}")));
+        }
+        let len: usize = f[3].parse().map_err(|_| protocol_error(head.clone()))?;
+        let cas: u64 = f[4].parse().map_err(|_| protocol_error(head.clone()))?;
+        let mut data = vec![0; len + 2];
+        std::io::Read::read_exact(&mut self.inp, &mut data)?;
+        data.truncate(len);
+        match self.line()?.as_str() {
+            "END\r\n" => Ok(Some((data, cas))),
+            other => Err(protocol_error(format!("gets {key} tail: {other:?}"))),
+        }
+    }
+}
+
+/// The HTTP front end's write path (used when the build has one).
+struct Http {
+    client: reqwest::blocking::Client,
+    base: String,
+}
+
+impl Http {
+    fn new(addr: SocketAddr) -> Http {
+        let client = reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(20))
+            .build()
+            .expect("reqwest client");
+        Http {
+            client,
+            base: format!("http://{addr}/v1/keys/"),
+        }
+    }
+}
+
+fn http_error(e: reqwest::Error) -> std::io::Error {
+    // A killed server shows up as a connect/request error: a disconnect.
+    if e.is_connect() || e.is_request() || e.is_body() {
+        std::io::Error::new(std::io::ErrorKind::ConnectionReset, e)
+    } else {
+        std::io::Error::other(e)
+    }
+}
+
+impl Writer for Http {
+    fn set(&mut self, key: &str, value: &[u8]) -> std::io::Result<()> {
+        let r = self
+            .client
+            .put(format!("{}{key}", self.base))
+            .body(value.to_vec())
+            .send()
+            .map_err(http_error)?;
+        match r.status().as_u16() {
+            201 | 204 => Ok(()),
+            s => Err(protocol_error(format!("PUT {key}: {s}"))),
+        }
+    }
+
+    fn incr(&mut self, key: &str) -> std::io::Result<u64> {
+        let r = self
+            .client
+            .post(format!("{}{key}/incr", self.base))
+            .json(&serde_json::json!({ "by": 1 }))
+            .send()
+            .map_err(http_error)?;
+        if r.status() != 200 {
+            return Err(protocol_error(format!("incr {key}: {}", r.status())));
+        }
+        let body: serde_json::Value = r.json().map_err(http_error)?;
+        body["value"]
+            .as_u64()
+            .ok_or_else(|| protocol_error(format!("incr {key}: {body}")))
+    }
+
+    fn gets(&mut self, key: &str) -> std::io::Result<Option<(Vec<u8>, u64)>> {
+        let r = self
+            .client
+            .get(format!("{}{key}", self.base))
+            .send()
+            .map_err(http_error)?;
+        match r.status().as_u16() {
+            404 => Ok(None),
+            200 => {
+                let cas = r
+                    .headers()
+                    .get("etag")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.trim_matches('"').parse().ok())
+                    .ok_or_else(|| protocol_error(format!("GET {key}: no ETag")))?;
+                Ok(Some((r.bytes().map_err(http_error)?.to_vec(), cas)))
+            }
+            s => Err(protocol_error(format!("GET {key}: {s}"))),
+        }
+    }
+}
+
+/// Whether this build has the HTTP front end.
+fn http_supported() -> bool {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_memcached-lite"))
+        .args(["serve", "--help"])
+        .output()
+        .expect("run --help");
+    String::from_utf8_lossy(&out.stdout).contains("--http-listen")
+}
+
+/// What one round learned about one key before the kill.
+#[derive(Default, Clone)]
+struct History {
+    /// Highest version (or counter value) sent, acknowledged or not.
+    sent: u64,
+    /// Acknowledged versions with the moment of acknowledgement.
+    acked: Vec<(u64, Instant)>,
+    /// CAS observed (via gets) for a version.
+    cas_of: HashMap<u64, u64>,
+}
+
+#[derive(Default)]
+struct Log {
+    keys: HashMap<String, History>,
+    counters: HashMap<String, History>,
+    max_cas: u64,
+}
+
+/// Which front end a writer drives.
+#[derive(Clone, Copy)]
+enum Front {
+    Memcache(SocketAddr),
+    Http(SocketAddr),
+}
+
+fn writer_loop(
+    front: Front,
+    id: usize,
+    round: u64,
+    seed: u64,
+    stop: &AtomicBool,
+    log: &Mutex<Log>,
+) {
+    let (mut w, tag): (Box<dyn Writer>, &str) = match front {
+        Front::Memcache(addr) => match Memcache::connect(addr) {
+            Ok(m) => (Box::new(m), "w"),
+            Err(_) => return,
+        },
+        Front::Http(addr) => (Box::new(Http::new(addr)), "h"),
+    };
+    let mut rng = Rng(seed ^ (id as u64 + 1).wrapping_mul(0x9e37_79b9) ^ tag.as_bytes()[0] as u64);
+    let counter = format!("r{round}{tag}{id}ctr");
+    if w.set(&counter, b"0").is_err() {
+        return;
+    }
+    log.lock()
+        .unwrap()
+        .counters
+        .entry(counter.clone())
+        .or_default()
+        .acked
+        .push((0, Instant::now()));
+    let mut versions = vec![0u64; KEYS_PER_WRITER as usize];
+    while !stop.load(Ordering::Relaxed) {
+        let slot = rng.below(KEYS_PER_WRITER) as usize;
+        let key = format!("r{round}{tag}{id}k{slot}");
+        let result = match rng.below(10) {
+            0 => {
+                log.lock()
+                    .unwrap()
+                    .counters
+                    .entry(counter.clone())
+                    .or_default()
+                    .sent += 1;
+                w.incr(&counter).map(|n| {
+                    let mut l = log.lock().unwrap();
+                    l.counters
+                        .get_mut(&counter)
+                        .unwrap()
+                        .acked
+                        .push((n, Instant::now()));
+                })
+            }
+            1 => w.gets(&key).map(|found| {
+                if let Some((value, cas)) = found {
+                    let version = check(&key, &value);
+                    let mut l = log.lock().unwrap();
+                    l.max_cas = l.max_cas.max(cas);
+                    l.keys.get_mut(&key).unwrap().cas_of.insert(version, cas);
+                }
+            }),
+            _ => {
+                versions[slot] += 1;
+                let version = versions[slot];
+                log.lock()
+                    .unwrap()
+                    .keys
+                    .entry(key.clone())
+                    .or_default()
+                    .sent = version;
+                let value = value_for(&key, version, value_len(&mut rng));
+                w.set(&key, &value).map(|()| {
+                    let mut l = log.lock().unwrap();
+                    l.keys
+                        .get_mut(&key)
+                        .unwrap()
+                        .acked
+                        .push((version, Instant::now()));
+                })
+            }
+        };
+        if let Err(e) = result {
+            // Only the kill may end a writer.
+            assert!(
+                stop.load(Ordering::Relaxed) || is_disconnect(&e),
+                "writer {id} failed before the kill: {e}"
+            );
+            return;
+        }
+    }
+}
+
+fn is_disconnect(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(
+        e.kind(),
+        UnexpectedEof | ConnectionReset | BrokenPipe | ConnectionAborted | ConnectionRefused
+    )
+}
+
+/// The newest version that must have survived: in sync mode the last
+/// acknowledged one; in periodic mode the last acknowledged at least
+/// `window` before the kill.
+fn required(h: &History, killed: Instant, window: Option<Duration>) -> u64 {
+    h.acked
+        .iter()
+        .filter(|(_, at)| window.is_none_or(|w| *at + w <= killed))
+        .map(|(v, _)| *v)
+        .max()
+        .unwrap_or(0)
+}
+
+/// One round: write, kill at a random moment, restart, verify.
+fn round(
+    server: &mut Server,
+    http: Option<SocketAddr>,
+    round: u64,
+    seed: u64,
+    window: Option<Duration>,
+    run_ms: (u64, u64),
+) {
+    let mut rng = Rng(seed | 1);
+    let stop = AtomicBool::new(false);
+    let log = Mutex::new(Log::default());
+    let addr = server.addr;
+    let killed = std::thread::scope(|s| {
+        let fronts = std::iter::once(Front::Memcache(addr)).chain(http.map(Front::Http));
+        for front in fronts {
+            for id in 0..WRITERS {
+                let (stop, log) = (&stop, &log);
+                s.spawn(move || writer_loop(front, id, round, seed, stop, log));
+            }
+        }
+        std::thread::sleep(Duration::from_millis(
+            run_ms.0 + rng.below(run_ms.1 - run_ms.0),
+        ));
+        let killed = Instant::now();
+        server.kill();
+        stop.store(true, Ordering::Relaxed);
+        killed
+    });
+    server.restart();
+    let log = log.into_inner().unwrap();
+    let acked: usize = log.keys.values().map(|h| h.acked.len()).sum();
+    assert!(
+        acked > 0,
+        "round {round}: no write was acknowledged before the kill"
+    );
+    let mut c = Memcache::connect(server.addr).unwrap();
+    let mut lost_unsynced = 0;
+    for (key, h) in &log.keys {
+        let need = required(h, killed, window);
+        match c.gets(key).unwrap() {
+            None => assert_eq!(
+                need, 0,
+                "round {round}: acknowledged {key} v{need} lost (seed {seed})"
+            ),
+            Some((value, cas)) => {
+                let v = check(key, &value);
+                assert!(v >= need, "round {round}: {key} went back to v{v}, v{need} was acknowledged (seed {seed})");
+                assert!(v <= h.sent, "round {round}: {key} has v{v}, never sent");
+                if let Some(&seen) = h.cas_of.get(&v) {
+                    assert_eq!(cas, seen, "round {round}: {key} v{v} changed cas");
+                }
+                lost_unsynced += (v < h.acked.last().map_or(0, |a| a.0)) as usize;
+            }
+        }
+    }
+    for (key, h) in &log.counters {
+        let need = required(h, killed, window);
+        let (value, _) = c
+            .gets(key)
+            .unwrap()
+            .unwrap_or_else(|| panic!("counter {key} lost"));
+        let n: u64 = String::from_utf8(value)
+            .unwrap()
+            .parse()
+            .expect("counter is digits");
+        assert!(
+            n >= need && n <= h.sent,
+            "round {round}: counter {key} = {n}, acked {need}, sent {}",
+            h.sent
+        );
+    }
+    // CAS never goes backwards: a new write gets a CAS above all seen.
+    c.set("probe", b"p").unwrap();
+    let (_, cas) = c.gets("probe").unwrap().unwrap();
+    assert!(
+        cas > log.max_cas,
+        "round {round}: cas {cas} after restart <= {} seen before",
+        log.max_cas
+    );
+    eprintln!(
+        "round {round}: {acked} acked writes, {} keys, {lost_unsynced} newest-acked lost (allowed: {})",
+        log.keys.len(),
+        if window.is_some() { "periodic" } else { "none" }
+    );
+    if window.is_none() {
+        assert_eq!(lost_unsynced, 0);
+    }
+}
+
+fn run(mode_args: &[&str], window: Option<Duration>, run_ms: (u64, u64)) {
+    let base = seed();
+    eprintln!("crash harness seed {base} (CRASH_SEED={base} to replay)");
+    let mut args: Vec<String> = mode_args.iter().map(|s| s.to_string()).collect();
+    // A fixed HTTP port, kept across restarts (the listener sets SO_REUSEADDR).
+    let http: Option<SocketAddr> = http_supported().then(|| {
+        format!("127.0.0.1:{}", common::free_port())
+            .parse()
+            .unwrap()
+    });
+    if let Some(h) = http {
+        args.extend(["--http-listen".into(), h.to_string()]);
+    }
+    eprintln!(
+        "writers: memcached{}",
+        if http.is_some() {
+            " + HTTP"
+        } else {
+            " only (no HTTP front end in this build)"
+        }
+    );
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut server = Server::start(&args);
+    for r in 0..rounds() {
+        round(&mut server, http, r, base.wrapping_add(r), window, run_ms);
+    }
+    // A clean stop and restart after all the crashes still serves the data.
+    server.restart();
+    assert_eq!(
+        server.connect().line(b"get probe\r\n"),
+        "VALUE probe 0 1\r\n"
+    );
+}
+
+#[test]
+fn sync_mode_keeps_every_acknowledged_write() {
+    run(&["--durability", "sync"], None, (100, 500));
+}
+
+#[test]
+fn periodic_mode_loses_at_most_the_flush_window() {
+    let interval = PERIODIC_FLUSH_MS.to_string();
+    run(
+        &["--durability", "periodic", "--flush-interval-ms", &interval],
+        Some(Duration::from_millis(PERIODIC_FLUSH_MS) + PERIODIC_SLACK),
+        (900, 1500),
+    );
+}
+
+#[test]
+fn sync_mode_groups_concurrent_writes_into_few_disk_syncs() {
+    let server = Server::start(&["--durability", "sync"]);
+    let done = AtomicU64::new(0);
+    let t = Instant::now();
+    std::thread::scope(|s| {
+        for id in 0..32 {
+            let done = &done;
+            let addr = server.addr;
+            s.spawn(move || {
+                let mut w = Memcache::connect(addr).unwrap();
+                for i in 0..100 {
+                    w.set(&format!("g{id}:{i}"), b"value").unwrap();
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+        }
+    });
+    let elapsed = t.elapsed();
+    let mut c = server.connect();
+    let stats = c.until_end(b"stats\r\n");
+    let syncs: u64 = stats
+        .lines()
+        .find_map(|l| l.strip_prefix("STAT commit_syncs "))
+        .expect("commit_syncs stat")
+        .trim()
+        .parse()
+        .unwrap();
+    let writes = done.load(Ordering::Relaxed);
+    eprintln!("{writes} acked sync writes in {elapsed:?} with {syncs} disk syncs");
+    assert_eq!(writes, 3200);
+    assert!(syncs > 0, "sync mode never synced");
+    assert!(
+        syncs * 2 < writes,
+        "no group commit: {syncs} syncs for {writes} writes"
+    );
+    assert!(c
+        .until_end(b"stats settings\r\n")
+        .contains("STAT durability sync\r\n"));
+}
