@@ -9,8 +9,8 @@ use std::time::Duration;
 use crate::config::Durability;
 use crate::locks::LockManager;
 use crate::stats::{add, bump, Stats};
-use crate::store::item::state;
 use crate::store::commit::{Committer, Ticket};
+use crate::store::item::state;
 use crate::store::{expiry, Item, Store, StoreError};
 
 /// The meta and binary protocols' extra operations (stale items, win

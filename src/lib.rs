@@ -8,12 +8,12 @@
 pub mod auth;
 /// The single configuration shared by every front end and subcommand.
 pub mod config;
+/// The CSV image format shared by the mirror, export and import.
+pub mod csvfmt;
 /// `memcached-lite healthcheck`: is the memcached port answering?
 pub mod healthcheck;
 /// The HTTP/JSON front end (axum + utoipa), with Swagger UI.
 pub mod http;
-/// The CSV image format shared by the mirror, export and import.
-pub mod csvfmt;
 /// `import`: validated bulk load of a CSV image into an offline store.
 pub mod import;
 /// memcached semantics over the store, under the lock manager; both front ends call it.

@@ -5,9 +5,9 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use memcached_lite::config::StoreConfig;
 use memcached_lite::config::{Config, LogFormat};
 use memcached_lite::healthcheck::{self, HealthcheckArgs};
-use memcached_lite::config::StoreConfig;
 use memcached_lite::store::{Store, StoreError};
 
 #[derive(Parser)]
@@ -30,7 +30,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Serve the memcached protocol over the embedded store.
-    Serve(Config),
+    Serve(Box<Config>),
     /// Exit 0 if the server answers `version` on its memcached port (for
     /// container health checks).
     Healthcheck(HealthcheckArgs),
@@ -98,7 +98,7 @@ fn main() -> anyhow::Result<()> {
                 .worker_threads(config.worker_threads())
                 .enable_all()
                 .build()?;
-            runtime.block_on(memcached_lite::server::serve(config))
+            runtime.block_on(memcached_lite::server::serve(*config))
         }
         Command::Healthcheck(args) => {
             println!("{}", healthcheck::check(&args)?);

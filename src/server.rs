@@ -121,14 +121,20 @@ impl Shared {
             ("maxconns", Int(c.max_connections as u64)),
             ("tcpport", Int(c.listen.port() as u64)),
             ("inter", Text(c.listen.ip().to_string())),
-            ("evictions", on_off(c.store.eviction == crate::config::Eviction::Lru)),
+            (
+                "evictions",
+                on_off(c.store.eviction == crate::config::Eviction::Lru),
+            ),
             ("shutdown_command", yes_no(c.enable_shutdown)),
             ("num_threads", Int(c.worker_threads() as u64)),
             ("cas_enabled", yes_no(true)),
             ("item_size_max", Int(c.store.max_item_size as u64)),
             ("data_dir", Text(c.store.data_dir.display().to_string())),
             ("flush_interval_ms", Int(c.store.flush_interval_ms)),
-            ("durability", Text(format!("{:?}", c.store.durability).to_lowercase())),
+            (
+                "durability",
+                Text(format!("{:?}", c.store.durability).to_lowercase()),
+            ),
         ]
     }
 }
@@ -188,10 +194,14 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let sweeper = tokio::spawn(kv.clone().run_sweeper(shared.shutdown_signal()));
     let token = crate::auth::BearerToken::from_config(&shared.config.security)?;
     let http_tls = tls.clone();
-    let memcache = tokio::spawn(crate::memcache::server::run(listener, shared.clone(), tls, auth));
-    let http = http_listener.map(|l| {
-        tokio::spawn(crate::http::run(l, shared.clone(), token, http_tls))
-    });
+    let memcache = tokio::spawn(crate::memcache::server::run(
+        listener,
+        shared.clone(),
+        tls,
+        auth,
+    ));
+    let http =
+        http_listener.map(|l| tokio::spawn(crate::http::run(l, shared.clone(), token, http_tls)));
     let mirror = mirror_path.clone().map(|path| {
         let interval = shared.config.mirror.mirror_interval;
         tokio::spawn(crate::mirror::run(

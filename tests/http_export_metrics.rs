@@ -33,7 +33,11 @@ fn http_export_streams_the_same_csv_as_the_export_command() {
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["content-type"], "text/csv; charset=utf-8");
     let streamed = resp.bytes().unwrap();
-    assert!(streamed.len() > 3 * 64 * 1024, "several chunks: {}", streamed.len());
+    assert!(
+        streamed.len() > 3 * 64 * 1024,
+        "several chunks: {}",
+        streamed.len()
+    );
 
     assert!(server.stop().success());
     let out = Command::new(env!("CARGO_BIN_EXE_memcached-lite"))
@@ -41,7 +45,11 @@ fn http_export_streams_the_same_csv_as_the_export_command() {
         .arg(&server.data_dir)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(
         String::from_utf8_lossy(&streamed),
         String::from_utf8_lossy(&out.stdout)
@@ -58,13 +66,29 @@ fn metrics_count_both_protocols() {
     c.until_end(b"get a\r\n");
     c.until_end(b"get missing\r\n");
     let h = http();
-    assert_eq!(h.put(server.url("/v1/keys/b")).body("2").send().unwrap().status(), 201);
-    assert_eq!(h.get(server.url("/v1/keys/b")).send().unwrap().status(), 200);
-    assert_eq!(h.get(server.url("/v1/keys/nope")).send().unwrap().status(), 404);
+    assert_eq!(
+        h.put(server.url("/v1/keys/b"))
+            .body("2")
+            .send()
+            .unwrap()
+            .status(),
+        201
+    );
+    assert_eq!(
+        h.get(server.url("/v1/keys/b")).send().unwrap().status(),
+        200
+    );
+    assert_eq!(
+        h.get(server.url("/v1/keys/nope")).send().unwrap().status(),
+        404
+    );
 
     let resp = h.get(server.url("/metrics")).send().unwrap();
     assert_eq!(resp.status(), 200);
-    assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
+    assert!(resp.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain"));
     let text = resp.text().unwrap();
     let value = |needle: &str| -> f64 {
         text.lines()
@@ -76,13 +100,36 @@ fn metrics_count_both_protocols() {
             .parse()
             .unwrap()
     };
-    assert_eq!(value(r#"memcached_lite_commands_total{protocol="memcache",command="set"}"#), 1.0);
-    assert_eq!(value(r#"memcached_lite_commands_total{protocol="memcache",command="get"}"#), 2.0);
-    assert_eq!(value(r#"memcached_lite_commands_total{protocol="http",command="put"}"#), 1.0);
-    assert_eq!(value(r#"memcached_lite_commands_total{protocol="http",command="get"}"#), 2.0);
-    assert_eq!(value(r#"memcached_lite_get_hits_total{protocol="http"}"#), 1.0);
-    assert_eq!(value(r#"memcached_lite_get_misses_total{protocol="http"}"#), 1.0);
-    assert_eq!(value(r#"memcached_lite_get_hits_total{protocol="memcache"}"#), 1.0);
+    assert_eq!(
+        value(r#"memcached_lite_commands_total{protocol="memcache",command="set"}"#),
+        1.0
+    );
+    assert_eq!(
+        value(r#"memcached_lite_commands_total{protocol="memcache",command="get"}"#),
+        2.0
+    );
+    assert_eq!(
+        value(r#"memcached_lite_commands_total{protocol="http",command="put"}"#),
+        1.0
+    );
+    assert_eq!(
+        value(r#"memcached_lite_commands_total{protocol="http",command="get"}"#),
+        2.0
+    );
+    assert_eq!(
+        value(r#"memcached_lite_get_hits_total{protocol="http"}"#),
+        1.0
+    );
+    assert_eq!(
+        value(r#"memcached_lite_get_misses_total{protocol="http"}"#),
+        1.0
+    );
+    assert_eq!(
+        value(r#"memcached_lite_get_hits_total{protocol="memcache"}"#),
+        1.0
+    );
     assert_eq!(value("memcached_lite_items "), 2.0);
-    assert!(text.contains(r#"memcached_lite_command_duration_seconds_bucket{protocol="http",command="put""#));
+    assert!(text.contains(
+        r#"memcached_lite_command_duration_seconds_bucket{protocol="http",command="put""#
+    ));
 }

@@ -16,7 +16,11 @@ fn curl(url: &str, extra: &[&str]) -> (u16, String) {
         .arg(url)
         .output()
         .expect("curl is installed");
-    assert!(out.status.success(), "curl failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "curl failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8(out.stdout).unwrap();
     let (body, code) = text.rsplit_once('\n').unwrap();
     (code.parse().unwrap(), body.to_owned())
@@ -32,8 +36,25 @@ fn bearer_token_guards_the_api_but_not_health_or_docs() {
     let (code, body) = curl(&s.url("/v1/stats"), &[]);
     assert_eq!(code, 401);
     let json: serde_json::Value = serde_json::from_str(&body).unwrap();
-    assert!(json["error"].is_string() && json["message"].is_string(), "{body}");
-    assert_eq!(curl(&s.url("/v1/keys/k"), &["-X", "PUT", "--data", "v", "-H", "Authorization: Bearer wrong"]).0, 401);
+    assert!(
+        json["error"].is_string() && json["message"].is_string(),
+        "{body}"
+    );
+    assert_eq!(
+        curl(
+            &s.url("/v1/keys/k"),
+            &[
+                "-X",
+                "PUT",
+                "--data",
+                "v",
+                "-H",
+                "Authorization: Bearer wrong"
+            ]
+        )
+        .0,
+        401
+    );
 
     let auth = ["-H", "Authorization: Bearer s3cret-token"];
     let put = [&auth[..], &["-X", "PUT", "--data", "v"]].concat();
@@ -50,18 +71,29 @@ fn tls_covers_the_http_listener() {
     let dir = tempfile::tempdir().unwrap();
     let (cert, key) = self_signed(dir.path());
     let s = Server::start(&["--tls-cert", &cert, "--tls-key", &key]);
-    let https = s.url("/v1/keys/greeting").replacen("http://", "https://", 1);
+    let https = s
+        .url("/v1/keys/greeting")
+        .replacen("http://", "https://", 1);
 
     let put = curl(&https, &["--cacert", &cert, "-X", "PUT", "--data", "hello"]);
     assert_eq!(put.0, 201);
-    assert_eq!(curl(&https, &["--cacert", &cert]), (200, "hello".to_owned()));
+    assert_eq!(
+        curl(&https, &["--cacert", &cert]),
+        (200, "hello".to_owned())
+    );
 
     // Without trusting the certificate, curl refuses; plain HTTP gets no answer.
-    let untrusted = Command::new("curl").args(["-sS", "--max-time", "5", &https]).output().unwrap();
+    let untrusted = Command::new("curl")
+        .args(["-sS", "--max-time", "5", &https])
+        .output()
+        .unwrap();
     assert!(!untrusted.status.success());
     let plain = Command::new("curl")
         .args(["-sS", "--max-time", "3", &s.url("/healthz")])
         .output()
         .unwrap();
-    assert!(!plain.status.success(), "plain HTTP must not be served on the TLS port");
+    assert!(
+        !plain.status.success(),
+        "plain HTTP must not be served on the TLS port"
+    );
 }

@@ -150,9 +150,8 @@ pub async fn run(
                 Err(e) => return tracing::debug!(%peer, "TLS handshake failed: {e}"),
             };
             let service = hyper_util::service::TowerToHyperService::new(app);
-            let builder = hyper_util::server::conn::auto::Builder::new(
-                hyper_util::rt::TokioExecutor::new(),
-            );
+            let builder =
+                hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
             if let Err(e) = builder
                 .serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(stream), service)
                 .await

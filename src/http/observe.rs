@@ -63,8 +63,14 @@ mod tests {
 
     #[test]
     fn routes_map_to_operations() {
-        assert_eq!(OPERATIONS[operation(&Method::PUT, Some("/v1/keys/{key}"))], "put");
-        assert_eq!(OPERATIONS[operation(&Method::POST, Some("/v1/keys/{key}/incr"))], "incr");
+        assert_eq!(
+            OPERATIONS[operation(&Method::PUT, Some("/v1/keys/{key}"))],
+            "put"
+        );
+        assert_eq!(
+            OPERATIONS[operation(&Method::POST, Some("/v1/keys/{key}/incr"))],
+            "incr"
+        );
         assert_eq!(OPERATIONS[operation(&Method::GET, None)], "other");
     }
 }

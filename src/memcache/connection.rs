@@ -210,7 +210,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             AuthFrame::Reply { msg, len, close } => {
                 (msg, len, if close { Flow::Close } else { Flow::Continue })
             }
-            AuthFrame::Attempt { user, password, len } => {
+            AuthFrame::Attempt {
+                user,
+                password,
+                len,
+            } => {
                 if creds.verify(user, password) {
                     self.unauthenticated = None;
                     ("STORED", len, Flow::Continue)
@@ -246,12 +250,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             };
             // A client that stops reading must not pin the connection forever.
             match self.idle {
-                Some(limit) => tokio::time::timeout(limit, write)
-                    .await
-                    .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "write stalled"))??,
+                Some(limit) => tokio::time::timeout(limit, write).await.map_err(|_| {
+                    std::io::Error::new(std::io::ErrorKind::TimedOut, "write stalled")
+                })??,
                 None => write.await?,
             }
-            add(&self.shared.kv.stats.bytes_written, self.output.len() as u64);
+            add(
+                &self.shared.kv.stats.bytes_written,
+                self.output.len() as u64,
+            );
             self.output.clear();
             if self.output.capacity() > SHRINK_ABOVE {
                 self.output = BytesMut::new();

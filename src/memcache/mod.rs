@@ -3,10 +3,10 @@
 
 pub mod admin;
 pub mod arith;
-pub mod binary;
-pub mod binary_cmd;
 /// The `--auth-file` gate a connection passes before its first command.
 pub mod auth;
+pub mod binary;
+pub mod binary_cmd;
 pub mod connection;
 pub mod keys;
 pub mod meta;

@@ -12,8 +12,8 @@ use tokio::sync::mpsc;
 use super::connection::Connection;
 use crate::auth::Credentials;
 use crate::server::Shared;
-use crate::tls::TlsAcceptor;
 use crate::stats::bump;
+use crate::tls::TlsAcceptor;
 
 /// Serves until shutdown; with `tls` every connection must speak TLS, with
 /// `auth` every connection must authenticate first.

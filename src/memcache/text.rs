@@ -350,7 +350,8 @@ fn delete<'a>(toks: &[&'a [u8]], noreply: bool) -> Result<Request<'a>, &'static 
     if n > 4 {
         return Err(ERROR);
     }
-    let valid = n == 2 || (n == 3 && (hold_is_zero || noreply)) || (n == 4 && hold_is_zero && noreply);
+    let valid =
+        n == 2 || (n == 3 && (hold_is_zero || noreply)) || (n == 4 && hold_is_zero && noreply);
     if !valid {
         return Err(if n < 2 { ERROR } else { ERR_DELETE_USAGE });
     }
