@@ -4,6 +4,8 @@
 //! Data flows one way: socket -> parser -> command -> lock manager + store
 //! -> reply. Front ends never touch sled directly.
 
+/// `memcached-lite bench`: the memtier-style load generator (memcache text and RESP).
+pub mod bench;
 /// The single configuration shared by every front end and subcommand.
 pub mod config;
 /// memcached semantics over the store, under the lock manager; both front ends call it.

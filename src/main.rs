@@ -15,6 +15,8 @@ struct Cli {
 enum Command {
     /// Serve the memcached protocol over the embedded store.
     Serve(Config),
+    /// Load-test a memcached (or Redis, --protocol resp) server; one client thread.
+    Bench(memcached_lite::bench::BenchArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -33,5 +35,6 @@ fn main() -> anyhow::Result<()> {
                 .build()?;
             runtime.block_on(memcached_lite::server::serve(config))
         }
+        Command::Bench(args) => memcached_lite::bench::main(args),
     }
 }
