@@ -430,9 +430,10 @@ def render(r):
             lines.append(f"Scale curve, {name}: ops/s at 10^{hi} keys / at 10^{lo} keys = **{b / a:.2f}**.")
     if "7" in r["scale"]:
         m = r["scale"]["7"]["memcached"]
-        lines.append(f"At 10^7 keys real memcached (`-m 1024`) cannot hold every item: it evicts and refused "
-                     f"{m.get('fill_errors', 0):,} sets while filling (`SERVER_ERROR out of memory`), and its "
-                     f"get hit rate there is {m['hit_rate']:.0%} ({m.get('errors', 0)} errors in the runs); "
+        refused = m.get("fill_errors", 0)
+        lines.append(f"At 10^7 keys real memcached (`-m 1024`) cannot hold every item: it evicts"
+                     + (f" and refused {refused:,} sets while filling (`SERVER_ERROR out of memory`)" if refused else "")
+                     + f", so its get hit rate there is {m['hit_rate']:.0%} ({m.get('errors', 0)} errors in the runs); "
                      f"memcached-lite keeps every item on disk "
                      f"({r['scale']['7']['memcached-lite']['hit_rate']:.0%} hits).")
     else:
