@@ -6,6 +6,8 @@
 
 /// Secrets and their constant-time checks: memcached auth file, HTTP bearer token.
 pub mod auth;
+/// `memcached-lite bench`: the memtier-style load generator (memcache text and RESP).
+pub mod bench;
 /// The single configuration shared by every front end and subcommand.
 pub mod config;
 /// The CSV image format shared by the mirror, export and import.

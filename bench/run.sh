@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The benchmark, one command: `bash bench/run.sh [--duration S] [--scale 4,5,6,7]`.
+# Builds the release binary, raises the open-file limit (10,000 idle
+# connections are measured), then runs memcached-lite, a real memcached and
+# redis-server side by side on loopback (bench/run.py) and writes
+# bench/results.md, bench/results.json and bench/results.svg.
+# Takes about 10 minutes on 2 cores. Not part of tests/run-all.sh.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+for tool in memcached redis-server memcaslap; do
+  command -v "$tool" >/dev/null || { echo "missing $tool: apt-get install memcached redis-server libmemcached-tools" >&2; exit 1; }
+done
+python3 -c 'import matplotlib' 2>/dev/null || python3 -m pip install -q --disable-pip-version-check matplotlib \
+  || echo "matplotlib unavailable: no chart" >&2
+cargo build --release --quiet
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+exec python3 bench/run.py "$@"
