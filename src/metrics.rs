@@ -128,6 +128,11 @@ impl Registry {
             Some(Unit::Seconds),
             help("Time to sync the store to disk (final flush at shutdown)."),
         );
+        r.describe_histogram(
+            d("mirror_write_duration_seconds"),
+            Some(Unit::Seconds),
+            help("Time to write one CSV mirror image (scan, write, fsync, rename)."),
+        );
         r.describe_gauge(d("items"), None, help("Items currently stored."));
         r.describe_gauge(
             d("bytes"),
@@ -237,6 +242,13 @@ pub fn register_source(shared: &Arc<Shared>) {
 pub fn record_sync(took: Duration) {
     REGISTRY
         .histogram("store_sync_duration_seconds", Vec::new())
+        .record(took.as_secs_f64());
+}
+
+/// Times one CSV mirror image write.
+pub fn record_mirror_write(took: Duration) {
+    REGISTRY
+        .histogram("mirror_write_duration_seconds", Vec::new())
         .record(took.as_secs_f64());
 }
 

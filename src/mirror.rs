@@ -76,8 +76,11 @@ pub fn check_target(path: &Path) -> anyhow::Result<()> {
 
 /// Writes the whole store to `path` atomically; returns the row count.
 pub fn write_image(store: &Store, path: &Path) -> anyhow::Result<u64> {
-    replace_atomically(path, |out| Ok(csvfmt::export(store, out)?))
-        .with_context(|| format!("writing CSV mirror {}", path.display()))
+    let started = std::time::Instant::now();
+    let rows = replace_atomically(path, |out| Ok(csvfmt::export(store, out)?))
+        .with_context(|| format!("writing CSV mirror {}", path.display()))?;
+    crate::metrics::record_mirror_write(started.elapsed());
+    Ok(rows)
 }
 
 /// Runs until `stop` fires: every `interval`, rewrites the image if the

@@ -133,3 +133,32 @@ fn metrics_count_both_protocols() {
         r#"memcached_lite_command_duration_seconds_bucket{protocol="http",command="put""#
     ));
 }
+
+#[test]
+fn mirror_writes_are_timed_in_metrics() {
+    let server = Server::start(&["--mirror-interval", "50ms"]);
+    let mut c = server.connect();
+    assert_eq!(c.line(b"set m 0 0 1\r\n1\r\n"), "STORED\r\n");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = http()
+            .get(server.url("/metrics"))
+            .send()
+            .unwrap()
+            .text()
+            .unwrap();
+        let count = text
+            .lines()
+            .find(|l| l.starts_with("memcached_lite_mirror_write_duration_seconds_count"))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .unwrap_or(0.0);
+        if count >= 2.0 {
+            break; // the start-up image and the one after the write
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no mirror timing in\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
