@@ -215,10 +215,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 password,
                 len,
             } => {
+                // Counted as memcached counts its `-Y` checks: every
+                // credential check, and each failed one.
+                crate::stats::bump(&self.shared.kv.stats.auth_cmds);
                 if creds.verify(user, password) {
                     self.unauthenticated = None;
                     ("STORED", len, Flow::Continue)
                 } else {
+                    crate::stats::bump(&self.shared.kv.stats.auth_errors);
                     tracing::debug!("memcached authentication failure");
                     (auth_step::ERR_FAILURE, len, Flow::Continue)
                 }
