@@ -13,6 +13,7 @@ pub mod meta;
 pub mod meta_cmd;
 pub mod reply;
 pub mod retrieval;
+pub mod sasl;
 pub mod server;
 pub mod storage;
 pub mod text;
