@@ -39,8 +39,11 @@ fn sasl(opcode: u8, mech: &[u8], message: &[u8]) -> Vec<u8> {
     packet(opcode, &[], mech, message)
 }
 
-/// (opcode, status, body) of each reply, then `None` once the server closed.
-fn converse(addr: SocketAddr, requests: &[Vec<u8>]) -> Vec<Option<(u8, u16, Vec<u8>)>> {
+/// One reply: (opcode, status, body); `None` once the server closed.
+type Reply = Option<(u8, u16, Vec<u8>)>;
+
+/// The replies to `requests`, sent one at a time.
+fn converse(addr: SocketAddr, requests: &[Vec<u8>]) -> Vec<Reply> {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let mut out = Vec::new();
@@ -130,7 +133,7 @@ fn refusals_match_memcached_with_sasl() {
     let ours = Server::start(&["--auth-file", &auth_file(dir.path())]);
     let theirs = SaslMemcached::start();
     let failure = |op| Some((op, 0x20, b"Auth failure.".to_vec()));
-    let conversations: Vec<(Vec<Vec<u8>>, Vec<Option<(u8, u16, Vec<u8>)>>)> = vec![
+    let conversations: Vec<(Vec<Vec<u8>>, Vec<Reply>)> = vec![
         (
             vec![
                 packet(VERSION, &[], &[], &[]),
