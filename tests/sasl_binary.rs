@@ -10,10 +10,10 @@ mod reference;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::Server;
+use reference::Memcached;
 
 const VERSION: u8 = 0x0b;
 const GET: u8 = 0x00;
@@ -71,54 +71,13 @@ fn converse(addr: SocketAddr, requests: &[Vec<u8>]) -> Vec<Reply> {
     out
 }
 
-/// `memcached -S` with cyrus-sasl offering PLAIN only.
-struct SaslMemcached {
-    child: Child,
-    addr: SocketAddr,
-    _conf: tempfile::TempDir,
-}
-
-impl SaslMemcached {
-    fn start() -> SaslMemcached {
-        let conf = tempfile::tempdir().unwrap();
-        std::fs::write(conf.path().join("memcached.conf"), "mech_list: plain\n").unwrap();
-        let port = common::free_port();
-        let child = Command::new("memcached")
-            .args([
-                "-p",
-                &port.to_string(),
-                "-U",
-                "0",
-                "-l",
-                "127.0.0.1",
-                "-u",
-                "root",
-                "-S",
-            ])
-            .env("SASL_CONF_PATH", conf.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("memcached is installed (tests/run-all.sh installs it)");
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(addr).is_err() {
-            assert!(Instant::now() < deadline, "memcached -S did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        SaslMemcached {
-            child,
-            addr,
-            _conf: conf,
-        }
-    }
-}
-
-impl Drop for SaslMemcached {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// `memcached -S` with cyrus-sasl offering PLAIN only (its config file
+/// lives as long as the server).
+fn sasl_memcached() -> (Memcached, tempfile::TempDir) {
+    let conf = tempfile::tempdir().unwrap();
+    std::fs::write(conf.path().join("memcached.conf"), "mech_list: plain\n").unwrap();
+    let server = Memcached::start_with_env(&["-S"], &[("SASL_CONF_PATH", conf.path())]);
+    (server, conf)
 }
 
 fn auth_file(dir: &std::path::Path) -> String {
@@ -131,7 +90,7 @@ fn auth_file(dir: &std::path::Path) -> String {
 fn refusals_match_memcached_with_sasl() {
     let dir = tempfile::tempdir().unwrap();
     let ours = Server::start(&["--auth-file", &auth_file(dir.path())]);
-    let theirs = SaslMemcached::start();
+    let (theirs, _conf) = sasl_memcached();
     let failure = |op| Some((op, 0x20, b"Auth failure.".to_vec()));
     let conversations: Vec<(Vec<Vec<u8>>, Vec<Reply>)> = vec![
         (
@@ -231,7 +190,7 @@ fn plain_login_opens_the_binary_protocol() {
 #[test]
 fn sasl_opcodes_without_auth_file_are_unknown_like_memcached() {
     let ours = Server::start(&[]);
-    let theirs = reference::Memcached::start(&[]);
+    let theirs = Memcached::start(&[]);
     let requests = [sasl(LIST_MECHS, b"", b""), sasl(AUTH, b"PLAIN", b"\0a\0b")];
     let want = vec![
         Some((LIST_MECHS, 0x81, b"Unknown command".to_vec())),
