@@ -129,6 +129,7 @@ impl Shared {
             ("num_threads", Int(c.worker_threads() as u64)),
             ("cas_enabled", yes_no(true)),
             ("item_size_max", Int(c.store.max_item_size as u64)),
+            ("idle_timeout", Int(c.security.idle_timeout)),
             ("data_dir", Text(c.store.data_dir.display().to_string())),
             ("flush_interval_ms", Int(c.store.flush_interval_ms)),
             (

@@ -3,7 +3,7 @@
 //! the exact answer, against what a real memcached 1.6 answers, that a
 //! bystander client keeps being served, and that stored data is unchanged.
 //!
-//! (The HTTP front end is not in this tree yet; its cases belong here too.)
+//! (The HTTP front end's catalogue is `tests/http_bad_input.rs`.)
 
 mod common;
 mod reference;

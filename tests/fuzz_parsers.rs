@@ -9,8 +9,12 @@
 //! A failing case is shrunk and saved under `proptest-regressions/`;
 //! commit that file so the case is replayed forever.
 
+use base64::Engine;
+use memcached_lite::http::key as http_key;
 use memcached_lite::kv::StoreMode;
 use memcached_lite::memcache::auth::{self, AuthFrame};
+use memcached_lite::memcache::binary;
+use memcached_lite::memcache::meta::MetaCmd;
 use memcached_lite::memcache::text::{self, valid_key, Frame, Request, MAX_GET_LINE, MAX_KEY};
 use proptest::prelude::*;
 
@@ -439,6 +443,437 @@ proptest! {
 }
 
 // ==== Binary protocol (src/memcache/binary.rs) and meta commands
-// (src/memcache/meta.rs): add their parser properties here, in the same
-// shape: total on arbitrary bytes, consumed <= buffered, Incomplete only
-// without a full frame, and a round trip of generated valid requests. ====
+// (src/memcache/meta.rs): total on arbitrary bytes, consumed <= buffered,
+// Incomplete only without a full frame, and a round trip of generated
+// valid requests. ====
+
+/// Walks `buf` packet by packet as the binary connection loop does.
+fn check_binary(buf: &[u8]) -> Result<(), TestCaseError> {
+    let mut rest = buf;
+    loop {
+        match binary::parse(rest, MAX_ITEM) {
+            binary::Frame::Incomplete { need } => {
+                prop_assert!(need > rest.len() && need >= binary::HEADER_LEN);
+                return Ok(());
+            }
+            binary::Frame::Close => {
+                prop_assert!(rest[0] != binary::REQUEST_MAGIC);
+                return Ok(());
+            }
+            binary::Frame::Request { req, len } => {
+                let h = req.header;
+                prop_assert!(len <= rest.len());
+                prop_assert_eq!(len, binary::HEADER_LEN + h.bodylen as usize);
+                prop_assert_eq!(req.extras.len(), h.extlen as usize);
+                prop_assert_eq!(req.key.len(), h.keylen as usize);
+                prop_assert!(req.key.len() <= MAX_KEY);
+                prop_assert_eq!(req.value.len(), h.value_len());
+                rest = &rest[len..];
+            }
+            binary::Frame::Refuse {
+                len,
+                close,
+                discard_key,
+                ..
+            } => {
+                prop_assert!(len >= binary::HEADER_LEN && len <= rest.len());
+                prop_assert!(discard_key.is_none_or(|k| !k.is_empty() && k.len() <= MAX_KEY));
+                if close {
+                    return Ok(());
+                }
+                rest = &rest[len..];
+            }
+        }
+    }
+}
+
+/// Walks `buf` frame by frame through the text parser (which hands every
+/// `m?` line to the meta parser), checking bounds and meta requests.
+fn check_meta(buf: &[u8]) -> Result<(), TestCaseError> {
+    let mut rest = buf;
+    loop {
+        match text::parse(rest, MAX_ITEM) {
+            Frame::Incomplete { need } => {
+                prop_assert!(need == 0 || need > rest.len());
+                prop_assert!(need <= text::MAX_LINE + MAX_ITEM + 2);
+                return Ok(());
+            }
+            Frame::Close => return Ok(()),
+            Frame::Request { req, len } => {
+                prop_assert!(len > 0 && len <= rest.len());
+                if let Request::Meta(m) = &req {
+                    prop_assert!(!m.key.is_empty() && m.key.len() <= MAX_KEY);
+                    prop_assert!(m.opts.base64 || valid_key(&m.key));
+                    prop_assert!(m.data.len() <= MAX_ITEM);
+                    prop_assert!(m.flags.iter().all(|f| !f.is_empty()));
+                }
+                check_request(&req)?;
+                rest = &rest[len..];
+            }
+            Frame::Error { len, .. } | Frame::Swallow { len, .. } => {
+                prop_assert!(len > 0 && len <= rest.len());
+                rest = &rest[len..];
+            }
+        }
+    }
+}
+
+/// A well-formed binary request: opcode, extras, key, value.
+fn binary_request() -> impl Strategy<Value = (u8, Vec<u8>, Vec<u8>, Vec<u8>, u32, u64)> {
+    use binary::op::*;
+    let key = || prop::collection::vec(any::<u8>(), 1..=MAX_KEY);
+    let value = || prop::collection::vec(any::<u8>(), 0..=MAX_ITEM);
+    let shape = prop_oneof![
+        (
+            prop::sample::select(vec![GET, GETQ, GETK, GETKQ, DELETE, DELETEQ]),
+            key()
+        )
+            .prop_map(|(op, k)| (op, vec![], k, vec![])),
+        (
+            prop::sample::select(vec![SET, SETQ, ADD, ADDQ, REPLACE, REPLACEQ]),
+            prop::collection::vec(any::<u8>(), 8),
+            key(),
+            value()
+        )
+            .prop_map(|(op, e, k, v)| (op, e, k, v)),
+        (
+            prop::sample::select(vec![APPEND, APPENDQ, PREPEND, PREPENDQ]),
+            key(),
+            value()
+        )
+            .prop_map(|(op, k, v)| (op, vec![], k, v)),
+        (
+            prop::sample::select(vec![INCREMENT, INCREMENTQ, DECREMENT, DECREMENTQ]),
+            prop::collection::vec(any::<u8>(), 20),
+            key()
+        )
+            .prop_map(|(op, e, k)| (op, e, k, vec![])),
+        (
+            prop::sample::select(vec![TOUCH, GAT, GATQ, GATK, GATKQ]),
+            prop::collection::vec(any::<u8>(), 4),
+            key()
+        )
+            .prop_map(|(op, e, k)| (op, e, k, vec![])),
+        prop::sample::select(vec![NOOP, VERSION, QUIT, QUITQ, FLUSH, FLUSHQ]).prop_map(|op| (
+            op,
+            vec![],
+            vec![],
+            vec![]
+        )),
+        (
+            prop::sample::select(vec![FLUSH, FLUSHQ]),
+            prop::collection::vec(any::<u8>(), 4)
+        )
+            .prop_map(|(op, e)| (op, e, vec![], vec![])),
+        prop::collection::vec(any::<u8>(), 0..=MAX_KEY).prop_map(|k| (STAT, vec![], k, vec![])),
+    ];
+    (shape, any::<u32>(), any::<u64>())
+        .prop_map(|((op, e, k, v), opaque, cas)| (op, e, k, v, opaque, cas))
+}
+
+fn binary_packet(
+    op: u8,
+    extras: &[u8],
+    key: &[u8],
+    value: &[u8],
+    opaque: u32,
+    cas: u64,
+) -> Vec<u8> {
+    let body = (extras.len() + key.len() + value.len()) as u32;
+    let mut p = vec![binary::REQUEST_MAGIC, op];
+    p.extend_from_slice(&(key.len() as u16).to_be_bytes());
+    p.extend_from_slice(&[extras.len() as u8, 0, 0, 0]);
+    p.extend_from_slice(&body.to_be_bytes());
+    p.extend_from_slice(&opaque.to_be_bytes());
+    p.extend_from_slice(&cas.to_be_bytes());
+    p.extend_from_slice(extras);
+    p.extend_from_slice(key);
+    p.extend_from_slice(value);
+    p
+}
+
+/// Meta lines: the six commands, keys (plain and base64), flags with and
+/// without arguments (valid, repeated, unknown, out of range), lengths.
+fn meta_bytes() -> impl Strategy<Value = Vec<u8>> {
+    let word = prop_oneof![
+        prop::sample::select(vec!["mg", "ms", "md", "ma", "me", "mn", "mz"])
+            .prop_map(|w| w.as_bytes().to_vec()),
+        prop::sample::select(vec![
+            "v",
+            "k",
+            "c",
+            "f",
+            "s",
+            "t",
+            "h",
+            "l",
+            "q",
+            "u",
+            "I",
+            "b",
+            "O123",
+            "Oxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+            "T0",
+            "T-1",
+            "T2147483648",
+            "N30",
+            "R5",
+            "F4294967295",
+            "F4294967296",
+            "C0",
+            "E18446744073709551615",
+            "MS",
+            "ME",
+            "MA",
+            "MP",
+            "MR",
+            "MI",
+            "MD",
+            "M+",
+            "M-",
+            "Mx",
+            "MSS",
+            "D5",
+            "J10",
+            "D-1",
+            "Jx",
+            "P",
+            "L",
+            "Zx",
+            "a2V5",
+            "=====",
+            "0",
+            "5",
+            "1025",
+            "-1",
+            "2147483646",
+        ])
+        .prop_map(|w| w.as_bytes().to_vec()),
+        Just(b" ".to_vec()),
+        Just(b"\r\n".to_vec()),
+        Just(b"\n".to_vec()),
+        "[a-z0-9]{1,8}".prop_map(String::into_bytes),
+        prop::collection::vec(any::<u8>(), 1..8),
+    ];
+    prop::collection::vec(word, 0..24).prop_map(|parts| parts.join(&b' '))
+}
+
+/// A valid meta request line (and data block) with the flags it should
+/// parse to: (bytes, command, key, T ttl, F flags, C cas, q, data).
+#[allow(clippy::type_complexity)]
+fn meta_request() -> impl Strategy<
+    Value = (
+        Vec<u8>,
+        MetaCmd,
+        Vec<u8>,
+        Option<i64>,
+        u32,
+        Option<u64>,
+        bool,
+        Vec<u8>,
+    ),
+> {
+    (
+        prop::sample::select(vec![
+            MetaCmd::Get,
+            MetaCmd::Set,
+            MetaCmd::Delete,
+            MetaCmd::Arith,
+        ]),
+        key(),
+        any::<bool>(),
+        prop::option::of(-1000i64..100_000),
+        any::<u32>(),
+        prop::option::of(any::<u64>()),
+        any::<bool>(),
+        prop::collection::vec(any::<u8>(), 0..=MAX_ITEM),
+    )
+        .prop_map(|(cmd, key, b64, ttl, flags, cas, quiet, data)| {
+            let name = match cmd {
+                MetaCmd::Get => "mg",
+                MetaCmd::Set => "ms",
+                MetaCmd::Delete => "md",
+                _ => "ma",
+            };
+            // memcached bounds the key token itself, base64 or not.
+            let b64 = b64 && key.len() <= MAX_KEY / 4 * 3;
+            let token = if b64 {
+                base64::engine::general_purpose::STANDARD
+                    .encode(&key)
+                    .into_bytes()
+            } else {
+                key.clone()
+            };
+            let mut line = [name.as_bytes(), b" ", &token].concat();
+            if cmd == MetaCmd::Set {
+                line.extend_from_slice(format!(" {}", data.len()).as_bytes());
+            }
+            if b64 {
+                line.extend_from_slice(b" b");
+            }
+            if let Some(t) = ttl {
+                line.extend_from_slice(format!(" T{t}").as_bytes());
+            }
+            let set_flags = cmd == MetaCmd::Set;
+            if set_flags {
+                line.extend_from_slice(format!(" F{flags}").as_bytes());
+            }
+            if let Some(c) = cas {
+                line.extend_from_slice(format!(" C{c}").as_bytes());
+            }
+            if quiet {
+                line.extend_from_slice(b" q");
+            }
+            line.extend_from_slice(b" O42\r\n");
+            let data = if set_flags { data } else { Vec::new() };
+            if set_flags {
+                line.extend_from_slice(&data);
+                line.extend_from_slice(b"\r\n");
+            }
+            (
+                line,
+                cmd,
+                key,
+                ttl,
+                if set_flags { flags } else { 0 },
+                cas,
+                quiet,
+                data,
+            )
+        })
+}
+
+/// Percent-encodes any byte (so the segment is plain ASCII).
+fn escape_all(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("%{b:02X}")).collect()
+}
+
+proptest! {
+    #[test]
+    fn binary_parse_total_on_arbitrary_bytes(buf in prop::collection::vec(any::<u8>(), 0..4096)) {
+        check_binary(&buf)?;
+        check_binary(&[&[binary::REQUEST_MAGIC][..], &buf].concat())?;
+    }
+
+    /// Packets glued together, some of them lying about their lengths.
+    #[test]
+    fn binary_parse_total_on_packet_like_bytes(
+        packets in prop::collection::vec((binary_request(), any::<u8>(), any::<u32>(), any::<bool>()), 1..6)
+    ) {
+        let mut buf = Vec::new();
+        for ((op, e, k, v, opaque, cas), bad_ext, bad_body, lie) in packets {
+            let mut p = binary_packet(op, &e, &k, &v, opaque, cas);
+            if lie {
+                p[4] = bad_ext;
+                p[8..12].copy_from_slice(&bad_body.to_be_bytes());
+            }
+            buf.extend_from_slice(&p);
+        }
+        check_binary(&buf)?;
+    }
+
+    /// Valid packets parse to exactly their fields, are consumed exactly
+    /// (whatever follows), and every proper prefix is Incomplete.
+    #[test]
+    fn binary_requests_round_trip(
+        (op, extras, key, value, opaque, cas) in binary_request(),
+        tail in prop::collection::vec(any::<u8>(), 0..64),
+        cut in any::<prop::sample::Index>(),
+    ) {
+        let packet = binary_packet(op, &extras, &key, &value, opaque, cas);
+        let buf = [&packet[..], &tail].concat();
+        match binary::parse(&buf, MAX_ITEM) {
+            binary::Frame::Request { req, len } => {
+                prop_assert_eq!(len, packet.len());
+                prop_assert_eq!(req.header.opcode, op);
+                prop_assert_eq!(req.header.opaque, opaque);
+                prop_assert_eq!(req.header.cas, cas);
+                prop_assert_eq!(req.extras, &extras[..]);
+                prop_assert_eq!(req.key, &key[..]);
+                prop_assert_eq!(req.value, &value[..]);
+            }
+            other => prop_assert!(false, "opcode {:#x} parsed as {:?}", op, other),
+        }
+        let prefix = &packet[..cut.index(packet.len())];
+        let incomplete = matches!(binary::parse(prefix, MAX_ITEM), binary::Frame::Incomplete { .. });
+        prop_assert!(incomplete, "prefix of {} bytes", prefix.len());
+    }
+
+    /// Values over the item limit are refused before their body arrives.
+    #[test]
+    fn binary_oversized_values_are_refused_unread(key in key(), extra in 1usize..1_000_000) {
+        let header = binary_packet(binary::op::SET, &[0; 8], &key, &[], 0, 0);
+        let mut p = header.clone();
+        let body = (8 + key.len() + MAX_ITEM + extra) as u32;
+        p[8..12].copy_from_slice(&body.to_be_bytes());
+        match binary::parse(&p, MAX_ITEM) {
+            binary::Frame::Refuse { status, len, skip, .. } => {
+                prop_assert_eq!(status, binary::status::E2BIG);
+                prop_assert_eq!(len, p.len());
+                prop_assert_eq!(skip, MAX_ITEM + extra);
+            }
+            other => prop_assert!(false, "{:?}", other),
+        }
+    }
+
+    #[test]
+    fn meta_parse_total_on_meta_like_bytes(buf in meta_bytes()) {
+        check_meta(&buf)?;
+    }
+
+    /// Valid meta requests parse to their key, flags and data, are consumed
+    /// exactly, and every proper prefix is Incomplete.
+    #[test]
+    fn meta_requests_round_trip(
+        (bytes, cmd, key, ttl, flags, cas, quiet, data) in meta_request(),
+        tail in meta_bytes(),
+        cut in any::<prop::sample::Index>(),
+    ) {
+        let buf = [&bytes[..], &tail].concat();
+        match text::parse(&buf, MAX_ITEM) {
+            Frame::Request { req: Request::Meta(m), len } => {
+                prop_assert_eq!(len, bytes.len());
+                prop_assert_eq!(m.cmd, cmd);
+                prop_assert_eq!(&m.key[..], &key[..]);
+                prop_assert_eq!(m.opts.ttl, ttl);
+                prop_assert_eq!(m.opts.client_flags, flags);
+                prop_assert_eq!(m.opts.cas, cas);
+                prop_assert_eq!(m.opts.quiet, quiet);
+                prop_assert_eq!(m.data, &data[..]);
+                // The reply echoes the flags in order; O42 is the last.
+                prop_assert_eq!(m.flags.iter().last(), Some(&b"O42"[..]));
+            }
+            other => prop_assert!(false, "{:?} parsed as {:?}", String::from_utf8_lossy(&bytes), other),
+        }
+        let prefix = &bytes[..cut.index(bytes.len())];
+        let incomplete = matches!(text::parse(prefix, MAX_ITEM), Frame::Incomplete { .. });
+        prop_assert!(incomplete, "prefix {:?}", String::from_utf8_lossy(prefix));
+    }
+
+    /// HTTP key decoding never panics, and whatever it accepts obeys
+    /// memcached's key rule (the one the text protocol applies).
+    #[test]
+    fn http_key_decode_total(segment in prop_oneof![
+        ".{0,300}",
+        "([a-zA-Z0-9]|%[0-9a-fA-F]{2}|%.{0,2}){0,300}",
+    ]) {
+        if let Ok(key) = http_key::decode(&segment) {
+            prop_assert!(valid_key(&key) && key.len() <= MAX_KEY);
+            // Strict decoding agrees with the percent-encoding crate's
+            // lenient one on every segment it accepts.
+            let lenient: Vec<u8> = percent_encoding::percent_decode_str(&segment).collect();
+            prop_assert_eq!(key, lenient);
+        }
+    }
+
+    /// Any bytes: encoded (minimally or fully), they decode back exactly
+    /// when they are a valid memcached key, and are refused otherwise.
+    #[test]
+    fn http_key_round_trip(raw in prop::collection::vec(any::<u8>(), 0..300)) {
+        let want = valid_key(&raw).then_some(&raw[..]);
+        let minimal = http_key::decode(&http_key::encode(&raw)).ok();
+        prop_assert_eq!(minimal.as_deref(), want);
+        let full = http_key::decode(&escape_all(&raw)).ok();
+        prop_assert_eq!(full.as_deref(), want);
+    }
+}

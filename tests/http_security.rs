@@ -97,3 +97,51 @@ fn tls_covers_the_http_listener() {
         "plain HTTP must not be served on the TLS port"
     );
 }
+
+/// The document served at `/openapi.json` declares the bearer scheme, and
+/// says exactly which operations answer 401 without a token: each one is
+/// sent untokened to the real server, and the documented ones (only those)
+/// answer 401 with the JSON error body.
+#[test]
+fn openapi_documents_the_bearer_token_as_enforced() {
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, "s3cret-token\n").unwrap();
+    let s = Server::start(&["--http-token-file", token_file.to_str().unwrap()]);
+    let (code, body) = curl(&s.url("/openapi.json"), &[]);
+    assert_eq!(code, 200);
+    let doc: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let scheme = &doc["components"]["securitySchemes"]["bearer_token"];
+    assert_eq!(
+        (scheme["type"].as_str(), scheme["scheme"].as_str()),
+        (Some("http"), Some("bearer"))
+    );
+    let (mut guarded, mut open) = (0, 0);
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let documented = op["responses"].get("401").is_some();
+            assert_eq!(op.get("security").is_some(), documented, "{method} {path}");
+            let url = s.url(&path.replace("{key}", "k"));
+            let upper = method.to_uppercase();
+            // HEAD answers without a body (curl must not wait for one).
+            let args: &[&str] = if method == "head" {
+                &["-I", "-o", "/dev/null"]
+            } else {
+                &["-X", &upper]
+            };
+            let (code, body) = curl(&url, args);
+            if documented {
+                guarded += 1;
+                assert_eq!(code, 401, "{method} {path}: {body}");
+                if method != "head" {
+                    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+                    assert_eq!(json["error"], "unauthorized", "{method} {path}");
+                }
+            } else {
+                open += 1;
+                assert_ne!(code, 401, "{method} {path} is documented as public");
+            }
+        }
+    }
+    assert!(guarded >= 10 && open == 2, "{guarded} guarded, {open} open");
+}

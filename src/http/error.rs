@@ -15,7 +15,7 @@ use crate::kv::KvError;
 pub struct ErrorBody {
     /// Machine-readable code: `bad_key`, `bad_request`, `not_found`,
     /// `precondition_failed`, `non_numeric`, `too_large`, `invalid_body`,
-    /// `unsupported_media_type`, `method_not_allowed`, `timeout`,
+    /// `unsupported_media_type`, `method_not_allowed`, `timeout`, `unauthorized`,
     /// `unavailable` or `internal`.
     #[schema(example = "not_found")]
     pub error: String,

@@ -64,6 +64,56 @@ pub struct TouchRequest {
     pub ttl: i64,
 }
 
+/// The errors every `/v1/keys/{key}` operation with a body can answer
+/// (documentation only: handlers return [`ApiError`]).
+#[allow(dead_code)]
+#[derive(utoipa::IntoResponses)]
+enum ItemErrors {
+    /// `bad_key`: the key breaks memcached's key rules or its
+    /// percent-encoding; `bad_request`: a malformed `ttl`/`flags` query,
+    /// condition header or JSON body
+    #[response(status = 400, example = json!({"error": "bad_key", "message": "key must be non-empty and hold no spaces or control characters"}))]
+    BadRequest(ErrorBody),
+    /// No such item (or it expired); PUT answers it only with `If-Match`
+    #[response(status = 404, example = json!({"error": "not_found", "message": "no item with this key"}))]
+    NotFound(ErrorBody),
+}
+
+/// The `{key}` path parameter (extracted by [`Key`]; documentation only).
+#[allow(dead_code)]
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+struct KeyPath {
+    /// The key, percent-encoded (at most 250 bytes, no spaces or control
+    /// characters)
+    key: String,
+}
+
+/// What `incr` and `decr` answer besides the common errors.
+#[allow(dead_code)]
+#[derive(utoipa::IntoResponses)]
+enum ArithResponses {
+    /// The new value
+    #[response(status = 200, headers(("ETag" = String, description = "The new CAS, quoted")))]
+    Value(ArithResponse),
+    /// The value is not a number
+    #[response(status = 409, example = json!({"error": "non_numeric", "message": "cannot increment or decrement a non-numeric value"}))]
+    NonNumeric(ErrorBody),
+}
+
+/// The errors of operations that take a JSON body.
+#[allow(dead_code)]
+#[derive(utoipa::IntoResponses)]
+enum JsonBodyErrors {
+    /// The body is not `application/json`
+    #[response(status = 415, example = json!({"error": "unsupported_media_type", "message": "Expected request with `Content-Type: application/json`"}))]
+    UnsupportedMediaType(ErrorBody),
+    /// The JSON does not match the request schema (a field missing, of
+    /// the wrong type or out of range)
+    #[response(status = 422, example = json!({"error": "invalid_body", "message": "Failed to deserialize the JSON body into the target type: by: invalid value"}))]
+    InvalidBody(ErrorBody),
+}
+
 /// What an `If-Match` / `If-None-Match` pair asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Condition {
@@ -144,7 +194,7 @@ fn item_response(item: &Item, body: Bytes) -> Response {
     path = "/v1/keys/{key}",
     tag = "keys",
     operation_id = "get_item",
-    params(("key" = String, Path, description = "The key, percent-encoded (at most 250 bytes, no spaces or control characters)")),
+    params(KeyPath),
     responses(
         (status = 200, description = "The value bytes", body = Binary, content_type = "application/octet-stream",
             headers(
@@ -152,8 +202,7 @@ fn item_response(item: &Item, body: Bytes) -> Response {
                 ("X-Flags" = u32, description = "The item's client flags"),
                 ("X-TTL" = u64, description = "Seconds until expiry; absent when the item never expires"),
             )),
-        (status = 400, description = "`bad_key`: the key breaks memcached's key rules or its percent-encoding", body = ErrorBody, example = json!({"error": "bad_key", "message": "key must be non-empty and hold no spaces or control characters"})),
-        (status = 404, description = "No such item (or it expired)", body = ErrorBody, example = json!({"error": "not_found", "message": "no item with this key"})),
+        ItemErrors,
     )
 )]
 pub async fn get_item(
@@ -173,7 +222,7 @@ pub async fn get_item(
     path = "/v1/keys/{key}",
     tag = "keys",
     operation_id = "head_item",
-    params(("key" = String, Path, description = "The key, percent-encoded")),
+    params(KeyPath),
     responses(
         (status = 200, description = "The item exists",
             headers(
@@ -207,7 +256,7 @@ pub async fn head_item(
     tag = "keys",
     operation_id = "put_item",
     params(
-        ("key" = String, Path, description = "The key, percent-encoded"),
+        KeyPath,
         PutQuery,
         ("If-Match" = Option<String>, Header, description = "`\"<cas>\"`: store only if the item's CAS still matches (memcached `cas`); `*`: only if it exists (`replace`)"),
         ("If-None-Match" = Option<String>, Header, description = "`*`: store only if the key does not exist (memcached `add`)"),
@@ -225,8 +274,7 @@ pub async fn head_item(
                     ("Location" = String, description = "The item's URL"))),
         (status = 204, description = "Replaced an existing item",
             headers(("ETag" = String, description = "The new CAS, quoted"))),
-        (status = 400, description = "`bad_key`: the key breaks the key rules; `bad_request`: bad `ttl`/`flags` or condition header", body = ErrorBody, example = json!({"error": "bad_key", "message": "key must be non-empty and hold no spaces or control characters"})),
-        (status = 404, description = "`If-Match` given and no such item", body = ErrorBody, example = json!({"error": "not_found", "message": "no item with this key"})),
+        ItemErrors,
         (status = 408, description = "The request took longer than `--http-timeout-secs`", body = ErrorBody, example = json!({"error": "timeout", "message": "Request Timeout"})),
         (status = 412, description = "The condition does not hold", body = ErrorBody, example = json!({"error": "precondition_failed", "message": "the item changed since that ETag (If-Match)"})),
         (status = 413, description = "Value larger than `--max-item-size`", body = ErrorBody, example = json!({"error": "too_large", "message": "value larger than the item size limit (--max-item-size)"})),
@@ -285,13 +333,12 @@ pub async fn put_item(
     tag = "keys",
     operation_id = "delete_item",
     params(
-        ("key" = String, Path, description = "The key, percent-encoded"),
+        KeyPath,
         ("If-Match" = Option<String>, Header, description = "`\"<cas>\"`: delete only if the item's CAS still matches"),
     ),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 400, description = "`bad_key`: the key breaks the key rules; `bad_request`: bad If-Match header", body = ErrorBody, example = json!({"error": "bad_key", "message": "key must be non-empty and hold no spaces or control characters"})),
-        (status = 404, description = "No such item", body = ErrorBody, example = json!({"error": "not_found", "message": "no item with this key"})),
+        ItemErrors,
         (status = 412, description = "The item changed since that ETag", body = ErrorBody, example = json!({"error": "precondition_failed", "message": "the item changed since that ETag (If-Match)"})),
     )
 )]
@@ -337,17 +384,9 @@ fn arith(shared: &Shared, key: &[u8], by: u64, incr: bool) -> Result<Response, A
     path = "/v1/keys/{key}/incr",
     tag = "keys",
     operation_id = "incr_item",
-    params(("key" = String, Path, description = "The key, percent-encoded")),
+    params(KeyPath),
     request_body = ArithRequest,
-    responses(
-        (status = 200, description = "The new value", body = ArithResponse,
-            headers(("ETag" = String, description = "The new CAS, quoted"))),
-        (status = 400, description = "`bad_key`: the key breaks the key rules; `bad_request`: malformed JSON", body = ErrorBody, example = json!({"error": "bad_key", "message": "key must be non-empty and hold no spaces or control characters"})),
-        (status = 404, description = "No such item", body = ErrorBody, example = json!({"error": "not_found", "message": "no item with this key"})),
-        (status = 409, description = "The value is not a number", body = ErrorBody, example = json!({"error": "non_numeric", "message": "cannot increment or decrement a non-numeric value"})),
-        (status = 415, description = "Body is not `application/json`", body = ErrorBody, example = json!({"error": "unsupported_media_type", "message": "Expected request with `Content-Type: application/json`"})),
-        (status = 422, description = "`by` missing or not an unsigned 64-bit integer", body = ErrorBody, example = json!({"error": "invalid_body", "message": "Failed to deserialize the JSON body into the target type: by: invalid value"})),
-    )
+    responses(ArithResponses, ItemErrors, JsonBodyErrors)
 )]
 pub async fn incr_item(
     State(shared): State<Arc<Shared>>,
@@ -365,17 +404,9 @@ pub async fn incr_item(
     path = "/v1/keys/{key}/decr",
     tag = "keys",
     operation_id = "decr_item",
-    params(("key" = String, Path, description = "The key, percent-encoded")),
+    params(KeyPath),
     request_body = ArithRequest,
-    responses(
-        (status = 200, description = "The new value", body = ArithResponse,
-            headers(("ETag" = String, description = "The new CAS, quoted"))),
-        (status = 400, description = "`bad_key`: the key breaks the key rules; `bad_request`: malformed JSON", body = ErrorBody, example = json!({"error": "bad_key", "message": "key must be non-empty and hold no spaces or control characters"})),
-        (status = 404, description = "No such item", body = ErrorBody, example = json!({"error": "not_found", "message": "no item with this key"})),
-        (status = 409, description = "The value is not a number", body = ErrorBody, example = json!({"error": "non_numeric", "message": "cannot increment or decrement a non-numeric value"})),
-        (status = 415, description = "Body is not `application/json`", body = ErrorBody, example = json!({"error": "unsupported_media_type", "message": "Expected request with `Content-Type: application/json`"})),
-        (status = 422, description = "`by` missing or not an unsigned 64-bit integer", body = ErrorBody, example = json!({"error": "invalid_body", "message": "Failed to deserialize the JSON body into the target type: by: invalid value"})),
-    )
+    responses(ArithResponses, ItemErrors, JsonBodyErrors)
 )]
 pub async fn decr_item(
     State(shared): State<Arc<Shared>>,
@@ -393,14 +424,12 @@ pub async fn decr_item(
     path = "/v1/keys/{key}/touch",
     tag = "keys",
     operation_id = "touch_item",
-    params(("key" = String, Path, description = "The key, percent-encoded")),
+    params(KeyPath),
     request_body = TouchRequest,
     responses(
         (status = 204, description = "Expiry updated"),
-        (status = 400, description = "`bad_key`: the key breaks the key rules; `bad_request`: malformed JSON", body = ErrorBody, example = json!({"error": "bad_key", "message": "key must be non-empty and hold no spaces or control characters"})),
-        (status = 404, description = "No such item", body = ErrorBody, example = json!({"error": "not_found", "message": "no item with this key"})),
-        (status = 415, description = "Body is not `application/json`", body = ErrorBody, example = json!({"error": "unsupported_media_type", "message": "Expected request with `Content-Type: application/json`"})),
-        (status = 422, description = "`ttl` missing or not an integer", body = ErrorBody, example = json!({"error": "invalid_body", "message": "Failed to deserialize the JSON body into the target type: by: invalid value"})),
+        ItemErrors,
+        JsonBodyErrors,
     )
 )]
 pub async fn touch_item(

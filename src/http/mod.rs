@@ -75,7 +75,7 @@ pub fn app_with_token(shared: Arc<Shared>, token: Option<BearerToken>) -> Router
     let timeout = Duration::from_secs(shared.config.http_timeout_secs.max(1));
     let (api, doc) = router().split_for_parts();
     let mut app = api
-        .merge(SwaggerUi::new("/docs").url("/openapi.json", doc))
+        .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi::secured(doc)))
         .fallback(not_found);
     if let Some(token) = token {
         app = app.layer(axum::middleware::from_fn_with_state(

@@ -44,6 +44,9 @@ pub mod op {
     pub const TOUCH: u8 = 0x1c;
     pub const GAT: u8 = 0x1d;
     pub const GATQ: u8 = 0x1e;
+    pub const SASL_LIST_MECHS: u8 = 0x20;
+    pub const SASL_AUTH: u8 = 0x21;
+    pub const SASL_STEP: u8 = 0x22;
     pub const GATK: u8 = 0x23;
     pub const GATKQ: u8 = 0x24;
 }
@@ -166,6 +169,9 @@ fn shape_ok(h: &Header) -> Option<bool> {
         // memcached leaves the rest of these bodies unread; we require none.
         STAT => ext == 0 && body == key,
         TOUCH | GAT | GATQ | GATK | GATKQ => ext == 4 && key != 0 && body == key + 4,
+        // Key = mechanism, value = its message (src/memcache/sasl.rs).
+        SASL_LIST_MECHS => ext == 0 && key == 0 && body == 0,
+        SASL_AUTH | SASL_STEP => ext == 0 && key != 0,
         _ => return None,
     })
 }

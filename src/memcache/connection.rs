@@ -39,6 +39,8 @@ pub struct Connection<S> {
     binary: Option<bool>,
     /// `Some` until the client authenticates (only with `--auth-file`).
     unauthenticated: Option<Arc<Credentials>>,
+    /// A SASL PLAIN exchange awaits its `SASL_STEP`.
+    sasl_pending: bool,
     /// `--idle-timeout`: close after this long without a complete command.
     idle: Option<Duration>,
     last_command: Instant,
@@ -58,6 +60,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             swallow: 0,
             binary: None,
             unauthenticated: auth,
+            sasl_pending: false,
             idle: (idle_secs > 0).then(|| Duration::from_secs(idle_secs)),
             last_command: Instant::now(),
             uncommitted: false,
@@ -107,7 +110,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 }
             }
             if self.unauthenticated.is_some() {
-                match self.authenticate() {
+                let gate = if self.is_binary() {
+                    self.sasl_gate()
+                } else {
+                    self.authenticate()
+                };
+                match gate {
                     Some(Flow::Continue) => continue,
                     Some(Flow::Close) => return Ok(Flow::Close),
                     None => return Ok(Flow::Continue),
@@ -202,6 +210,59 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         }
     }
 
+    /// One step of the `--auth-file` gate of a binary connection (SASL
+    /// PLAIN); `None` when more bytes are needed, or when the request is
+    /// one served before authentication (it then runs as usual).
+    fn sasl_gate(&mut self) -> Option<Flow> {
+        let creds = self.unauthenticated.as_ref()?;
+        let max_item = self.shared.kv.max_item_size();
+        let gate = super::sasl::step(
+            &self.input,
+            max_item,
+            creds,
+            &mut self.sasl_pending,
+            &mut self.output,
+        );
+        let (len, close, checked) = match gate {
+            super::sasl::Gate::Incomplete { need } => {
+                if need > self.input.capacity() {
+                    self.input.reserve(need - self.input.len());
+                }
+                return None;
+            }
+            super::sasl::Gate::Pass => {
+                // Run this one request through the normal binary path,
+                // then gate again.
+                return match binary_cmd::step(&self.input, &self.shared, &mut self.output) {
+                    binary_cmd::Step::Incomplete { .. } => None,
+                    binary_cmd::Step::Done { flow, len, skip } => {
+                        self.swallow = skip;
+                        self.input.advance(len);
+                        self.last_command = Instant::now();
+                        Some(flow)
+                    }
+                };
+            }
+            super::sasl::Gate::Replied {
+                len,
+                close,
+                checked,
+            } => (len, close, checked),
+        };
+        if let Some(ok) = checked {
+            crate::stats::bump(&self.shared.kv.stats.auth_cmds);
+            if ok {
+                self.unauthenticated = None;
+            } else {
+                crate::stats::bump(&self.shared.kv.stats.auth_errors);
+                tracing::debug!("memcached SASL authentication failure");
+            }
+        }
+        self.input.advance(len);
+        self.last_command = Instant::now();
+        Some(if close { Flow::Close } else { Flow::Continue })
+    }
+
     /// One step of the `--auth-file` gate; `None` when more bytes are needed.
     fn authenticate(&mut self) -> Option<Flow> {
         let creds = self.unauthenticated.as_ref()?;
@@ -215,10 +276,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 password,
                 len,
             } => {
+                // Counted as memcached counts its `-Y` checks: every
+                // credential check, and each failed one.
+                crate::stats::bump(&self.shared.kv.stats.auth_cmds);
                 if creds.verify(user, password) {
                     self.unauthenticated = None;
                     ("STORED", len, Flow::Continue)
                 } else {
+                    crate::stats::bump(&self.shared.kv.stats.auth_errors);
                     tracing::debug!("memcached authentication failure");
                     (auth_step::ERR_FAILURE, len, Flow::Continue)
                 }

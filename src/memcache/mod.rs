@@ -13,6 +13,7 @@ pub mod meta;
 pub mod meta_cmd;
 pub mod reply;
 pub mod retrieval;
+pub mod sasl;
 pub mod server;
 pub mod storage;
 pub mod text;
@@ -24,6 +25,9 @@ use crate::kv::StoreMode;
 use crate::metrics::{Protocol, Timer};
 use crate::server::Shared;
 use text::Request;
+
+/// memcached's answer to `cache_memlimit` below 8 (megabytes).
+pub const ERR_MEMLIMIT_TOO_SMALL: &str = "MEMLIMIT_TOO_SMALL cannot set maxbytes to less than 8m";
 
 /// The `command` label values of this front end; [`command_index`] maps a
 /// request to its position.
@@ -181,6 +185,11 @@ fn run(req: Request<'_>, shared: &Shared, out: &mut BytesMut) -> Flow {
         Request::MetaNoop => {
             reply::line(out, "MN");
             false
+        }
+        // memcached refuses limits below 8 MiB (and so 0, "unlimited").
+        Request::MemLimit { megabytes, noreply } if megabytes < 8 => {
+            reply::line(out, ERR_MEMLIMIT_TOO_SMALL);
+            noreply
         }
         Request::MemLimit { megabytes, noreply } => {
             kv.set_memory_limit(megabytes.saturating_mul(1024 * 1024));

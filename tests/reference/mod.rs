@@ -16,6 +16,11 @@ impl Memcached {
     /// Starts `memcached -U 0 -l 127.0.0.1 -u root <extra>` (installed by
     /// tests/run-all.sh).
     pub fn start(extra: &[&str]) -> Memcached {
+        Self::start_with_env(extra, &[])
+    }
+
+    /// [`Memcached::start`] with extra environment variables.
+    pub fn start_with_env(extra: &[&str], env: &[(&str, &std::path::Path)]) -> Memcached {
         let port = super::common::free_port();
         let child = Command::new("memcached")
             .args([
@@ -29,6 +34,7 @@ impl Memcached {
                 "root",
             ])
             .args(extra)
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
