@@ -10,7 +10,7 @@ pub mod recency;
 use std::fs::File;
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -24,6 +24,9 @@ use recency::Recency;
 const CAS_BLOCK: u64 = 1 << 20;
 const META_FORMAT: &[u8] = b"format";
 const META_CAS_RESERVED: &[u8] = b"cas_reserved";
+/// Present once any client asked for access information (see
+/// [`Store::enable_access_tracking`]).
+const META_TRACK_ACCESS: &[u8] = b"track_access";
 
 /// Errors of the storage layer.
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +60,10 @@ pub struct Store {
     recency: Option<Recency>,
     durability: Durability,
     flush_interval: std::time::Duration,
+    /// Whether plain reads record themselves in the item (fetched bit,
+    /// access time). Off until a client first asks for that information,
+    /// so that reads stay reads for everyone else.
+    track_access: AtomicBool,
 }
 
 impl Store {
@@ -66,6 +73,7 @@ impl Store {
         let db = sled::Config::new()
             .path(&cfg.data_dir)
             .cache_capacity(cfg.cache_mb.max(1) * 1024 * 1024)
+            .mode(sled::Mode::HighThroughput)
             // In sync mode the group committer does the flushing.
             .flush_every_ms(match cfg.durability {
                 Durability::Periodic => Some(cfg.flush_interval_ms.max(1)),
@@ -88,6 +96,7 @@ impl Store {
             .get(META_CAS_RESERVED)?
             .and_then(|v| v.as_ref().try_into().ok().map(u64::from_le_bytes))
             .unwrap_or(1);
+        let track_access = meta.contains_key(META_TRACK_ACCESS)?;
         let store = Store {
             db,
             items,
@@ -102,6 +111,7 @@ impl Store {
             recency: (cfg.eviction == Eviction::Lru).then(Recency::default),
             durability: cfg.durability,
             flush_interval: std::time::Duration::from_millis(cfg.flush_interval_ms.max(1)),
+            track_access: AtomicBool::new(track_access),
         };
         store.recount()?;
         Ok(store)
@@ -153,12 +163,13 @@ impl Store {
         }
     }
 
-    /// Writes an encoded record (see [`Item::encode`]).
-    pub fn insert(&self, key: &[u8], record: Vec<u8>) -> Result<()> {
+    /// Writes an encoded record (see [`Item::encode`]); returns the record
+    /// it replaced, expired or not, in the same tree operation.
+    pub fn insert(&self, key: &[u8], record: Vec<u8>) -> Result<Option<sled::IVec>> {
         let new_size = Item::footprint(key.len(), record.len());
         let old = self.items.insert(key, record)?;
         self.account(key, old.as_ref(), Some(new_size));
-        Ok(())
+        Ok(old)
     }
 
     /// Removes `key`, returning what was there.
@@ -368,6 +379,20 @@ impl Store {
     /// `--flush-interval-ms`: also the sync-mode committer's idle flush period.
     pub fn flush_interval(&self) -> std::time::Duration {
         self.flush_interval
+    }
+
+    /// Whether plain reads must record access information in items.
+    pub fn tracks_access(&self) -> bool {
+        self.track_access.load(Ordering::Relaxed)
+    }
+
+    /// Turns on access recording for good (persisted, so it survives a
+    /// restart): called the first time a client asks for it.
+    pub fn enable_access_tracking(&self) -> Result<()> {
+        if !self.track_access.swap(true, Ordering::Relaxed) {
+            self.meta.insert(META_TRACK_ACCESS, &[1])?;
+        }
+        Ok(())
     }
 
     /// Whether least-recently-used eviction is enabled.
