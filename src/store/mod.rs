@@ -64,6 +64,11 @@ pub struct Store {
     /// access time). Off until a client first asks for that information,
     /// so that reads stay reads for everyone else.
     track_access: AtomicBool,
+    /// Whether any item with an exptime was ever stored (or found at
+    /// start-up): until then the expiry sweeper has nothing to look for and
+    /// skips its passes, which would otherwise walk (and clone) every leaf
+    /// of the tree once a second.
+    may_expire: AtomicBool,
 }
 
 impl Store {
@@ -112,6 +117,7 @@ impl Store {
             durability: cfg.durability,
             flush_interval: std::time::Duration::from_millis(cfg.flush_interval_ms.max(1)),
             track_access: AtomicBool::new(track_access),
+            may_expire: AtomicBool::new(false),
         };
         store.recount()?;
         Ok(store)
@@ -124,6 +130,7 @@ impl Store {
             let (k, v) = kv?;
             n += 1;
             bytes += Item::footprint(k.len(), v.len());
+            self.note_expiry(&v);
             if let Some(r) = &self.recency {
                 r.load(&k);
             }
@@ -167,6 +174,7 @@ impl Store {
     /// it replaced, expired or not, in the same tree operation.
     pub fn insert(&self, key: &[u8], record: Vec<u8>) -> Result<Option<sled::IVec>> {
         let new_size = Item::footprint(key.len(), record.len());
+        self.note_expiry(&record);
         let old = self.items.insert(key, record)?;
         self.account(key, old.as_ref(), Some(new_size));
         Ok(old)
@@ -198,6 +206,7 @@ impl Store {
     /// (lock-free bookkeeping writes such as access tracking on reads).
     pub fn replace_if_unchanged(&self, key: &[u8], item: &Item, record: Vec<u8>) -> Result<bool> {
         let new_size = Item::footprint(key.len(), record.len());
+        self.note_expiry(&record);
         let swapped = self
             .items
             .compare_and_swap(key, Some(item.raw()), Some(record))?;
@@ -205,6 +214,14 @@ impl Store {
             self.account(key, Some(item.raw()), Some(new_size));
         }
         Ok(swapped.is_ok())
+    }
+
+    /// Remembers that a record with an exptime exists (before it is
+    /// written, so a sweep pass starting later sees the flag).
+    fn note_expiry(&self, record: &[u8]) {
+        if !self.may_expire.load(Ordering::Relaxed) && Item::record_exptime(record) != 0 {
+            self.may_expire.store(true, Ordering::Release);
+        }
     }
 
     fn account(&self, key: &[u8], old: Option<&sled::IVec>, new_size: Option<u64>) {
@@ -283,6 +300,9 @@ impl Store {
         batch: usize,
         now: u64,
     ) -> Result<(Option<sled::IVec>, u64)> {
+        if cursor.is_none() && !self.may_expire.load(Ordering::Acquire) {
+            return Ok((None, 0));
+        }
         let range = match &cursor {
             Some(c) => self
                 .items
@@ -316,6 +336,7 @@ impl Store {
     pub fn apply_batch(&self, records: Vec<(Vec<u8>, Vec<u8>)>) -> Result<()> {
         let mut batch = sled::Batch::default();
         for (k, v) in records {
+            self.note_expiry(&v);
             batch.insert(k, v);
         }
         self.items.apply_batch(batch)?;
@@ -516,6 +537,20 @@ mod tests {
         }
         assert_eq!(total, 5);
         assert_eq!(s.curr_items(), 5);
+    }
+
+    #[test]
+    fn sweeper_skips_stores_where_nothing_ever_expires() {
+        let (_d, s) = store();
+        for i in 0..10u8 {
+            s.insert(&[b'k', i], Item::encode(0, 0, 1, &[b"v"]))
+                .unwrap();
+        }
+        assert_eq!(s.sweep(None, 3, 100).unwrap(), (None, 0), "no pass");
+        s.insert(b"t", Item::encode(0, 50, 1, &[b"v"])).unwrap();
+        let (next, n) = s.sweep(None, 3, 100).unwrap();
+        assert!(next.is_some(), "a pass over the first 3 keys");
+        assert_eq!(n, 0);
     }
 
     #[test]
