@@ -208,7 +208,9 @@ impl Kv {
         let now = expiry::now();
         let found = self.lookup(key, now)?;
         if let Lookup::Hit(item) = &found {
-            self.note_access(key, item, now);
+            if self.store.tracks_access() {
+                self.note_access(key, item, now);
+            }
         }
         Ok(self.count_get(found))
     }
@@ -308,6 +310,9 @@ impl Kv {
         }
         let _guard = self.locks.lock(key);
         let now = expiry::now();
+        if mode == StoreMode::Set && self.memory_limit() == 0 {
+            return self.plain_set(key, flags, exptime, value, opts, now);
+        }
         let existing = self.live(key, now)?;
         let created = existing.is_none();
         let mut stale = 0;
@@ -367,6 +372,38 @@ impl Kv {
             opts.state | stale,
             existing.as_ref(),
         )?;
+        Ok(StoreOutcome::Stored { cas, created })
+    }
+
+    /// A `set` with no `--max-bytes` to enforce: one tree operation, since
+    /// sled's insert hands back the old record, which is all `created` (and
+    /// the `get_expired` count) needs. Called with the key locked.
+    fn plain_set(
+        &self,
+        key: &[u8],
+        flags: u32,
+        exptime: i64,
+        value: &[u8],
+        opts: &SetOptions,
+        now: u64,
+    ) -> Result<StoreOutcome> {
+        self.apply_due_flush(now)?;
+        let exp = expiry::absolute(exptime, now);
+        let cas = match opts.new_cas {
+            Some(cas) => cas,
+            None => self.store.next_cas()?,
+        };
+        let record = Item::encode_with(flags, exp, cas, opts.state, now, &[value]);
+        let old = self.store.insert(key, record)?;
+        bump(&self.stats.total_items);
+        let created = match old.map(Item::from_raw) {
+            None | Some(Err(_)) => true,
+            Some(Ok(old)) if old.is_expired(now) => {
+                bump(&self.stats.get_expired);
+                true
+            }
+            Some(Ok(_)) => false,
+        };
         Ok(StoreOutcome::Stored { cas, created })
     }
 
@@ -694,6 +731,21 @@ mod tests {
         assert_eq!(parse_counter(b"12 abc"), Some(12));
         assert_eq!(parse_counter(b"12\tx"), Some(12));
         assert_eq!(parse_counter(b"+"), None);
+    }
+
+    #[test]
+    fn set_reports_created_when_the_old_item_was_missing_or_expired() {
+        let (_d, kv) = kv();
+        let created = |kv: &Kv, exp| match kv.set(StoreMode::Set, b"k", 0, exp, b"v").unwrap() {
+            StoreOutcome::Stored { created, .. } => created,
+            other => panic!("{other:?}"),
+        };
+        assert!(created(&kv, 0), "missing");
+        assert!(!created(&kv, -1), "replaces a live item");
+        assert!(created(&kv, 0), "the old one had expired");
+        assert_eq!(kv.stats.get_expired.load(Ordering::Relaxed), 1);
+        assert!(!created(&kv, 0));
+        assert_eq!(kv.store().curr_items(), 1);
     }
 
     #[test]

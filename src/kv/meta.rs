@@ -73,6 +73,10 @@ pub struct MetaGetOptions {
     pub no_update: bool,
     /// A vivified item's key was given base64-encoded (`b`).
     pub key_binary: bool,
+    /// The client asks for access information (`h` or `l`): turns on
+    /// access recording by plain reads from then on (see
+    /// [`crate::store::Store::enable_access_tracking`]).
+    pub report_access: bool,
 }
 
 /// A meta get's hit: the item as it is now, plus what it was before this
@@ -97,9 +101,11 @@ pub struct MetaHit {
 }
 
 impl Kv {
-    /// Records a read of `item` (the fetched bit, and the access time at
-    /// most every [`ACCESS_UPDATE_INTERVAL`]); best effort and lock-free:
-    /// if the item changed meanwhile, the new version is simply unread.
+    /// Records a plain read of `item` (the fetched bit, and the access time
+    /// at most every [`ACCESS_UPDATE_INTERVAL`]); best effort and
+    /// lock-free: if the item changed meanwhile, the new version is simply
+    /// unread. Only called once some client has asked for access
+    /// information: until then reads write nothing.
     pub(super) fn note_access(&self, key: &[u8], item: &Item, now: u64) {
         let fetched = item.state() & state::FETCHED != 0;
         let fresh = item
@@ -123,6 +129,9 @@ impl Kv {
     /// hand out a win token and record the access; counted like memcached
     /// (a touch when `touch` is set, else a get).
     pub fn meta_get(&self, key: &[u8], opts: &MetaGetOptions) -> Result<Option<MetaHit>> {
+        if opts.report_access {
+            self.store.enable_access_tracking()?;
+        }
         let _guard = self.locks.lock(key);
         let now = expiry::now();
         let touching = opts.touch.is_some();
@@ -267,10 +276,32 @@ mod tests {
     }
 
     #[test]
+    fn plain_reads_write_nothing_until_a_client_asks_for_access_info() {
+        let (_d, kv) = kv();
+        kv.set(StoreMode::Set, b"k", 0, 0, b"v").unwrap();
+        let written = kv.store().generation();
+        kv.get(b"k").unwrap();
+        assert_eq!(kv.store().generation(), written, "a get before tracking");
+        let asks = MetaGetOptions {
+            report_access: true,
+            ..MetaGetOptions::default()
+        };
+        assert!(!kv.meta_get(b"k", &asks).unwrap().unwrap().fetched);
+        kv.set(StoreMode::Set, b"k", 0, 0, b"w").unwrap();
+        let written = kv.store().generation();
+        kv.get(b"k").unwrap();
+        assert_eq!(kv.store().generation(), written + 1, "tracking is on");
+        assert!(kv.meta_get(b"k", &asks).unwrap().unwrap().fetched);
+    }
+
+    #[test]
     fn first_read_sets_hit_bit_once() {
         let (_d, kv) = kv();
         kv.set(StoreMode::Set, b"k", 0, 0, b"v").unwrap();
-        let opts = MetaGetOptions::default();
+        let opts = MetaGetOptions {
+            report_access: true,
+            ..MetaGetOptions::default()
+        };
         assert!(!kv.meta_get(b"k", &opts).unwrap().unwrap().fetched);
         assert!(kv.meta_get(b"k", &opts).unwrap().unwrap().fetched);
         kv.set(StoreMode::Set, b"k", 0, 0, b"w").unwrap();

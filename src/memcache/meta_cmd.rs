@@ -79,6 +79,7 @@ fn get(kv: &Kv, req: &MetaRequest<'_>, out: &mut BytesMut) {
         recache: o.recache,
         no_update: o.no_update,
         key_binary: o.base64,
+        report_access: req.flags.iter().any(|f| matches!(f[0], b'h' | b'l')),
     };
     let hit = match kv.meta_get(&req.key, &opts) {
         Ok(Some(hit)) => hit,

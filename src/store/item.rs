@@ -131,6 +131,13 @@ impl Item {
     }
 
     /// Absolute expiry in unix seconds; 0 means never.
+    /// The exptime of an encoded record (0 when too short to hold one).
+    pub fn record_exptime(record: &[u8]) -> u64 {
+        record
+            .get(5..13)
+            .map_or(0, |b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
+    }
+
     pub fn exptime(&self) -> u64 {
         u64::from_le_bytes(self.raw[5..13].try_into().expect("8 bytes"))
     }

@@ -10,7 +10,7 @@ pub mod recency;
 use std::fs::File;
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -24,6 +24,9 @@ use recency::Recency;
 const CAS_BLOCK: u64 = 1 << 20;
 const META_FORMAT: &[u8] = b"format";
 const META_CAS_RESERVED: &[u8] = b"cas_reserved";
+/// Present once any client asked for access information (see
+/// [`Store::enable_access_tracking`]).
+const META_TRACK_ACCESS: &[u8] = b"track_access";
 
 /// Errors of the storage layer.
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +60,15 @@ pub struct Store {
     recency: Option<Recency>,
     durability: Durability,
     flush_interval: std::time::Duration,
+    /// Whether plain reads record themselves in the item (fetched bit,
+    /// access time). Off until a client first asks for that information,
+    /// so that reads stay reads for everyone else.
+    track_access: AtomicBool,
+    /// Whether any item with an exptime was ever stored (or found at
+    /// start-up): until then the expiry sweeper has nothing to look for and
+    /// skips its passes, which would otherwise walk (and clone) every leaf
+    /// of the tree once a second.
+    may_expire: AtomicBool,
 }
 
 impl Store {
@@ -66,6 +78,7 @@ impl Store {
         let db = sled::Config::new()
             .path(&cfg.data_dir)
             .cache_capacity(cfg.cache_mb.max(1) * 1024 * 1024)
+            .mode(sled::Mode::HighThroughput)
             // In sync mode the group committer does the flushing.
             .flush_every_ms(match cfg.durability {
                 Durability::Periodic => Some(cfg.flush_interval_ms.max(1)),
@@ -88,6 +101,7 @@ impl Store {
             .get(META_CAS_RESERVED)?
             .and_then(|v| v.as_ref().try_into().ok().map(u64::from_le_bytes))
             .unwrap_or(1);
+        let track_access = meta.contains_key(META_TRACK_ACCESS)?;
         let store = Store {
             db,
             items,
@@ -102,6 +116,8 @@ impl Store {
             recency: (cfg.eviction == Eviction::Lru).then(Recency::default),
             durability: cfg.durability,
             flush_interval: std::time::Duration::from_millis(cfg.flush_interval_ms.max(1)),
+            track_access: AtomicBool::new(track_access),
+            may_expire: AtomicBool::new(false),
         };
         store.recount()?;
         Ok(store)
@@ -114,6 +130,7 @@ impl Store {
             let (k, v) = kv?;
             n += 1;
             bytes += Item::footprint(k.len(), v.len());
+            self.note_expiry(&v);
             if let Some(r) = &self.recency {
                 r.load(&k);
             }
@@ -153,12 +170,14 @@ impl Store {
         }
     }
 
-    /// Writes an encoded record (see [`Item::encode`]).
-    pub fn insert(&self, key: &[u8], record: Vec<u8>) -> Result<()> {
+    /// Writes an encoded record (see [`Item::encode`]); returns the record
+    /// it replaced, expired or not, in the same tree operation.
+    pub fn insert(&self, key: &[u8], record: Vec<u8>) -> Result<Option<sled::IVec>> {
         let new_size = Item::footprint(key.len(), record.len());
+        self.note_expiry(&record);
         let old = self.items.insert(key, record)?;
         self.account(key, old.as_ref(), Some(new_size));
-        Ok(())
+        Ok(old)
     }
 
     /// Removes `key`, returning what was there.
@@ -187,6 +206,7 @@ impl Store {
     /// (lock-free bookkeeping writes such as access tracking on reads).
     pub fn replace_if_unchanged(&self, key: &[u8], item: &Item, record: Vec<u8>) -> Result<bool> {
         let new_size = Item::footprint(key.len(), record.len());
+        self.note_expiry(&record);
         let swapped = self
             .items
             .compare_and_swap(key, Some(item.raw()), Some(record))?;
@@ -194,6 +214,14 @@ impl Store {
             self.account(key, Some(item.raw()), Some(new_size));
         }
         Ok(swapped.is_ok())
+    }
+
+    /// Remembers that a record with an exptime exists (before it is
+    /// written, so a sweep pass starting later sees the flag).
+    fn note_expiry(&self, record: &[u8]) {
+        if !self.may_expire.load(Ordering::Relaxed) && Item::record_exptime(record) != 0 {
+            self.may_expire.store(true, Ordering::Release);
+        }
     }
 
     fn account(&self, key: &[u8], old: Option<&sled::IVec>, new_size: Option<u64>) {
@@ -272,6 +300,9 @@ impl Store {
         batch: usize,
         now: u64,
     ) -> Result<(Option<sled::IVec>, u64)> {
+        if cursor.is_none() && !self.may_expire.load(Ordering::Acquire) {
+            return Ok((None, 0));
+        }
         let range = match &cursor {
             Some(c) => self
                 .items
@@ -305,6 +336,7 @@ impl Store {
     pub fn apply_batch(&self, records: Vec<(Vec<u8>, Vec<u8>)>) -> Result<()> {
         let mut batch = sled::Batch::default();
         for (k, v) in records {
+            self.note_expiry(&v);
             batch.insert(k, v);
         }
         self.items.apply_batch(batch)?;
@@ -368,6 +400,20 @@ impl Store {
     /// `--flush-interval-ms`: also the sync-mode committer's idle flush period.
     pub fn flush_interval(&self) -> std::time::Duration {
         self.flush_interval
+    }
+
+    /// Whether plain reads must record access information in items.
+    pub fn tracks_access(&self) -> bool {
+        self.track_access.load(Ordering::Relaxed)
+    }
+
+    /// Turns on access recording for good (persisted, so it survives a
+    /// restart): called the first time a client asks for it.
+    pub fn enable_access_tracking(&self) -> Result<()> {
+        if !self.track_access.swap(true, Ordering::Relaxed) {
+            self.meta.insert(META_TRACK_ACCESS, &[1])?;
+        }
+        Ok(())
     }
 
     /// Whether least-recently-used eviction is enabled.
@@ -491,6 +537,20 @@ mod tests {
         }
         assert_eq!(total, 5);
         assert_eq!(s.curr_items(), 5);
+    }
+
+    #[test]
+    fn sweeper_skips_stores_where_nothing_ever_expires() {
+        let (_d, s) = store();
+        for i in 0..10u8 {
+            s.insert(&[b'k', i], Item::encode(0, 0, 1, &[b"v"]))
+                .unwrap();
+        }
+        assert_eq!(s.sweep(None, 3, 100).unwrap(), (None, 0), "no pass");
+        s.insert(b"t", Item::encode(0, 50, 1, &[b"v"])).unwrap();
+        let (next, n) = s.sweep(None, 3, 100).unwrap();
+        assert!(next.is_some(), "a pass over the first 3 keys");
+        assert_eq!(n, 0);
     }
 
     #[test]
