@@ -83,15 +83,28 @@ pub fn write_image(store: &Store, path: &Path) -> anyhow::Result<u64> {
     Ok(rows)
 }
 
-/// Runs until `stop` fires: every `interval`, rewrites the image if the
-/// store changed since the last write (and once at start). Errors are
-/// logged and retried next interval; the server keeps serving.
+/// A full image costs time proportional to the store; waiting this many
+/// times the last write's duration between writes keeps the mirror to at
+/// most a fifth of one core however large the store grows.
+const PAUSE_PER_WRITE_TIME: u32 = 4;
+
+/// How long to wait before the next image: the configured interval, or
+/// longer when images have become expensive to write.
+fn next_pause(interval: Duration, last_write: Duration) -> Duration {
+    interval.max(last_write * PAUSE_PER_WRITE_TIME)
+}
+
+/// Runs until `stop` fires: every `interval` (stretched for large stores,
+/// see [`next_pause`]), rewrites the image if the store changed since the
+/// last write (and once at start). Errors are logged and retried next
+/// interval; the server keeps serving.
 pub async fn run(kv: Arc<Kv>, path: PathBuf, interval: Duration, mut stop: watch::Receiver<bool>) {
     let mut written: Option<u64> = None;
     // The last failure, so a persistent one (full disk) is logged once, not every interval.
     let mut failing: Option<String> = None;
     loop {
         let generation = kv.store().generation();
+        let started = std::time::Instant::now();
         if written != Some(generation) {
             let (kv2, path2) = (kv.clone(), path.clone());
             let job = tokio::task::spawn_blocking(move || write_image(kv2.store(), &path2));
@@ -114,7 +127,7 @@ pub async fn run(kv: Arc<Kv>, path: PathBuf, interval: Duration, mut stop: watch
             }
         }
         tokio::select! {
-            _ = tokio::time::sleep(interval) => {}
+            _ = tokio::time::sleep(next_pause(interval, started.elapsed())) => {}
             _ = stop.changed() => return,
         }
     }
@@ -124,6 +137,17 @@ pub async fn run(kv: Arc<Kv>, path: PathBuf, interval: Duration, mut stop: watch
 mod tests {
     use super::*;
     use std::io::Write;
+
+    #[test]
+    fn expensive_images_stretch_the_interval() {
+        let second = Duration::from_secs(1);
+        assert_eq!(next_pause(second, Duration::from_millis(10)), second);
+        assert_eq!(next_pause(second, Duration::ZERO), second);
+        assert_eq!(
+            next_pause(second, Duration::from_secs(2)),
+            Duration::from_secs(8)
+        );
+    }
 
     #[test]
     fn a_failed_write_keeps_the_old_file_and_no_temp() {
