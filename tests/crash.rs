@@ -11,8 +11,7 @@
 //! CI runs 10 rounds per mode; `CRASH_ROUNDS=100 cargo test --test crash`
 //! runs 100. `CRASH_SEED=<n>` replays a reported seed.
 //!
-//! Writers speak the memcached protocol and, when this build has the HTTP
-//! front end (`serve --help` lists `--http-listen`), HTTP too: PUT
+//! Writers speak the memcached protocol and HTTP: PUT
 //! `/v1/keys/{key}` (acknowledged by 201/204), POST `/v1/keys/{key}/incr`,
 //! GET with the CAS as `ETag`. Verification reads through memcached; the
 //! checks are protocol-neutral.
@@ -272,15 +271,6 @@ impl Writer for Http {
     }
 }
 
-/// Whether this build has the HTTP front end.
-fn http_supported() -> bool {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_memcached-lite"))
-        .args(["serve", "--help"])
-        .output()
-        .expect("run --help");
-    String::from_utf8_lossy(&out.stdout).contains("--http-listen")
-}
-
 /// What one round learned about one key before the kill.
 #[derive(Default, Clone)]
 struct History {
@@ -416,7 +406,7 @@ fn required(h: &History, killed: Instant, window: Option<Duration>) -> u64 {
 /// One round: write, kill at a random moment, restart, verify.
 fn round(
     server: &mut Server,
-    http: Option<SocketAddr>,
+    http: SocketAddr,
     round: u64,
     seed: u64,
     window: Option<Duration>,
@@ -427,7 +417,7 @@ fn round(
     let log = Mutex::new(Log::default());
     let addr = server.addr;
     let killed = std::thread::scope(|s| {
-        let fronts = std::iter::once(Front::Memcache(addr)).chain(http.map(Front::Http));
+        let fronts = [Front::Memcache(addr), Front::Http(http)].into_iter();
         for front in fronts {
             for id in 0..WRITERS {
                 let (stop, log) = (&stop, &log);
@@ -508,22 +498,11 @@ fn run(mode_args: &[&str], window: Option<Duration>, run_ms: (u64, u64)) {
     eprintln!("crash harness seed {base} (CRASH_SEED={base} to replay)");
     let mut args: Vec<String> = mode_args.iter().map(|s| s.to_string()).collect();
     // A fixed HTTP port, kept across restarts (the listener sets SO_REUSEADDR).
-    let http: Option<SocketAddr> = http_supported().then(|| {
-        format!("127.0.0.1:{}", common::free_port())
-            .parse()
-            .unwrap()
-    });
-    if let Some(h) = http {
-        args.extend(["--http-listen".into(), h.to_string()]);
-    }
-    eprintln!(
-        "writers: memcached{}",
-        if http.is_some() {
-            " + HTTP"
-        } else {
-            " only (no HTTP front end in this build)"
-        }
-    );
+    let http: SocketAddr = format!("127.0.0.1:{}", common::free_port())
+        .parse()
+        .unwrap();
+    args.extend(["--http-listen".into(), http.to_string()]);
+    eprintln!("writers: memcached + HTTP");
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let mut server = Server::start(&args);
     for r in 0..rounds() {

@@ -31,8 +31,7 @@ class Server:
 
     def __init__(self, *extra, data_dir=None):
         self.data_dir = data_dir or tempfile.mkdtemp(prefix="mcl-")
-        help_text = subprocess.run([BIN, "serve", "--help"], capture_output=True, text=True).stdout
-        self.http = "--http-listen" in help_text and "--no-http" not in extra
+        self.http = "--no-http" not in extra
         for _attempt in range(5):
             self.port = free_port()
             self.http_port = free_port()

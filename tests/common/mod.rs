@@ -158,24 +158,12 @@ fn spawn(addr: &SocketAddr, dir: &Path, extra: &[String]) -> (Child, Option<Sock
         None
     } else if given.is_some() {
         given
-    } else if http_supported() {
+    } else {
         let a: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         cmd.arg("--http-listen").arg(a.to_string());
         Some(a)
-    } else {
-        None
     };
     (cmd.spawn().expect("spawn memcached-lite"), http_addr)
-}
-
-/// Whether this build has the HTTP front end (keeps the harness usable
-/// before and after it lands).
-fn http_supported() -> bool {
-    let out = Command::new(env!("CARGO_BIN_EXE_memcached-lite"))
-        .args(["serve", "--help"])
-        .output()
-        .expect("run --help");
-    String::from_utf8_lossy(&out.stdout).contains("--http-listen")
 }
 
 fn unsafe_kill(pid: u32, sig: &str) {
