@@ -94,6 +94,36 @@ fn next_pause(interval: Duration, last_write: Duration) -> Duration {
     interval.max(last_write * PAUSE_PER_WRITE_TIME)
 }
 
+/// Writes one image on a thread of its own at the lowest CPU priority
+/// (nice 19): when the cores are saturated, serving requests comes first and
+/// the image simply takes longer (the mirror falls further behind) instead of
+/// taking a core away from clients. A fresh thread per image, because a
+/// thread's priority cannot be raised back without privileges, so a pooled
+/// thread must never be lowered.
+async fn write_in_background(kv: Arc<Kv>, path: PathBuf) -> anyhow::Result<anyhow::Result<u64>> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("csv-mirror".into())
+        .spawn(move || {
+            lower_own_priority();
+            let _ = tx.send(write_image(kv.store(), &path));
+        })
+        .context("cannot start the mirror thread")?;
+    rx.await.context("the mirror thread ended without a result")
+}
+
+/// Lowers the calling thread's (not the process's) scheduling priority.
+fn lower_own_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: plain syscalls on the calling thread's own id.
+    unsafe {
+        let tid = libc::gettid();
+        if libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 19) != 0 {
+            tracing::debug!("could not lower the mirror thread's priority");
+        }
+    }
+}
+
 /// Runs until `stop` fires: every `interval` (stretched for large stores,
 /// see [`next_pause`]), rewrites the image if the store changed since the
 /// last write (and once at start). Errors are logged and retried next
@@ -106,9 +136,7 @@ pub async fn run(kv: Arc<Kv>, path: PathBuf, interval: Duration, mut stop: watch
         let generation = kv.store().generation();
         let started = std::time::Instant::now();
         if written != Some(generation) {
-            let (kv2, path2) = (kv.clone(), path.clone());
-            let job = tokio::task::spawn_blocking(move || write_image(kv2.store(), &path2));
-            match job.await {
+            match write_in_background(kv.clone(), path.clone()).await {
                 Ok(Ok(rows)) => {
                     tracing::debug!(rows, path = %path.display(), "CSV mirror written");
                     if failing.take().is_some() {
@@ -123,7 +151,7 @@ pub async fn run(kv: Arc<Kv>, path: PathBuf, interval: Duration, mut stop: watch
                     }
                     failing = Some(msg);
                 }
-                Err(e) => tracing::warn!("CSV mirror task failed: {e}"),
+                Err(e) => tracing::warn!("CSV mirror thread failed: {e}"),
             }
         }
         tokio::select! {
@@ -147,6 +175,25 @@ mod tests {
             next_pause(second, Duration::from_secs(2)),
             Duration::from_secs(8)
         );
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn only_the_mirror_thread_is_deprioritised() {
+        // SAFETY: getpriority on thread ids of this process.
+        let nice_of = |tid: libc::pid_t| unsafe {
+            libc::getpriority(libc::PRIO_PROCESS, tid as libc::id_t)
+        };
+        let me = unsafe { libc::gettid() };
+        let before = nice_of(me);
+        let theirs = std::thread::spawn(move || {
+            lower_own_priority();
+            nice_of(unsafe { libc::gettid() })
+        })
+        .join()
+        .unwrap();
+        assert_eq!(theirs, 19);
+        assert_eq!(nice_of(me), before);
     }
 
     #[test]
