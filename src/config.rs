@@ -37,6 +37,13 @@ pub struct StoreConfig {
     /// (SERVER_ERROR out of memory), `lru` evicts least recently used items.
     #[arg(long, env = "MEMCACHED_LITE_EVICTION", value_enum, default_value_t = Eviction::Noeviction)]
     pub eviction: Eviction,
+
+    /// Serve reads from sled alone, without the in-memory index of every
+    /// record (which makes reads cost the same at any store size, for about
+    /// 50 bytes per item plus records sled no longer caches). For stores
+    /// larger than RAM.
+    #[arg(long, env = "MEMCACHED_LITE_NO_MEMORY_INDEX")]
+    pub no_memory_index: bool,
 }
 
 /// When a write is acknowledged (see README, "Durability").
@@ -195,6 +202,7 @@ impl Config {
                 flush_interval_ms: 100,
                 durability: Durability::Periodic,
                 eviction: Eviction::Noeviction,
+                no_memory_index: false,
             },
             listen: "127.0.0.1:0".parse().expect("valid literal"),
             max_connections: 1024,

@@ -5,7 +5,9 @@
 //! key,flags,exptime,cas,encoding,value
 //! ```
 //!
-//! One row per live item in key order, RFC 4180 quoting (the `csv` crate).
+//! One row per live item, RFC 4180 quoting (the `csv` crate): in key order
+//! for `export` and `GET /v1/export.csv`, in no particular order for the
+//! mirror, which is written from the store's memory index (see [`image`]).
 //! `exptime` is absolute unix seconds (0 = never), so an image read later
 //! expires items at the same moment the store would have. `encoding` says
 //! how the text fields are written so any bytes round-trip:
@@ -13,6 +15,7 @@
 //! because it is not valid UTF-8) or `base64key` (key and value both in
 //! base64, for the rare key that is not valid UTF-8).
 
+use std::borrow::Cow;
 use std::io::{Read, Write};
 
 use base64::engine::general_purpose::STANDARD as B64;
@@ -58,6 +61,30 @@ pub fn export<W: Write>(store: &Store, out: W) -> Result<u64, ExportError> {
     Ok(rows)
 }
 
+/// The mirror's image: like [`export`] but from the memory index when the
+/// store has one, in no particular order. At 10^7 items that is several
+/// times cheaper than the ordered scan, which would page the whole tree
+/// through sled's cache (and push out what serving needs) every time.
+pub fn image<W: Write>(store: &Store, out: W) -> Result<u64, ExportError> {
+    let Some(batches) = store.unordered_batches() else {
+        return export(store, out);
+    };
+    let mut w = csv::Writer::from_writer(out);
+    w.write_record(HEADER)?;
+    let now = expiry::now();
+    let mut rows = 0;
+    for batch in batches {
+        for (key, item) in batch {
+            if !item.is_expired(now) {
+                write_row(&mut w, &key, &item)?;
+                rows += 1;
+            }
+        }
+    }
+    w.flush()?;
+    Ok(rows)
+}
+
 fn write_row<W: Write>(w: &mut csv::Writer<W>, key: &[u8], item: &Item) -> csv::Result<()> {
     let mut flags = itoa::Buffer::new();
     let mut exp = itoa::Buffer::new();
@@ -68,17 +95,14 @@ fn write_row<W: Write>(w: &mut csv::Writer<W>, key: &[u8], item: &Item) -> csv::
         cas.format(item.cas()).as_bytes(),
     ];
     let value = item.value();
-    let (encoding, key, value): (&[u8], _, _) = match (
+    let b64 = |bytes: &[u8]| Cow::Owned(B64.encode(bytes).into_bytes());
+    let (encoding, key, value): (&[u8], Cow<[u8]>, Cow<[u8]>) = match (
         std::str::from_utf8(key).is_ok(),
         std::str::from_utf8(value).is_ok(),
     ) {
-        (true, true) => (b"utf8", key.to_vec(), value.to_vec()),
-        (true, false) => (b"base64", key.to_vec(), B64.encode(value).into_bytes()),
-        (false, _) => (
-            b"base64key",
-            B64.encode(key).into_bytes(),
-            B64.encode(value).into_bytes(),
-        ),
+        (true, true) => (b"utf8", Cow::Borrowed(key), Cow::Borrowed(value)),
+        (true, false) => (b"base64", Cow::Borrowed(key), b64(value)),
+        (false, _) => (b"base64key", b64(key), b64(value)),
     };
     w.write_record([&key[..], nums[0], nums[1], nums[2], encoding, &value[..]])
 }

@@ -81,8 +81,13 @@ enum Command {
 }
 
 /// Opens the store for an offline subcommand, explaining a held lock.
+/// Offline work streams sled in key order, so no memory index is built.
 fn open_offline(cfg: &StoreConfig, what: &str) -> anyhow::Result<Store> {
-    Store::open(cfg).map_err(|e| match e {
+    let cfg = StoreConfig {
+        no_memory_index: true,
+        ..cfg.clone()
+    };
+    Store::open(&cfg).map_err(|e| match e {
         StoreError::Locked(dir) => anyhow::anyhow!(
             "cannot {what}: data directory {} is held by a running server; stop it first{}",
             dir.display(),

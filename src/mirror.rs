@@ -77,7 +77,7 @@ pub fn check_target(path: &Path) -> anyhow::Result<()> {
 /// Writes the whole store to `path` atomically; returns the row count.
 pub fn write_image(store: &Store, path: &Path) -> anyhow::Result<u64> {
     let started = std::time::Instant::now();
-    let rows = replace_atomically(path, |out| Ok(csvfmt::export(store, out)?))
+    let rows = replace_atomically(path, |out| Ok(csvfmt::image(store, out)?))
         .with_context(|| format!("writing CSV mirror {}", path.display()))?;
     crate::metrics::record_mirror_write(started.elapsed());
     Ok(rows)
@@ -181,9 +181,8 @@ mod tests {
     #[test]
     fn only_the_mirror_thread_is_deprioritised() {
         // SAFETY: getpriority on thread ids of this process.
-        let nice_of = |tid: libc::pid_t| unsafe {
-            libc::getpriority(libc::PRIO_PROCESS, tid as libc::id_t)
-        };
+        let nice_of =
+            |tid: libc::pid_t| unsafe { libc::getpriority(libc::PRIO_PROCESS, tid as libc::id_t) };
         let me = unsafe { libc::gettid() };
         let before = nice_of(me);
         let theirs = std::thread::spawn(move || {

@@ -4,6 +4,7 @@
 
 pub mod commit;
 pub mod expiry;
+pub mod index;
 pub mod item;
 pub mod recency;
 
@@ -16,6 +17,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use crate::config::{Durability, Eviction, StoreConfig};
+use index::Index;
 pub use item::Item;
 use recency::Recency;
 
@@ -58,6 +60,8 @@ pub struct Store {
     written: Arc<AtomicU64>,
     /// Last-access stamps, kept only under `--eviction lru`.
     recency: Option<Recency>,
+    /// Every record in memory for reads (`None` with `--no-memory-index`).
+    index: Option<Index>,
     durability: Durability,
     flush_interval: std::time::Duration,
     /// Whether plain reads record themselves in the item (fetched bit,
@@ -114,6 +118,7 @@ impl Store {
             bytes: AtomicU64::new(0),
             written: Arc::new(AtomicU64::new(0)),
             recency: (cfg.eviction == Eviction::Lru).then(Recency::default),
+            index: (!cfg.no_memory_index).then(Index::default),
             durability: cfg.durability,
             flush_interval: std::time::Duration::from_millis(cfg.flush_interval_ms.max(1)),
             track_access: AtomicBool::new(track_access),
@@ -123,9 +128,13 @@ impl Store {
         Ok(store)
     }
 
-    /// Counts items and bytes (sled keeps no count): at start-up and after a bulk load.
+    /// Counts items and bytes (sled keeps no count) and fills the memory
+    /// index: at start-up and after a bulk load.
     pub fn recount(&self) -> Result<()> {
         let (mut n, mut bytes) = (0u64, 0u64);
+        if let Some(ix) = &self.index {
+            ix.clear();
+        }
         for kv in self.items.iter() {
             let (k, v) = kv?;
             n += 1;
@@ -133,6 +142,9 @@ impl Store {
             self.note_expiry(&v);
             if let Some(r) = &self.recency {
                 r.load(&k);
+            }
+            if let Some(ix) = &self.index {
+                ix.lock(&k).set(v);
             }
         }
         self.curr_items.store(n, Ordering::Relaxed);
@@ -159,7 +171,7 @@ impl Store {
 
     /// The item under `key`, expired or not (callers decide what expiry means).
     pub fn get(&self, key: &[u8]) -> Result<Option<Item>> {
-        match self.items.get(key)? {
+        match self.raw(key)? {
             Some(raw) => {
                 if let Some(r) = &self.recency {
                     r.touch(key);
@@ -170,19 +182,39 @@ impl Store {
         }
     }
 
+    /// `key`'s record as stored: from the memory index when there is one.
+    fn raw(&self, key: &[u8]) -> Result<Option<sled::IVec>> {
+        Ok(match &self.index {
+            Some(ix) => ix.get(key),
+            None => self.items.get(key)?,
+        })
+    }
+
     /// Writes an encoded record (see [`Item::encode`]); returns the record
-    /// it replaced, expired or not, in the same tree operation.
+    /// it replaced, expired or not, in the same tree operation. The caller
+    /// holds the key's lock (see [`index`] for why that matters).
     pub fn insert(&self, key: &[u8], record: Vec<u8>) -> Result<Option<sled::IVec>> {
         let new_size = Item::footprint(key.len(), record.len());
         self.note_expiry(&record);
-        let old = self.items.insert(key, record)?;
+        let record = sled::IVec::from(record);
+        let mut shard = self.index.as_ref().map(|ix| ix.lock(key));
+        let old = self.items.insert(key, record.clone())?;
+        if let Some(shard) = &mut shard {
+            shard.set(record);
+        }
+        drop(shard);
         self.account(key, old.as_ref(), Some(new_size));
         Ok(old)
     }
 
-    /// Removes `key`, returning what was there.
+    /// Removes `key`, returning what was there. The caller holds the key's lock.
     pub fn remove(&self, key: &[u8]) -> Result<Option<Item>> {
+        let mut shard = self.index.as_ref().map(|ix| ix.lock(key));
         let old = self.items.remove(key)?;
+        if let Some(shard) = &mut shard {
+            shard.remove();
+        }
+        drop(shard);
         self.account(key, old.as_ref(), None);
         match old {
             Some(raw) => Ok(Some(Item::from_raw(raw)?)),
@@ -193,9 +225,14 @@ impl Store {
     /// Removes `key` only if it still holds exactly `item` (used by the
     /// sweeper, which runs without the key lock).
     pub fn remove_if_unchanged(&self, key: &[u8], item: &Item) -> Result<bool> {
+        let mut shard = self.index.as_ref().map(|ix| ix.lock(key));
         let swapped = self
             .items
             .compare_and_swap(key, Some(item.raw()), None as Option<&[u8]>)?;
+        if let (Ok(()), Some(shard)) = (&swapped, &mut shard) {
+            shard.remove();
+        }
+        drop(shard);
         if swapped.is_ok() {
             self.account(key, Some(item.raw()), None);
         }
@@ -207,9 +244,15 @@ impl Store {
     pub fn replace_if_unchanged(&self, key: &[u8], item: &Item, record: Vec<u8>) -> Result<bool> {
         let new_size = Item::footprint(key.len(), record.len());
         self.note_expiry(&record);
+        let record = sled::IVec::from(record);
+        let mut shard = self.index.as_ref().map(|ix| ix.lock(key));
         let swapped = self
             .items
-            .compare_and_swap(key, Some(item.raw()), Some(record))?;
+            .compare_and_swap(key, Some(item.raw()), Some(record.clone()))?;
+        if let (Ok(()), Some(shard)) = (&swapped, &mut shard) {
+            shard.set(record);
+        }
+        drop(shard);
         if swapped.is_ok() {
             self.account(key, Some(item.raw()), Some(new_size));
         }
@@ -256,13 +299,35 @@ impl Store {
         sub(&self.bytes, n);
     }
 
-    /// Removes every item; returns how many were removed.
+    /// Removes every item; returns how many were removed. Runs without the
+    /// key locks, so each removal is a compare-and-swap: an item written
+    /// while the clear runs may survive it (it is as if written just after),
+    /// but sled and the index always agree. Access bookkeeping on an item
+    /// (same CAS value) does not save it.
     pub fn clear(&self) -> Result<u64> {
         let mut removed = 0;
-        for key in self.items.iter().keys() {
-            let key = key?;
-            if self.remove(&key)?.is_some() {
-                removed += 1;
+        for kv in self.items.iter() {
+            let (key, mut raw) = kv?;
+            loop {
+                let Ok(item) = Item::from_raw(raw.clone()) else {
+                    // Unreadable (should not happen): remove it all the same.
+                    if self.remove(&key)?.is_some() {
+                        removed += 1;
+                    }
+                    break;
+                };
+                if self.remove_if_unchanged(&key, &item)? {
+                    removed += 1;
+                    break;
+                }
+                match self.items.get(&key)? {
+                    Some(now)
+                        if Item::from_raw(now.clone()).is_ok_and(|i| i.cas() == item.cas()) =>
+                    {
+                        raw = now
+                    }
+                    _ => break,
+                }
             }
         }
         Ok(removed)
@@ -289,6 +354,20 @@ impl Store {
                 let (k, v) = kv?;
                 Ok((k, Item::from_raw(v)?))
             })
+    }
+
+    /// Every item in no particular order, a batch (one index shard) at a
+    /// time, straight from memory: `None` without the memory index. Far
+    /// cheaper than [`Store::scan`] on a large store, which pages every
+    /// leaf of the tree through sled's cache.
+    pub fn unordered_batches(&self) -> Option<impl Iterator<Item = Vec<(Box<[u8]>, Item)>> + '_> {
+        let ix = self.index.as_ref()?;
+        Some((0..ix.shards()).map(move |i| {
+            ix.shard_entries(i)
+                .into_iter()
+                .filter_map(|(k, raw)| Item::from_raw(raw).ok().map(|item| (k, item)))
+                .collect()
+        }))
     }
 
     /// Removes expired items among at most `batch` keys after `cursor`.
@@ -433,7 +512,7 @@ impl Store {
             let Some(victim) = recency.victim(except) else {
                 return Ok(None);
             };
-            match self.items.get(&victim)? {
+            match self.raw(&victim)? {
                 None => recency.forget(&victim),
                 Some(raw) => {
                     let freed = Item::footprint(victim.len(), raw.len());
@@ -489,6 +568,20 @@ mod tests {
         (dir, s)
     }
 
+    /// Opens again after a drop: sled's flusher thread may hold the
+    /// directory lock for a moment after the last handle goes.
+    fn reopen(cfg: &StoreConfig) -> Store {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            match Store::open(cfg) {
+                Err(StoreError::Locked(_)) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(20))
+                }
+                other => return other.unwrap(),
+            }
+        }
+    }
+
     #[test]
     fn cas_values_increase_and_survive_reopen() {
         let dir = tempfile::tempdir().unwrap();
@@ -500,7 +593,7 @@ mod tests {
             assert!(b > a);
             b
         };
-        let s = Store::open(&cfg).unwrap();
+        let s = reopen(&cfg);
         assert!(s.next_cas().unwrap() > last);
     }
 
@@ -551,6 +644,79 @@ mod tests {
         let (next, n) = s.sweep(None, 3, 100).unwrap();
         assert!(next.is_some(), "a pass over the first 3 keys");
         assert_eq!(n, 0);
+    }
+
+    /// Index and tree hold exactly the same records.
+    fn assert_index_matches_tree(s: &Store) {
+        use std::collections::BTreeMap;
+        let tree: BTreeMap<Vec<u8>, Vec<u8>> = s
+            .items
+            .iter()
+            .map(|kv| kv.map(|(k, v)| (k.to_vec(), v.to_vec())).unwrap())
+            .collect();
+        let ix = s.index.as_ref().expect("index on by default");
+        let index: BTreeMap<Vec<u8>, Vec<u8>> = (0..ix.shards())
+            .flat_map(|i| ix.shard_entries(i))
+            .map(|(k, v)| (k.to_vec(), v.to_vec()))
+            .collect();
+        assert_eq!(tree.len(), index.len());
+        assert!(tree == index, "index and tree differ");
+    }
+
+    #[test]
+    fn clear_and_sweeps_racing_locked_writers_keep_index_and_tree_equal() {
+        let (_dir, s) = store();
+        let s = Arc::new(s);
+        let locks = Arc::new(crate::locks::LockManager::with_stripes(64));
+        let writers: Vec<_> = (0..3u64)
+            .map(|w| {
+                let (s, locks) = (s.clone(), locks.clone());
+                std::thread::spawn(move || {
+                    for i in 0..20_000u64 {
+                        let key = format!("k{}", (i * 3 + w) % 500);
+                        let _g = locks.lock(key.as_bytes());
+                        // Every other item already expired: the sweeper's prey.
+                        let exp = if i % 2 == 0 { 1 } else { 0 };
+                        s.insert(key.as_bytes(), Item::encode(0, exp, i + 1, &[b"v"]))
+                            .unwrap();
+                        if i % 7 == 0 {
+                            s.remove(key.as_bytes()).unwrap();
+                        }
+                    }
+                })
+            })
+            .collect();
+        while !writers.iter().all(|w| w.is_finished()) {
+            s.clear().unwrap();
+            s.sweep(None, 1000, expiry::now()).unwrap();
+        }
+        writers.into_iter().for_each(|w| w.join().unwrap());
+        assert_index_matches_tree(&s);
+        s.clear().unwrap();
+        assert_index_matches_tree(&s);
+        assert_eq!(s.index.as_ref().unwrap().len(), 0);
+    }
+
+    #[test]
+    fn reopening_rebuilds_the_index_from_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = crate::config::Config::for_data_dir(dir.path()).store;
+        {
+            let s = Store::open(&cfg).unwrap();
+            for i in 0..1000u32 {
+                s.insert(
+                    format!("k{i}").as_bytes(),
+                    Item::encode(i, 0, 1, &[b"value"]),
+                )
+                .unwrap();
+            }
+            s.remove(b"k7").unwrap();
+        }
+        let s = reopen(&cfg);
+        assert_index_matches_tree(&s);
+        assert_eq!(s.index.as_ref().unwrap().len(), 999);
+        assert_eq!(s.get(b"k8").unwrap().unwrap().flags(), 8);
+        assert!(s.get(b"k7").unwrap().is_none());
     }
 
     #[test]
