@@ -156,6 +156,27 @@ fn rusage() -> (String, String) {
     (fmt(ru.ru_utime), fmt(ru.ru_stime))
 }
 
+/// Fills the store's memory index on a thread of its own, so the listeners
+/// open at once; until it is done, reads the index cannot answer go to sled.
+fn spawn_index_loader(kv: Arc<Kv>) {
+    let started = std::time::Instant::now();
+    let spawned = std::thread::Builder::new()
+        .name("index-loader".into())
+        .spawn(move || match kv.store().load_index() {
+            Ok(0) => {}
+            Ok(records) => tracing::info!(
+                records,
+                seconds = started.elapsed().as_secs_f64(),
+                "memory index loaded"
+            ),
+            // Reads keep going to sled for the shards not loaded: slower, still correct.
+            Err(e) => tracing::error!("loading the memory index failed: {e}"),
+        });
+    if let Err(e) = spawned {
+        tracing::error!("cannot start the index loader (reads stay on sled): {e}");
+    }
+}
+
 /// Opens the store and serves until a shutdown signal; returns after the
 /// final sync so that everything acknowledged before it is on disk.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
@@ -167,6 +188,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     }
     let kv = Arc::new(Kv::new(store, config.store.max_item_size));
     kv.set_memory_limit(config.max_bytes);
+    spawn_index_loader(kv.clone());
     let listener = bind(config.listen)
         .with_context(|| format!("binding memcached listener {}", config.listen))?;
     let sec = &config.security;
@@ -237,7 +259,13 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     }
     let store_kv = kv.clone();
     let sync_started = std::time::Instant::now();
-    tokio::task::spawn_blocking(move || store_kv.store().sync()).await??;
+    let clean = drained.is_ok();
+    tokio::task::spawn_blocking(move || match clean {
+        // Nothing writes any more: the next start can skip counting.
+        true => store_kv.store().save_counts(),
+        false => store_kv.store().sync(),
+    })
+    .await??;
     crate::metrics::record_sync(sync_started.elapsed());
     tracing::info!("store synced");
     if let Some(path) = mirror_path {

@@ -5,41 +5,76 @@
 //! with the store, so at 10^7 keys a read cost twice what it cost at 10^4.
 //! With the index a read is one hash probe whatever the size; sled still
 //! holds every item and remains the only thing that is persisted (the index
-//! is rebuilt from it at start-up). Records are sled's own reference-counted
-//! `IVec`s, so a record sled still caches is held once.
+//! is rebuilt from it after start-up, see [`ShardGuard::load`]). Records are
+//! sled's own reference-counted `IVec`s, so a record sled still caches is
+//! held once.
+//!
+//! Loading 10^6 items takes about a second, so the server does not wait for
+//! it: until a shard is loaded, a key the shard has not seen may still be in
+//! sled ([`Found::Unknown`]) and the store asks sled. A key removed while
+//! its shard loads leaves a tombstone, so the loader cannot bring back a
+//! record it read from sled before the removal.
 //!
 //! Consistency with sled: every write to a key changes sled and then the
 //! index while holding the key's shard lock ([`Index::lock`]), so readers
 //! and the lock-free writers (sweeper, clear, eviction, access bookkeeping)
 //! never see one changed without the other.
 
+use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use hashbrown::hash_table::{Entry, HashTable};
 use parking_lot::{RwLock, RwLockWriteGuard};
 use sled::IVec;
-use std::hash::BuildHasher;
 
 /// Number of shards (a power of two): enough that a writer rarely meets
 /// another thread on its shard, and that copying one shard out for the CSV
 /// mirror holds its lock only briefly even at 10^7 items (~2,500 each);
-/// empty, they cost about 160 KiB.
+/// empty, they cost about 200 KiB.
 const SHARDS: usize = 4096;
 
 struct Slot {
     key: Box<[u8]>,
-    record: IVec,
+    /// `None`: removed while the shard was loading (a tombstone).
+    record: Option<IVec>,
+}
+
+struct Shard {
+    table: HashTable<Slot>,
+    /// Not every record of this shard is in memory yet.
+    loading: bool,
+}
+
+/// What the index knows about a key.
+#[derive(Debug)]
+pub enum Found {
+    Record(IVec),
+    Absent,
+    /// The key's shard is still loading: ask sled.
+    Unknown,
 }
 
 pub struct Index {
-    shards: Box<[RwLock<HashTable<Slot>>]>,
+    shards: Box<[RwLock<Shard>]>,
     /// Seeded per process, so clients cannot aim keys at one bucket.
     hasher: foldhash::fast::RandomState,
+    complete: AtomicBool,
 }
 
 impl Default for Index {
+    /// An index that has loaded nothing yet (every shard loading).
     fn default() -> Self {
         Index {
-            shards: (0..SHARDS).map(|_| RwLock::new(HashTable::new())).collect(),
+            shards: (0..SHARDS)
+                .map(|_| {
+                    RwLock::new(Shard {
+                        table: HashTable::new(),
+                        loading: true,
+                    })
+                })
+                .collect(),
             hasher: foldhash::fast::RandomState::default(),
+            complete: AtomicBool::new(false),
         }
     }
 }
@@ -48,7 +83,7 @@ impl Index {
     /// The key's hash and its shard. The shard comes from bits the table
     /// itself does not use for small tables (it takes the low bits for the
     /// bucket and the top seven for its control bytes).
-    fn locate(&self, key: &[u8]) -> (u64, &RwLock<HashTable<Slot>>) {
+    fn locate(&self, key: &[u8]) -> (u64, &RwLock<Shard>) {
         let hash = self.hasher.hash_one(key);
         let shard = (hash >> 40) as usize & (SHARDS - 1);
         (hash, &self.shards[shard])
@@ -58,12 +93,17 @@ impl Index {
         move |slot| self.hasher.hash_one(&*slot.key)
     }
 
-    pub fn get(&self, key: &[u8]) -> Option<IVec> {
+    pub fn get(&self, key: &[u8]) -> Found {
         let (hash, shard) = self.locate(key);
-        let table = shard.read();
-        table
-            .find(hash, |s| *s.key == *key)
-            .map(|s| s.record.clone())
+        let shard = shard.read();
+        match shard.table.find(hash, |s| *s.key == *key) {
+            Some(Slot {
+                record: Some(r), ..
+            }) => Found::Record(r.clone()),
+            Some(_) => Found::Absent,
+            None if shard.loading => Found::Unknown,
+            None => Found::Absent,
+        }
     }
 
     /// Exclusive access to `key`'s shard. The store holds it across the
@@ -75,38 +115,53 @@ impl Index {
         ShardGuard {
             hash,
             key,
-            table: shard.write(),
+            shard: shard.write(),
             index: self,
         }
     }
 
-    /// Drops every entry and the tables' memory.
-    pub fn clear(&self) {
+    /// Ends loading: drops the tombstones, and from now on a key missing
+    /// from the index is missing from the store. Called once the loader
+    /// has offered every record of sled ([`ShardGuard::load`]).
+    pub fn finish_loading(&self) {
         for shard in self.shards.iter() {
-            *shard.write() = HashTable::new();
+            let mut shard = shard.write();
+            shard.table.retain(|s| s.record.is_some());
+            shard.loading = false;
         }
+        self.complete.store(true, Ordering::Release);
+    }
+
+    /// Whether every record is in memory.
+    pub fn is_complete(&self) -> bool {
+        self.complete.load(Ordering::Acquire)
     }
 
     pub fn shards(&self) -> usize {
         self.shards.len()
     }
 
-    /// A copy of shard `i`'s entries (records shared, not copied), taken
-    /// under its read lock for just as long as the copy takes.
+    /// A copy of shard `i`'s records (shared, not copied), taken under its
+    /// read lock for just as long as the copy takes.
     pub fn shard_entries(&self, i: usize) -> Vec<(Box<[u8]>, IVec)> {
-        let table = self.shards[i].read();
-        table
+        let shard = self.shards[i].read();
+        shard
+            .table
             .iter()
-            .map(|s| (s.key.clone(), s.record.clone()))
+            .filter_map(|s| Some((s.key.clone(), s.record.clone()?)))
             .collect()
     }
 
+    /// Records held (tombstones not counted).
     pub fn len(&self) -> usize {
-        self.shards.iter().map(|s| s.read().len()).sum()
+        self.shards
+            .iter()
+            .map(|s| s.read().table.iter().filter(|s| s.record.is_some()).count())
+            .sum()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.shards.iter().all(|s| s.read().is_empty())
+        self.len() == 0
     }
 }
 
@@ -114,14 +169,15 @@ impl Index {
 pub struct ShardGuard<'a> {
     hash: u64,
     key: &'a [u8],
-    table: RwLockWriteGuard<'a, HashTable<Slot>>,
+    shard: RwLockWriteGuard<'a, Shard>,
     index: &'a Index,
 }
 
 impl ShardGuard<'_> {
-    pub fn set(&mut self, record: IVec) {
+    fn put(&mut self, record: Option<IVec>) {
         let key = self.key;
         match self
+            .shard
             .table
             .entry(self.hash, |s| *s.key == *key, self.index.rehash())
         {
@@ -135,10 +191,34 @@ impl ShardGuard<'_> {
         }
     }
 
+    pub fn set(&mut self, record: IVec) {
+        self.put(Some(record));
+    }
+
     pub fn remove(&mut self) {
+        if self.shard.loading {
+            self.put(None);
+        } else {
+            let key = self.key;
+            if let Ok(o) = self.shard.table.find_entry(self.hash, |s| *s.key == *key) {
+                o.remove();
+            }
+        }
+    }
+
+    /// The loader's offer of a record it read from sled: taken only if no
+    /// write (or removal) of the key reached the index since, because any
+    /// such write is newer than what the loader read.
+    pub fn load(&mut self, record: IVec) {
         let key = self.key;
-        if let Ok(o) = self.table.find_entry(self.hash, |s| *s.key == *key) {
-            o.remove();
+        if self.shard.loading
+            && self
+                .shard
+                .table
+                .find(self.hash, |s| *s.key == *key)
+                .is_none()
+        {
+            self.put(Some(record));
         }
     }
 }
@@ -151,22 +231,52 @@ mod tests {
         IVec::from(s)
     }
 
+    fn record(ix: &Index, key: &[u8]) -> Option<IVec> {
+        match ix.get(key) {
+            Found::Record(r) => Some(r),
+            Found::Absent => None,
+            Found::Unknown => panic!("unknown after loading"),
+        }
+    }
+
     #[test]
     fn set_get_remove() {
         let ix = Index::default();
-        assert!(ix.get(b"a").is_none());
+        ix.finish_loading();
+        assert!(record(&ix, b"a").is_none());
         ix.lock(b"a").set(rec("1"));
         ix.lock(b"b").set(rec("2"));
         ix.lock(b"a").set(rec("3"));
-        assert_eq!(&*ix.get(b"a").unwrap(), b"3");
+        assert_eq!(&*record(&ix, b"a").unwrap(), b"3");
         assert_eq!(ix.len(), 2);
         ix.lock(b"a").remove();
         ix.lock(b"never").remove();
-        assert!(ix.get(b"a").is_none());
+        assert!(record(&ix, b"a").is_none());
         assert_eq!(ix.len(), 1);
-        ix.clear();
-        assert_eq!(ix.len(), 0);
-        assert!(ix.is_empty());
+        assert!(!ix.is_empty());
+    }
+
+    #[test]
+    fn the_loader_never_overrides_a_newer_write_or_removal() {
+        let ix = Index::default();
+        assert!(matches!(ix.get(b"x"), Found::Unknown));
+        ix.lock(b"written").set(rec("new"));
+        ix.lock(b"removed").remove();
+        assert!(matches!(ix.get(b"removed"), Found::Absent));
+        // The loader read these from sled before the writes above.
+        ix.lock(b"written").load(rec("old"));
+        ix.lock(b"removed").load(rec("old"));
+        ix.lock(b"plain").load(rec("disk"));
+        ix.finish_loading();
+        assert!(ix.is_complete());
+        assert_eq!(&*record(&ix, b"written").unwrap(), b"new");
+        assert!(record(&ix, b"removed").is_none());
+        assert_eq!(&*record(&ix, b"plain").unwrap(), b"disk");
+        assert!(record(&ix, b"x").is_none());
+        // Tombstones are gone, and loading is over.
+        assert_eq!(ix.len(), 2);
+        ix.lock(b"late").load(rec("ignored"));
+        assert!(record(&ix, b"late").is_none());
     }
 
     #[test]
@@ -174,13 +284,14 @@ mod tests {
         let ix = Index::default();
         for i in 0..100_000u32 {
             ix.lock(&i.to_be_bytes())
-                .set(IVec::from(&i.to_le_bytes()[..]));
+                .load(IVec::from(&i.to_le_bytes()[..]));
         }
+        ix.finish_loading();
         assert_eq!(ix.len(), 100_000);
         let copied: usize = (0..ix.shards()).map(|i| ix.shard_entries(i).len()).sum();
         assert_eq!(copied, 100_000);
         for i in (0..100_000u32).step_by(7) {
-            assert_eq!(&*ix.get(&i.to_be_bytes()).unwrap(), &i.to_le_bytes());
+            assert_eq!(&*record(&ix, &i.to_be_bytes()).unwrap(), &i.to_le_bytes());
         }
     }
 }

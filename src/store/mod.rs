@@ -29,6 +29,10 @@ const META_CAS_RESERVED: &[u8] = b"cas_reserved";
 /// Present once any client asked for access information (see
 /// [`Store::enable_access_tracking`]).
 const META_TRACK_ACCESS: &[u8] = b"track_access";
+/// Item count, bytes and whether anything may expire, saved by a clean
+/// shutdown and taken (deleted) by the next start, which then needs no
+/// counting pass over the store. Absent after a crash: the start counts.
+const META_CLEAN_COUNTS: &[u8] = b"clean_counts";
 
 /// Errors of the storage layer.
 #[derive(Debug, thiserror::Error)]
@@ -124,17 +128,36 @@ impl Store {
             track_access: AtomicBool::new(track_access),
             may_expire: AtomicBool::new(false),
         };
-        store.recount()?;
+        let saved = store.meta.remove(META_CLEAN_COUNTS)?;
+        match saved.as_deref().and_then(parse_counts) {
+            // LRU eviction needs every key in its recency table anyway.
+            Some((items, bytes, may_expire)) if store.recency.is_none() => {
+                store.curr_items.store(items, Ordering::Relaxed);
+                store.bytes.store(bytes, Ordering::Relaxed);
+                store.may_expire.store(may_expire, Ordering::Relaxed);
+                // The counts are taken: a crash from here on must recount.
+                store.sync()?;
+            }
+            _ => store.recount()?,
+        }
         Ok(store)
     }
 
-    /// Counts items and bytes (sled keeps no count) and fills the memory
-    /// index: at start-up and after a bulk load.
+    /// Saves the counts for the next start (see [`META_CLEAN_COUNTS`]) and
+    /// syncs. Only for a clean shutdown, once nothing writes any more.
+    pub fn save_counts(&self) -> Result<()> {
+        let mut v = Vec::with_capacity(17);
+        v.extend_from_slice(&self.curr_items().to_le_bytes());
+        v.extend_from_slice(&self.bytes().to_le_bytes());
+        v.push(self.may_expire.load(Ordering::Acquire) as u8);
+        self.meta.insert(META_CLEAN_COUNTS, v)?;
+        self.sync()
+    }
+
+    /// Counts items and bytes (sled keeps no count): at start-up after a
+    /// crash (or an offline command) and after a bulk load.
     pub fn recount(&self) -> Result<()> {
         let (mut n, mut bytes) = (0u64, 0u64);
-        if let Some(ix) = &self.index {
-            ix.clear();
-        }
         for kv in self.items.iter() {
             let (k, v) = kv?;
             n += 1;
@@ -142,9 +165,6 @@ impl Store {
             self.note_expiry(&v);
             if let Some(r) = &self.recency {
                 r.load(&k);
-            }
-            if let Some(ix) = &self.index {
-                ix.lock(&k).set(v);
             }
         }
         self.curr_items.store(n, Ordering::Relaxed);
@@ -182,12 +202,30 @@ impl Store {
         }
     }
 
-    /// `key`'s record as stored: from the memory index when there is one.
+    /// `key`'s record as stored: from the memory index when it knows.
     fn raw(&self, key: &[u8]) -> Result<Option<sled::IVec>> {
-        Ok(match &self.index {
-            Some(ix) => ix.get(key),
-            None => self.items.get(key)?,
+        Ok(match self.index.as_ref().map(|ix| ix.get(key)) {
+            Some(index::Found::Record(r)) => Some(r),
+            Some(index::Found::Absent) => None,
+            Some(index::Found::Unknown) | None => self.items.get(key)?,
         })
+    }
+
+    /// Fills the memory index from sled, while the store serves (see
+    /// [`index`]); returns how many records it offered. A no-op without
+    /// the index. The server runs it on a thread of its own after start-up.
+    pub fn load_index(&self) -> Result<u64> {
+        let Some(ix) = &self.index else {
+            return Ok(0);
+        };
+        let mut n = 0;
+        for kv in self.items.iter() {
+            let (k, v) = kv?;
+            ix.lock(&k).load(v);
+            n += 1;
+        }
+        ix.finish_loading();
+        Ok(n)
     }
 
     /// Writes an encoded record (see [`Item::encode`]); returns the record
@@ -357,11 +395,12 @@ impl Store {
     }
 
     /// Every item in no particular order, a batch (one index shard) at a
-    /// time, straight from memory: `None` without the memory index. Far
+    /// time, straight from memory: `None` without a (fully loaded) memory
+    /// index. Far
     /// cheaper than [`Store::scan`] on a large store, which pages every
     /// leaf of the tree through sled's cache.
     pub fn unordered_batches(&self) -> Option<impl Iterator<Item = Vec<(Box<[u8]>, Item)>> + '_> {
-        let ix = self.index.as_ref()?;
+        let ix = self.index.as_ref().filter(|ix| ix.is_complete())?;
         Some((0..ix.shards()).map(move |i| {
             ix.shard_entries(i)
                 .into_iter()
@@ -532,6 +571,13 @@ impl Store {
     }
 }
 
+/// (items, bytes, may_expire) as [`Store::save_counts`] wrote them.
+fn parse_counts(v: &[u8]) -> Option<(u64, u64, bool)> {
+    let items = u64::from_le_bytes(v.get(..8)?.try_into().ok()?);
+    let bytes = u64::from_le_bytes(v.get(8..16)?.try_into().ok()?);
+    Some((items, bytes, *v.get(16)? != 0))
+}
+
 fn sub(counter: &AtomicU64, n: u64) {
     let _ = counter.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
         Some(v.saturating_sub(n))
@@ -565,6 +611,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let cfg = crate::config::Config::for_data_dir(dir.path()).store;
         let s = Store::open(&cfg).unwrap();
+        s.load_index().unwrap();
         (dir, s)
     }
 
@@ -698,6 +745,83 @@ mod tests {
     }
 
     #[test]
+    fn counts_saved_at_a_clean_close_are_used_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = crate::config::Config::for_data_dir(dir.path()).store;
+        let fill = |s: &Store, n: u32| {
+            for i in 0..n {
+                s.insert(format!("k{i}").as_bytes(), Item::encode(0, 0, 1, &[b"v"]))
+                    .unwrap();
+            }
+        };
+        let clean = {
+            let s = Store::open(&cfg).unwrap();
+            fill(&s, 100);
+            s.save_counts().unwrap();
+            (s.curr_items(), s.bytes())
+        };
+        {
+            let s = reopen(&cfg);
+            assert_eq!((s.curr_items(), s.bytes()), clean);
+            // No save this time (a crash): the next start must count.
+            fill(&s, 150);
+            s.sync().unwrap();
+        }
+        let s = reopen(&cfg);
+        assert_eq!(s.curr_items(), 150);
+        assert!(s.bytes() > clean.1);
+    }
+
+    #[test]
+    fn writers_racing_the_loader_leave_index_and_tree_equal() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = crate::config::Config::for_data_dir(dir.path()).store;
+        {
+            let s = Store::open(&cfg).unwrap();
+            for i in 0..20_000u64 {
+                s.insert(
+                    format!("k{i}").as_bytes(),
+                    Item::encode(0, 0, i + 1, &[b"disk"]),
+                )
+                .unwrap();
+            }
+        }
+        let s = Arc::new(reopen(&cfg));
+        let locks = Arc::new(crate::locks::LockManager::with_stripes(64));
+        let done = Arc::new(AtomicU64::new(0));
+        let writers: Vec<_> = (0..2u64)
+            .map(|w| {
+                let (s, locks, done) = (s.clone(), locks.clone(), done.clone());
+                std::thread::spawn(move || {
+                    for i in 0..20_000u64 {
+                        // Scattered, so writes land both behind and ahead of the loader.
+                        let key = format!("k{}", (i * 7919 + w * 13) % 20_000);
+                        done.fetch_add(1, Ordering::Relaxed);
+                        let _g = locks.lock(key.as_bytes());
+                        if i % 3 == 0 {
+                            s.remove(key.as_bytes()).unwrap();
+                        } else {
+                            s.insert(key.as_bytes(), Item::encode(1, 0, i + 50_000, &[b"new"]))
+                                .unwrap();
+                        }
+                    }
+                })
+            })
+            .collect();
+        while done.load(Ordering::Relaxed) < 2_000 {
+            std::thread::yield_now();
+        }
+        s.load_index().unwrap();
+        assert!(
+            done.load(Ordering::Relaxed) < 40_000,
+            "writers ended before the loader"
+        );
+        writers.into_iter().for_each(|w| w.join().unwrap());
+        assert!(s.index.as_ref().unwrap().is_complete());
+        assert_index_matches_tree(&s);
+    }
+
+    #[test]
     fn reopening_rebuilds_the_index_from_disk() {
         let dir = tempfile::tempdir().unwrap();
         let cfg = crate::config::Config::for_data_dir(dir.path()).store;
@@ -713,6 +837,10 @@ mod tests {
             s.remove(b"k7").unwrap();
         }
         let s = reopen(&cfg);
+        // Before loading, reads fall through to sled.
+        assert_eq!(s.get(b"k9").unwrap().unwrap().flags(), 9);
+        assert!(s.get(b"k7").unwrap().is_none());
+        assert_eq!(s.load_index().unwrap(), 999);
         assert_index_matches_tree(&s);
         assert_eq!(s.index.as_ref().unwrap().len(), 999);
         assert_eq!(s.get(b"k8").unwrap().unwrap().flags(), 8);
