@@ -333,43 +333,29 @@ def main():
             A.stop()
             B.stop()
 
-        log("== workload 6: workloads 1 and 3 with --durability sync (every write on disk before its reply)")
-        sync = {}
-        A = lite(os.path.join(tmp, "lite-sync"), durability="sync")
-        B = memcached()
-        try:
-            for s in (A, B):
-                if populate(s, 100_000)["errors"]:
-                    raise RuntimeError(f"{s.name} refused sets while populating")
-            sync["1"] = alternate([(A, "memcache"), (B, "memcache")], opts.rounds, w1 + d)
-            os.makedirs(os.path.join(tmp, "redis-sync"), exist_ok=True)
-            C = redis(os.path.join(tmp, "redis-sync"))
+        def w1_and_w3(lite_server, redis_dir):
+            """Workloads 1 and 3 on a fresh memcached-lite variant, memcached (and Redis for 3)."""
+            A, B = lite_server, memcached()
             try:
-                sync["3"] = alternate([(A, "memcache"), (B, "memcache"), (C, "resp")], opts.rounds, w3 + d)
+                for s in (A, B):
+                    if populate(s, 100_000)["errors"]:
+                        raise RuntimeError(f"{s.name} refused sets while populating")
+                out = {"1": alternate([(A, "memcache"), (B, "memcache")], opts.rounds, w1 + d)}
+                os.makedirs(os.path.join(tmp, redis_dir), exist_ok=True)
+                C = redis(os.path.join(tmp, redis_dir))
+                try:
+                    out["3"] = alternate([(A, "memcache"), (B, "memcache"), (C, "resp")], opts.rounds, w3 + d)
+                finally:
+                    C.stop()
+                return out
             finally:
-                C.stop()
-        finally:
-            A.stop()
-            B.stop()
+                A.stop()
+                B.stop()
 
+        log("== workload 6: workloads 1 and 3 with --durability sync (every write on disk before its reply)")
+        sync = w1_and_w3(lite(os.path.join(tmp, "lite-sync"), durability="sync"), "redis-sync")
         log("== workloads 1 and 3 with the CSV mirror on (serve's default)")
-        mirror = {}
-        A = lite(os.path.join(tmp, "lite-mirror"), mirror=True)
-        B = memcached()
-        try:
-            for s in (A, B):
-                if populate(s, 100_000)["errors"]:
-                    raise RuntimeError(f"{s.name} refused sets while populating")
-            mirror["1"] = alternate([(A, "memcache"), (B, "memcache")], opts.rounds, w1 + d)
-            os.makedirs(os.path.join(tmp, "redis-mirror"), exist_ok=True)
-            C = redis(os.path.join(tmp, "redis-mirror"))
-            try:
-                mirror["3"] = alternate([(A, "memcache"), (B, "memcache"), (C, "resp")], opts.rounds, w3 + d)
-            finally:
-                C.stop()
-        finally:
-            A.stop()
-            B.stop()
+        mirror = w1_and_w3(lite(os.path.join(tmp, "lite-mirror"), mirror=True), "redis-mirror")
 
         log("== workload 5: scale curve (workload 1 at growing pre-filled key counts)")
         scale = {}
