@@ -229,8 +229,9 @@ impl Store {
     }
 
     /// Writes an encoded record (see [`Item::encode`]); returns the record
-    /// it replaced, expired or not, in the same tree operation. The caller
-    /// holds the key's lock (see [`index`] for why that matters).
+    /// it replaced, expired or not, in the same tree operation. sled and the
+    /// memory index change together under the key's shard lock (see
+    /// [`index`]); read-modify-write callers also hold the key's lock.
     pub fn insert(&self, key: &[u8], record: Vec<u8>) -> Result<Option<sled::IVec>> {
         let new_size = Item::footprint(key.len(), record.len());
         self.note_expiry(&record);
@@ -245,7 +246,7 @@ impl Store {
         Ok(old)
     }
 
-    /// Removes `key`, returning what was there. The caller holds the key's lock.
+    /// Removes `key`, returning what was there.
     pub fn remove(&self, key: &[u8]) -> Result<Option<Item>> {
         let mut shard = self.index.as_ref().map(|ix| ix.lock(key));
         let old = self.items.remove(key)?;
