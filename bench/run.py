@@ -107,16 +107,21 @@ class Server:
                 self.proc.wait()
 
 
-def lite(data_dir, max_conns=1024, durability=None, mirror=False):
+def lite(data_dir, max_conns=1024, durability=None, mirror=False, flush_ms=None):
     """memcached-lite: periodic durability (or `--durability sync`), without
     the CSV mirror unless `mirror` (the mirror is a CSV snapshot, like Redis's
-    RDB which the Redis here runs without; rows with it on are extra)."""
+    RDB which the Redis here runs without; rows with it on are extra);
+    `flush_ms` sets `--flush-interval-ms` (periodic mode's loss window)."""
     extra = ["--durability", durability] if durability else []
     if not mirror:
         extra.append("--no-csv-mirror")
+    if flush_ms:
+        extra += ["--flush-interval-ms", str(flush_ms)]
     name = "memcached-lite"
     if durability:
         name += f" ({durability})"
+    if flush_ms:
+        name += f" (flush every {flush_ms} ms)"
     if mirror:
         name += " (CSV mirror on)"
     return Server(name, lambda p: [
@@ -313,12 +318,15 @@ def main():
             log("== workload 3: set-only, 1 KB values (also Redis, AOF everysec)")
             os.makedirs(os.path.join(tmp, "redis"), exist_ok=True)
             C = redis(os.path.join(tmp, "redis"))
+            # The same one-second loss window as Redis's everysec.
+            A1 = lite(os.path.join(tmp, "lite-1s"), flush_ms=1000)
             try:
                 w3 = ["--connections", 50, "--pipeline", 1, "--ratio", "1:0", "--data-size", 1024,
                       "--key-space", 100_000, "--key-prefix", "big:"]
-                workloads["3"] = alternate(pair + [(C, "resp")], opts.rounds, w3 + d)
+                workloads["3"] = alternate(pair + [(A1, "memcache"), (C, "resp")], opts.rounds, w3 + d)
             finally:
                 C.stop()
+                A1.stop()
             log("== cross-check: memaslap (libmemcached) vs memcached-lite bench, workload 1, against memcached")
             cfg = os.path.join(tmp, "memaslap.cfg")
             with open(cfg, "w") as f:
@@ -466,8 +474,9 @@ def render(r):
              f"servers alternating A B A B, after one unrecorded {r['options'].get('warmup', 0):g} s warm-up run "
              f"per server. Ratios are memcached-lite / memcached (workload 3 also / Redis).",
              "",
-             "memcached-lite runs with its defaults (sled persistence, `--durability periodic`: flushed every "
-             "100 ms, like Redis's `appendfsync everysec`; in-memory read index) except `--no-csv-mirror`: the "
+             "memcached-lite runs with its defaults (sled persistence, `--durability periodic`: writes handed to "
+             "sled and flushed every 100 ms, where Redis's `appendfsync everysec` fsyncs every second; in-memory "
+             "read index) except `--no-csv-mirror`: the "
              "CSV mirror is a full snapshot file rewritten every second, the counterpart of Redis's RDB snapshots, "
              "which the Redis here also runs without (`--save \"\"`). The rows \"with its CSV mirror on\" show "
              "what the mirror costs.",
@@ -493,7 +502,14 @@ def render(r):
     w3 = r["workloads"]["3"]
     redis_name = next(n for n in w3 if n.startswith("redis"))
     lines += ["", f"Workload 3, memcached-lite / Redis (AOF everysec): "
-              f"**{w3['memcached-lite']['ops_per_sec'] / w3[redis_name]['ops_per_sec']:.2f}x** ops/s."]
+              f"**{w3['memcached-lite']['ops_per_sec'] / w3[redis_name]['ops_per_sec']:.2f}x** ops/s with the "
+              "default 100 ms flush interval"]
+    one_s = next((n for n in w3 if "1000 ms" in n), None)
+    if one_s:
+        lines[-1] += (f"; **{w3[one_s]['ops_per_sec'] / w3[redis_name]['ops_per_sec']:.2f}x** with "
+                      "`--flush-interval-ms 1000`, the same one-second loss window as Redis's everysec.")
+    else:
+        lines[-1] += "."
     exps = sorted(r["scale"], key=int)
     if len(exps) >= 2:
         lo, hi = exps[0], exps[-1]
@@ -517,7 +533,7 @@ def render(r):
         rn = next(n for n in s3 if n.startswith("redis"))
         lite_sync = next(n for n in s3 if n.startswith("memcached-lite"))
         lines += ["", "Workload 6: workloads 1-5 above run memcached-lite in its default `--durability periodic` "
-                  "(sled flushes every `--flush-interval-ms`, 100 ms); the rows marked `--durability sync` run "
+                  "(writes reach sled and are flushed every `--flush-interval-ms`, 100 ms); the rows marked `--durability sync` run "
                   "workloads 1 and 3 with every write on disk (group commit, fdatasync) before its reply. "
                   f"Workload 3 in sync mode, memcached-lite / Redis (AOF everysec): "
                   f"**{s3[lite_sync]['ops_per_sec'] / s3[rn]['ops_per_sec']:.2f}x** "
@@ -567,8 +583,13 @@ def targets(r):
         ("workload 1 ops/s >= 0.9x memcached", ratio("1"), ratio("1") >= 0.9),
         ("workload 1 p99 <= 1.5x memcached", ratio("1", "p99_ms"), ratio("1", "p99_ms") <= 1.5),
         ("workload 2 ops/s >= 0.8x memcached", ratio("2"), ratio("2") >= 0.8),
-        ("workload 3 ops/s >= 1.0x Redis AOF everysec", ratio("3", other=redis_name), ratio("3", other=redis_name) >= 1.0),
+        ("workload 3 ops/s >= 1.0x Redis AOF everysec (default 100 ms flush)", ratio("3", other=redis_name),
+         ratio("3", other=redis_name) >= 1.0),
     ]
+    one_s = next((n for n in w["3"] if "1000 ms" in n), None)
+    if one_s:
+        v = w["3"][one_s]["ops_per_sec"] / w["3"][redis_name]["ops_per_sec"]
+        rows.append(("workload 3 ops/s >= 1.0x Redis AOF everysec (both with a 1 s loss window)", v, v >= 1.0))
     exps = sorted(r["scale"], key=int)
     if len(exps) >= 2:
         lite = [r["scale"][e]["memcached-lite"]["ops_per_sec"] for e in (exps[-1], exps[0])]

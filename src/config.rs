@@ -24,7 +24,8 @@ pub struct StoreConfig {
     #[arg(long, env = "MEMCACHED_LITE_CACHE_MB", default_value_t = 1024)]
     pub cache_mb: u64,
 
-    /// How often sled flushes dirty pages to disk, in milliseconds.
+    /// How often queued writes are handed to sled and flushed to disk, in
+    /// milliseconds: periodic mode's loss window on a crash.
     #[arg(long, env = "MEMCACHED_LITE_FLUSH_INTERVAL_MS", default_value_t = 100)]
     pub flush_interval_ms: u64,
 

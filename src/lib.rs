@@ -34,7 +34,8 @@ pub mod replay;
 pub mod server;
 /// Counters reported by `stats` on both front ends.
 pub mod stats;
-/// The sled-backed item store, item encoding and expiry rules.
+/// The sled-backed item store (with its memory index and write-behind),
+/// item encoding and expiry rules.
 pub mod store;
 /// Optional rustls TLS shared by the listeners.
 pub mod tls;

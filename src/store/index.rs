@@ -15,10 +15,13 @@
 //! its shard loads leaves a tombstone, so the loader cannot bring back a
 //! record it read from sled before the removal.
 //!
-//! Consistency with sled: every write to a key changes sled and then the
-//! index while holding the key's shard lock ([`Index::lock`]), so readers
-//! and the lock-free writers (sweeper, clear, eviction, access bookkeeping)
-//! never see one changed without the other.
+//! Consistency with sled: every write to a key changes the index while
+//! holding the key's shard lock ([`Index::lock`]), and sled either under
+//! the same lock or, in periodic mode, later from the write-behind queue
+//! (see [`super::behind`]): the slot stays *dirty* until sled has its
+//! state, and a dirty removal stays as a tombstone until then. The index
+//! is therefore always the newest state, and readers and the lock-free
+//! writers (sweeper, clear, eviction, access bookkeeping) decide on it.
 
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -35,8 +38,12 @@ const SHARDS: usize = 4096;
 
 struct Slot {
     key: Box<[u8]>,
-    /// `None`: removed while the shard was loading (a tombstone).
+    /// `None`: removed while the shard was loading, or removed and sled
+    /// not told yet (a tombstone).
     record: Option<IVec>,
+    /// sled does not have this state yet; the key is queued for the
+    /// write-behind thread (see [`super::behind`]).
+    dirty: bool,
 }
 
 struct Shard {
@@ -106,10 +113,9 @@ impl Index {
         }
     }
 
-    /// Exclusive access to `key`'s shard. The store holds it across the
-    /// sled operation *and* the index update of every write, so the two
-    /// change together: a lock-free writer (sweeper, clear, eviction) can
-    /// never act on a sled record the index does not show yet.
+    /// Exclusive access to `key`'s shard, held across every write's index
+    /// update and any sled operation for the key, so sled never receives
+    /// an older state after a newer one.
     pub fn lock<'a>(&'a self, key: &'a [u8]) -> ShardGuard<'a> {
         let (hash, shard) = self.locate(key);
         ShardGuard {
@@ -126,7 +132,8 @@ impl Index {
     pub fn finish_loading(&self) {
         for shard in self.shards.iter() {
             let mut shard = shard.write();
-            shard.table.retain(|s| s.record.is_some());
+            // A removal sled has not seen yet must stay visible.
+            shard.table.retain(|s| s.record.is_some() || s.dirty);
             shard.loading = false;
         }
         self.complete.store(true, Ordering::Release);
@@ -174,30 +181,83 @@ pub struct ShardGuard<'a> {
 }
 
 impl ShardGuard<'_> {
-    fn put(&mut self, record: Option<IVec>) {
+    /// Stores `record`; returns whether the slot was dirty before.
+    fn put(&mut self, record: Option<IVec>, dirty: bool) -> bool {
         let key = self.key;
         match self
             .shard
             .table
             .entry(self.hash, |s| *s.key == *key, self.index.rehash())
         {
-            Entry::Occupied(mut o) => o.get_mut().record = record,
+            Entry::Occupied(mut o) => {
+                let slot = o.get_mut();
+                slot.record = record;
+                std::mem::replace(&mut slot.dirty, dirty)
+            }
             Entry::Vacant(v) => {
                 v.insert(Slot {
                     key: key.into(),
                     record,
+                    dirty,
                 });
+                false
             }
         }
     }
 
-    pub fn set(&mut self, record: IVec) {
-        self.put(Some(record));
+    fn slot(&self) -> Option<&Slot> {
+        let key = self.key;
+        self.shard.table.find(self.hash, |s| *s.key == *key)
     }
 
+    /// What the index holds for the key, under the write lock.
+    pub fn current(&self) -> Found {
+        match self.slot() {
+            Some(Slot {
+                record: Some(r), ..
+            }) => Found::Record(r.clone()),
+            Some(_) => Found::Absent,
+            None if self.shard.loading => Found::Unknown,
+            None => Found::Absent,
+        }
+    }
+
+    /// Records a write (`None`: a removal) that sled has not been given
+    /// yet. Returns true if the key was clean, i.e. the caller must queue
+    /// it for the write-behind thread; a dirty key is queued already.
+    pub fn set_unsaved(&mut self, record: Option<IVec>) -> bool {
+        !self.put(record, true)
+    }
+
+    /// The state sled still lacks, if the key is dirty: `Some(None)` is a
+    /// removal.
+    pub fn unsaved(&self) -> Option<Option<IVec>> {
+        self.slot().filter(|s| s.dirty).map(|s| s.record.clone())
+    }
+
+    /// sled now has the key's state: the slot is clean, and a tombstone
+    /// goes unless the loader still needs it.
+    pub fn saved(&mut self) {
+        let key = self.key;
+        let loading = self.shard.loading;
+        if let Ok(mut o) = self.shard.table.find_entry(self.hash, |s| *s.key == *key) {
+            if o.get().record.is_none() && !loading {
+                o.remove();
+            } else {
+                o.get_mut().dirty = false;
+            }
+        }
+    }
+
+    /// A write sled already has.
+    pub fn set(&mut self, record: IVec) {
+        self.put(Some(record), false);
+    }
+
+    /// A removal sled already has.
     pub fn remove(&mut self) {
         if self.shard.loading {
-            self.put(None);
+            self.put(None, false);
         } else {
             let key = self.key;
             if let Ok(o) = self.shard.table.find_entry(self.hash, |s| *s.key == *key) {
@@ -218,7 +278,7 @@ impl ShardGuard<'_> {
                 .find(self.hash, |s| *s.key == *key)
                 .is_none()
         {
-            self.put(Some(record));
+            self.put(Some(record), false);
         }
     }
 }

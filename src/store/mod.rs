@@ -2,6 +2,7 @@
 //! sweeping. It knows nothing of sockets, protocols or locking policy; the
 //! [`crate::kv`] layer puts memcached semantics on top of it.
 
+pub mod behind;
 pub mod commit;
 pub mod expiry;
 pub mod index;
@@ -17,7 +18,8 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use crate::config::{Durability, Eviction, StoreConfig};
-use index::Index;
+use behind::WriteBehind;
+use index::{Found, Index};
 pub use item::Item;
 use recency::Recency;
 
@@ -65,7 +67,12 @@ pub struct Store {
     /// Last-access stamps, kept only under `--eviction lru`.
     recency: Option<Recency>,
     /// Every record in memory for reads (`None` with `--no-memory-index`).
-    index: Option<Index>,
+    index: Option<Arc<Index>>,
+    /// Deferred hand-over of writes to sled (periodic mode with the index).
+    behind: Option<Arc<WriteBehind>>,
+    /// Its thread, stopped first by [`Store`]'s `Drop`, which so hands
+    /// every queued write to sled before sled closes.
+    behind_worker: Option<behind::Worker>,
     durability: Durability,
     flush_interval: std::time::Duration,
     /// Whether plain reads record themselves in the item (fetched bit,
@@ -87,10 +94,11 @@ impl Store {
             .path(&cfg.data_dir)
             .cache_capacity(cfg.cache_mb.max(1) * 1024 * 1024)
             .mode(sled::Mode::HighThroughput)
-            // In sync mode the group committer does the flushing.
-            .flush_every_ms(match cfg.durability {
-                Durability::Periodic => Some(cfg.flush_interval_ms.max(1)),
-                Durability::Sync => None,
+            // In sync mode the group committer does the flushing, and with
+            // the write-behind thread that thread does.
+            .flush_every_ms(match (cfg.durability, cfg.no_memory_index) {
+                (Durability::Periodic, true) => Some(cfg.flush_interval_ms.max(1)),
+                _ => None,
             })
             .open()
             .map_err(|e| match e {
@@ -110,6 +118,17 @@ impl Store {
             .and_then(|v| v.as_ref().try_into().ok().map(u64::from_le_bytes))
             .unwrap_or(1);
         let track_access = meta.contains_key(META_TRACK_ACCESS)?;
+        let index = (!cfg.no_memory_index).then(|| Arc::new(Index::default()));
+        let behind = match (&index, cfg.durability) {
+            (Some(ix), Durability::Periodic) => Some(Arc::new(WriteBehind::new(
+                ix.clone(),
+                db.clone(),
+                items.clone(),
+            ))),
+            _ => None,
+        };
+        let interval = std::time::Duration::from_millis(cfg.flush_interval_ms.max(1));
+        let behind_worker = behind.as_ref().map(|b| b.start(interval)).transpose()?;
         let store = Store {
             db,
             items,
@@ -122,7 +141,9 @@ impl Store {
             bytes: AtomicU64::new(0),
             written: Arc::new(AtomicU64::new(0)),
             recency: (cfg.eviction == Eviction::Lru).then(Recency::default),
-            index: (!cfg.no_memory_index).then(Index::default),
+            index,
+            behind,
+            behind_worker,
             durability: cfg.durability,
             flush_interval: std::time::Duration::from_millis(cfg.flush_interval_ms.max(1)),
             track_access: AtomicBool::new(track_access),
@@ -136,7 +157,7 @@ impl Store {
                 store.bytes.store(bytes, Ordering::Relaxed);
                 store.may_expire.store(may_expire, Ordering::Relaxed);
                 // The counts are taken: a crash from here on must recount.
-                store.sync()?;
+                store.sync_files()?;
             }
             _ => store.recount()?,
         }
@@ -182,7 +203,7 @@ impl Store {
                 let new_limit = cas.max(limit) + CAS_BLOCK;
                 self.meta
                     .insert(META_CAS_RESERVED, &new_limit.to_le_bytes())?;
-                self.sync()?;
+                self.sync_files()?;
                 self.cas_limit.store(new_limit, Ordering::Release);
             }
         }
@@ -205,9 +226,9 @@ impl Store {
     /// `key`'s record as stored: from the memory index when it knows.
     fn raw(&self, key: &[u8]) -> Result<Option<sled::IVec>> {
         Ok(match self.index.as_ref().map(|ix| ix.get(key)) {
-            Some(index::Found::Record(r)) => Some(r),
-            Some(index::Found::Absent) => None,
-            Some(index::Found::Unknown) | None => self.items.get(key)?,
+            Some(Found::Record(r)) => Some(r),
+            Some(Found::Absent) => None,
+            Some(Found::Unknown) | None => self.items.get(key)?,
         })
     }
 
@@ -229,31 +250,21 @@ impl Store {
     }
 
     /// Writes an encoded record (see [`Item::encode`]); returns the record
-    /// it replaced, expired or not, in the same tree operation. sled and the
-    /// memory index change together under the key's shard lock (see
-    /// [`index`]); read-modify-write callers also hold the key's lock.
+    /// it replaced, expired or not. Read-modify-write callers also hold the
+    /// key's lock.
     pub fn insert(&self, key: &[u8], record: Vec<u8>) -> Result<Option<sled::IVec>> {
         let new_size = Item::footprint(key.len(), record.len());
         self.note_expiry(&record);
-        let record = sled::IVec::from(record);
-        let mut shard = self.index.as_ref().map(|ix| ix.lock(key));
-        let old = self.items.insert(key, record.clone())?;
-        if let Some(shard) = &mut shard {
-            shard.set(record);
-        }
-        drop(shard);
+        let old = self
+            .write(key, Some(record.into()), None)?
+            .unwrap_or_default();
         self.account(key, old.as_ref(), Some(new_size));
         Ok(old)
     }
 
     /// Removes `key`, returning what was there.
     pub fn remove(&self, key: &[u8]) -> Result<Option<Item>> {
-        let mut shard = self.index.as_ref().map(|ix| ix.lock(key));
-        let old = self.items.remove(key)?;
-        if let Some(shard) = &mut shard {
-            shard.remove();
-        }
-        drop(shard);
+        let old = self.write(key, None, None)?.unwrap_or_default();
         self.account(key, old.as_ref(), None);
         match old {
             Some(raw) => Ok(Some(Item::from_raw(raw)?)),
@@ -264,18 +275,11 @@ impl Store {
     /// Removes `key` only if it still holds exactly `item` (used by the
     /// sweeper, which runs without the key lock).
     pub fn remove_if_unchanged(&self, key: &[u8], item: &Item) -> Result<bool> {
-        let mut shard = self.index.as_ref().map(|ix| ix.lock(key));
-        let swapped = self
-            .items
-            .compare_and_swap(key, Some(item.raw()), None as Option<&[u8]>)?;
-        if let (Ok(()), Some(shard)) = (&swapped, &mut shard) {
-            shard.remove();
-        }
-        drop(shard);
-        if swapped.is_ok() {
+        let done = self.write(key, None, Some(item.raw()))?.is_some();
+        if done {
             self.account(key, Some(item.raw()), None);
         }
-        Ok(swapped.is_ok())
+        Ok(done)
     }
 
     /// Replaces `key`'s record only if it still holds exactly `item`
@@ -283,19 +287,69 @@ impl Store {
     pub fn replace_if_unchanged(&self, key: &[u8], item: &Item, record: Vec<u8>) -> Result<bool> {
         let new_size = Item::footprint(key.len(), record.len());
         self.note_expiry(&record);
-        let record = sled::IVec::from(record);
-        let mut shard = self.index.as_ref().map(|ix| ix.lock(key));
-        let swapped = self
-            .items
-            .compare_and_swap(key, Some(item.raw()), Some(record.clone()))?;
-        if let (Ok(()), Some(shard)) = (&swapped, &mut shard) {
-            shard.set(record);
-        }
-        drop(shard);
-        if swapped.is_ok() {
+        let done = self
+            .write(key, Some(record.into()), Some(item.raw()))?
+            .is_some();
+        if done {
             self.account(key, Some(item.raw()), Some(new_size));
         }
-        Ok(swapped.is_ok())
+        Ok(done)
+    }
+
+    /// Sets `key` to `new` (`None` removes it); with `expect`, only if the
+    /// key holds exactly that record now. Returns the record it replaced,
+    /// or `None` if `expect` did not match.
+    ///
+    /// With the index, sled and the index change under the key's shard
+    /// lock, so readers and the lock-free writers never see one without
+    /// the other; in periodic mode sled's part is queued for the
+    /// write-behind thread (see [`behind`]) unless too much is queued.
+    fn write(
+        &self,
+        key: &[u8],
+        new: Option<sled::IVec>,
+        expect: Option<&sled::IVec>,
+    ) -> Result<Option<Option<sled::IVec>>> {
+        let Some(ix) = &self.index else {
+            return Ok(match expect {
+                None => Some(match new {
+                    Some(r) => self.items.insert(key, r)?,
+                    None => self.items.remove(key)?,
+                }),
+                Some(e) => self
+                    .items
+                    .compare_and_swap(key, Some(e), new)?
+                    .ok()
+                    .map(|()| Some(e.clone())),
+            });
+        };
+        let mut shard = ix.lock(key);
+        let old = match shard.current() {
+            Found::Record(r) => Some(r),
+            Found::Absent => None,
+            Found::Unknown => self.items.get(key)?,
+        };
+        if expect.is_some_and(|e| old.as_ref() != Some(e)) {
+            return Ok(None);
+        }
+        match &self.behind {
+            Some(b) if !b.is_backlogged() => {
+                if shard.set_unsaved(new) {
+                    b.push(key);
+                }
+            }
+            _ => match new {
+                Some(r) => {
+                    self.items.insert(key, r.clone())?;
+                    shard.set(r);
+                }
+                None => {
+                    self.items.remove(key)?;
+                    shard.remove();
+                }
+            },
+        }
+        Ok(Some(old))
     }
 
     /// Remembers that a record with an exptime exists (before it is
@@ -344,6 +398,7 @@ impl Store {
     /// but sled and the index always agree. Access bookkeeping on an item
     /// (same CAS value) does not save it.
     pub fn clear(&self) -> Result<u64> {
+        self.settle()?;
         let mut removed = 0;
         for kv in self.items.iter() {
             let (key, mut raw) = kv?;
@@ -359,7 +414,7 @@ impl Store {
                     removed += 1;
                     break;
                 }
-                match self.items.get(&key)? {
+                match self.raw(&key)? {
                     Some(now)
                         if Item::from_raw(now.clone()).is_ok_and(|i| i.cas() == item.cas()) =>
                     {
@@ -379,11 +434,14 @@ impl Store {
         prefix: &'a [u8],
         after: Option<&[u8]>,
     ) -> impl Iterator<Item = Result<(sled::IVec, Item)>> + 'a {
+        // sled must hold every acknowledged write before it is scanned.
+        let unsettled = self.settle().err();
         let start = match after {
             Some(a) if a >= prefix => Bound::Excluded(sled::IVec::from(a)),
             _ => Bound::Included(sled::IVec::from(prefix)),
         };
-        self.items
+        let scan = self
+            .items
             .range::<sled::IVec, _>((start, Bound::Unbounded))
             .take_while(move |kv| match kv {
                 Ok((k, _)) => k.starts_with(prefix),
@@ -392,7 +450,8 @@ impl Store {
             .map(|kv| {
                 let (k, v) = kv?;
                 Ok((k, Item::from_raw(v)?))
-            })
+            });
+        unsettled.into_iter().map(Err).chain(scan)
     }
 
     /// Every item in no particular order, a batch (one index shard) at a
@@ -411,6 +470,8 @@ impl Store {
     }
 
     /// Removes expired items among at most `batch` keys after `cursor`.
+    /// It walks sled, so a write still queued for the write-behind thread
+    /// is seen one flush interval later.
     /// Returns the cursor to continue from (`None` once the end is reached)
     /// and how many items were reclaimed.
     pub fn sweep(
@@ -453,12 +514,29 @@ impl Store {
     /// records in one sled batch. Much faster than one `insert` per item;
     /// the caller must call [`Store::recount`] when done.
     pub fn apply_batch(&self, records: Vec<(Vec<u8>, Vec<u8>)>) -> Result<()> {
+        // Queued writes (say, a `clear` just before) must not land after
+        // the batch and undo it.
+        self.settle()?;
         let mut batch = sled::Batch::default();
+        let mut indexed = Vec::with_capacity(if self.index.is_some() {
+            records.len()
+        } else {
+            0
+        });
         for (k, v) in records {
             self.note_expiry(&v);
+            let v = sled::IVec::from(v);
+            if self.index.is_some() {
+                indexed.push((k.clone(), v.clone()));
+            }
             batch.insert(k, v);
         }
         self.items.apply_batch(batch)?;
+        if let Some(ix) = &self.index {
+            for (k, v) in indexed {
+                ix.lock(&k).set(v);
+            }
+        }
         self.written.fetch_add(1, Ordering::Release);
         Ok(())
     }
@@ -473,7 +551,7 @@ impl Store {
         let next = max + 1;
         let limit = next + CAS_BLOCK;
         self.meta.insert(META_CAS_RESERVED, &limit.to_le_bytes())?;
-        self.sync()?;
+        self.sync_files()?;
         self.next_cas.fetch_max(next, Ordering::AcqRel);
         self.cas_limit.store(limit, Ordering::Release);
         Ok(())
@@ -487,15 +565,30 @@ impl Store {
         self.bytes.load(Ordering::Relaxed)
     }
 
-    /// Flushes sled's buffers to the OS.
-    pub fn flush(&self) -> Result<()> {
-        self.db.flush()?;
+    /// Hands every write the write-behind thread has not given sled yet
+    /// to sled now (a no-op without it).
+    pub fn settle(&self) -> Result<()> {
+        if let Some(b) = &self.behind {
+            b.drain()?;
+        }
         Ok(())
+    }
+
+    /// Writes acknowledged but not yet given to sled (see [`behind`]).
+    pub fn unsaved_writes(&self) -> usize {
+        self.behind.as_ref().map_or(0, |b| b.queued())
+    }
+
+    /// Makes every acknowledged write durable: [`Store::settle`], then
+    /// [`Store::sync_files`].
+    pub fn sync(&self) -> Result<()> {
+        self.settle()?;
+        self.sync_files()
     }
 
     /// Flushes and then `fdatasync`s the database files, because sled's own
     /// flush only issues `sync_file_range`, which is no durability barrier.
-    pub fn sync(&self) -> Result<()> {
+    fn sync_files(&self) -> Result<()> {
         self.db.flush()?;
         sync_dir_files(&self.dir)?;
         Ok(())
@@ -569,6 +662,14 @@ impl Store {
     /// The data directory this store lives in.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        // Stops the write-behind thread, which first empties its queue
+        // into sled; sled itself closes (and flushes) after this.
+        self.behind_worker.take();
     }
 }
 
@@ -666,6 +767,8 @@ mod tests {
             s.insert(&[b'k', i], Item::encode(0, exp, 1, &[b"v"]))
                 .unwrap();
         }
+        // The sweeper walks sled, which the write-behind fills later.
+        s.settle().unwrap();
         let mut cursor = None;
         let mut total = 0;
         loop {
@@ -687,16 +790,20 @@ mod tests {
             s.insert(&[b'k', i], Item::encode(0, 0, 1, &[b"v"]))
                 .unwrap();
         }
+        s.settle().unwrap();
         assert_eq!(s.sweep(None, 3, 100).unwrap(), (None, 0), "no pass");
         s.insert(b"t", Item::encode(0, 50, 1, &[b"v"])).unwrap();
+        s.settle().unwrap();
         let (next, n) = s.sweep(None, 3, 100).unwrap();
         assert!(next.is_some(), "a pass over the first 3 keys");
         assert_eq!(n, 0);
     }
 
-    /// Index and tree hold exactly the same records.
+    /// Index and tree hold exactly the same records (once every queued
+    /// write reached the tree).
     fn assert_index_matches_tree(s: &Store) {
         use std::collections::BTreeMap;
+        s.settle().unwrap();
         let tree: BTreeMap<Vec<u8>, Vec<u8>> = s
             .items
             .iter()
@@ -743,6 +850,204 @@ mod tests {
         s.clear().unwrap();
         assert_index_matches_tree(&s);
         assert_eq!(s.index.as_ref().unwrap().len(), 0);
+    }
+
+    fn record(s: &Store, key: &[u8]) -> Option<Vec<u8>> {
+        s.get(key).unwrap().map(|i| i.raw().to_vec())
+    }
+
+    #[test]
+    fn writes_queued_for_sled_are_read_at_once_and_reach_it_in_order() {
+        let (_dir, s) = store();
+        let behind = s.behind.clone().expect("periodic mode with the index");
+        let r = |n: u64| Item::encode(0, 0, n, &[b"v"]);
+        s.insert(b"k", r(1)).unwrap();
+        assert_eq!(record(&s, b"k"), Some(r(1)), "read before sled has it");
+        // A writer writing through while the key is still queued...
+        behind.set_backlog_limit(0);
+        s.insert(b"k", r(2)).unwrap();
+        assert_eq!(s.items.get(b"k").unwrap().as_deref(), Some(&r(2)[..]));
+        // ...is not undone when the queued entry is handed over.
+        behind.set_backlog_limit(BACKLOG);
+        s.settle().unwrap();
+        assert_eq!(s.items.get(b"k").unwrap().as_deref(), Some(&r(2)[..]));
+        // Queued, then removed through: gone from both.
+        s.insert(b"k", r(3)).unwrap();
+        behind.set_backlog_limit(0);
+        assert!(s.remove(b"k").unwrap().is_some());
+        behind.set_backlog_limit(BACKLOG);
+        assert_index_matches_tree(&s);
+        assert!(record(&s, b"k").is_none());
+        // A queued removal is a tombstone until sled has it.
+        s.insert(b"t", r(4)).unwrap();
+        s.settle().unwrap();
+        assert!(s.remove(b"t").unwrap().is_some());
+        assert!(record(&s, b"t").is_none());
+        assert!(s.items.get(b"t").unwrap().is_some(), "not handed over yet");
+        assert!(!s
+            .remove_if_unchanged(b"t", &Item::from_raw(r(4).into()).unwrap())
+            .unwrap());
+        assert_index_matches_tree(&s);
+        assert_eq!(s.curr_items(), 0);
+    }
+
+    const BACKLOG: usize = behind::BACKLOG_LIMIT;
+
+    /// Each key written twice in a row while hand-overs run flat out and
+    /// writers switch between queueing and writing through: a hand-over
+    /// that let go of the shard lock before writing sled would leave a
+    /// key's first value in sled.
+    #[test]
+    fn hand_overs_racing_writes_through_never_leave_an_older_value() {
+        let (_dir, s) = store();
+        let s = Arc::new(s);
+        let behind = s.behind.clone().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let mover = {
+            let (s, behind, stop) = (s.clone(), behind.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut round = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    round += 1;
+                    behind.set_backlog_limit(if round.is_multiple_of(2) { 0 } else { BACKLOG });
+                    s.settle().unwrap();
+                }
+            })
+        };
+        let writers: Vec<_> = (0..2u64)
+            .map(|w| {
+                let s = s.clone();
+                std::thread::spawn(move || {
+                    for i in 0..40_000u64 {
+                        let key = format!("k{w}-{i}");
+                        for v in [1, 2] {
+                            s.insert(key.as_bytes(), Item::encode(0, 0, v, &[b"v"]))
+                                .unwrap();
+                        }
+                    }
+                })
+            })
+            .collect();
+        writers.into_iter().for_each(|w| w.join().unwrap());
+        stop.store(true, Ordering::Relaxed);
+        mover.join().unwrap();
+        behind.set_backlog_limit(BACKLOG);
+        assert_index_matches_tree(&s);
+    }
+
+    #[test]
+    fn a_removal_queued_while_the_index_loads_still_reaches_sled() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = crate::config::Config::for_data_dir(dir.path()).store;
+        cfg.flush_interval_ms = 3_600_000;
+        {
+            let s = Store::open(&cfg).unwrap();
+            s.insert(b"gone", Item::encode(0, 0, 1, &[b"v"])).unwrap();
+            s.insert(b"kept", Item::encode(0, 0, 2, &[b"v"])).unwrap();
+        }
+        let s = reopen(&cfg);
+        // Not loaded yet: the removal is a queued tombstone...
+        assert!(s.remove(b"gone").unwrap().is_some());
+        // ...that the end of loading must keep until sled has it.
+        s.load_index().unwrap();
+        assert!(record(&s, b"gone").is_none());
+        assert_index_matches_tree(&s);
+        drop(s);
+        cfg.no_memory_index = true;
+        let s = reopen(&cfg);
+        assert!(record(&s, b"gone").is_none(), "removed key came back");
+        assert!(record(&s, b"kept").is_some());
+    }
+
+    #[test]
+    fn closing_hands_every_queued_write_to_sled() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = crate::config::Config::for_data_dir(dir.path()).store;
+        // Long enough that only the close can hand the writes over.
+        cfg.flush_interval_ms = 3_600_000;
+        {
+            let s = Store::open(&cfg).unwrap();
+            for i in 0..1000u64 {
+                s.insert(
+                    format!("k{i}").as_bytes(),
+                    Item::encode(0, 0, i + 1, &[b"v"]),
+                )
+                .unwrap();
+            }
+            for i in (0..1000u64).step_by(3) {
+                s.remove(format!("k{i}").as_bytes()).unwrap();
+            }
+            assert!(s.unsaved_writes() > 0);
+        }
+        cfg.no_memory_index = true;
+        let s = reopen(&cfg);
+        assert_eq!(s.curr_items(), 666);
+        for i in 0..1000u64 {
+            let got = s.get(format!("k{i}").as_bytes()).unwrap().map(|i| i.cas());
+            assert_eq!(got, (i % 3 != 0).then_some(i + 1), "k{i}");
+        }
+    }
+
+    /// Writers racing the write-behind thread (1 ms rounds), `clear`, the
+    /// sweeper, and writers forced to write through now and then: sled ends
+    /// exactly at the index, and survives a reopen.
+    #[test]
+    fn write_behind_racing_every_other_writer_ends_at_the_latest_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = crate::config::Config::for_data_dir(dir.path()).store;
+        cfg.flush_interval_ms = 1;
+        let s = Arc::new(Store::open(&cfg).unwrap());
+        s.load_index().unwrap();
+        let locks = Arc::new(crate::locks::LockManager::with_stripes(64));
+        let writers: Vec<_> = (0..3u64)
+            .map(|w| {
+                let (s, locks) = (s.clone(), locks.clone());
+                std::thread::spawn(move || {
+                    for i in 0..30_000u64 {
+                        let key = format!("k{}", (i * 7 + w) % 300);
+                        let _g = locks.lock(key.as_bytes());
+                        let exp = if i % 5 == 0 { 1 } else { 0 };
+                        s.insert(key.as_bytes(), Item::encode(0, exp, i + 1, &[b"v"]))
+                            .unwrap();
+                        if i % 11 == 0 {
+                            s.remove(key.as_bytes()).unwrap();
+                        }
+                    }
+                })
+            })
+            .collect();
+        let behind = s.behind.clone().unwrap();
+        let mut round = 0u64;
+        while !writers.iter().all(|w| w.is_finished()) {
+            round += 1;
+            // Hand-overs here and in the thread while writers alternate
+            // between queueing and writing through.
+            behind.set_backlog_limit(if round.is_multiple_of(2) { 0 } else { BACKLOG });
+            s.settle().unwrap();
+            if round.is_multiple_of(50) {
+                s.clear().unwrap();
+                s.sweep(None, 1000, expiry::now()).unwrap();
+            }
+        }
+        writers.into_iter().for_each(|w| w.join().unwrap());
+        behind.set_backlog_limit(BACKLOG);
+        assert_index_matches_tree(&s);
+        let expected: Vec<(Vec<u8>, Option<Vec<u8>>)> = (0..300)
+            .map(|i| {
+                let k = format!("k{i}").into_bytes();
+                let v = record(&s, &k);
+                (k, v)
+            })
+            .collect();
+        let (items, bytes) = (s.curr_items(), s.bytes());
+        drop(behind); // it holds the database open too
+        drop(Arc::into_inner(s).expect("writers are done"));
+        cfg.no_memory_index = true;
+        let s = reopen(&cfg);
+        for (k, v) in expected {
+            assert_eq!(record(&s, &k), v, "{}", String::from_utf8_lossy(&k));
+        }
+        assert_eq!((s.curr_items(), s.bytes()), (items, bytes));
     }
 
     #[test]
