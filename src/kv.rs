@@ -593,7 +593,7 @@ impl Kv {
         };
         if deadline <= now {
             self.flush_at.store(0, Ordering::Relaxed);
-            self.store.clear()?;
+            off_the_runtime(|| self.store.clear())?;
         } else {
             self.flush_at.store(deadline, Ordering::Relaxed);
         }
@@ -609,7 +609,7 @@ impl Kv {
                 .compare_exchange(at, 0, Ordering::AcqRel, Ordering::Relaxed)
                 .is_ok()
         {
-            self.store.clear()?;
+            off_the_runtime(|| self.store.clear())?;
         }
         Ok(())
     }
@@ -688,6 +688,18 @@ impl Kv {
 /// whitespace and `+`, ASCII digits fitting in a u64, then the end or
 /// whitespace (memcached pads shrunk counters with spaces and ignores
 /// whatever follows the first whitespace).
+/// Runs whole-store work (`flush_all` walks every item) so that it does
+/// not stall the other connections of the calling runtime worker: on the
+/// multi-thread runtime the worker hands its tasks to another thread
+/// meanwhile. Elsewhere (a current-thread runtime, no runtime) it just runs.
+fn off_the_runtime<T>(f: impl FnOnce() -> T) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
+
 fn parse_counter(value: &[u8]) -> Option<u64> {
     let value = value.trim_ascii_start();
     let value = value.strip_prefix(b"+").unwrap_or(value);
