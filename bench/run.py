@@ -94,6 +94,26 @@ class Server:
     def addr(self):
         return f"127.0.0.1:{self.port}"
 
+    def cpu_seconds(self):
+        """User + system CPU the process has used so far."""
+        with open(f"/proc/{self.proc.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def quiesce(self, limit=120.0, idle_share=0.05):
+        """Waits until the server's background work after a fill is done:
+        its CPU use over one second falls below `idle_share` of a core (at
+        most `limit` seconds). Returns the seconds waited."""
+        start = time.monotonic()
+        before = self.cpu_seconds()
+        while time.monotonic() - start < limit:
+            time.sleep(1.0)
+            now = self.cpu_seconds()
+            if now - before < idle_share:
+                break
+            before = now
+        return time.monotonic() - start
+
     def rss_kib(self):
         return rss_kib(self.proc.pid)
 
@@ -377,11 +397,17 @@ def main():
                 fill_b = populate(B, n)
                 log(f"  10^{exp}: filled in {time.monotonic() - t:.1f} s (memcached-lite {fill['ops_per_sec']:.0f} "
                     f"sets/s, {fill['errors']} errors; memcached {fill_b['errors']} errors)")
+                # Pre-filled means the fill is over, background work included
+                # (memcached-lite hands the fill to sled and flushes it).
+                waited = {s.name: s.quiesce() for s in (A, B)}
+                log("  quiet after " + ", ".join(f"{k} {v:.0f} s" for k, v in waited.items()))
                 w5 = list(w1)
                 w5[-1] = n
                 scale[str(exp)] = alternate([(A, "memcache"), (B, "memcache")], opts.rounds, w5 + d,
                                             allow_errors=exp >= 7)
                 scale[str(exp)]["memcached-lite"]["fill_sets_per_sec"] = fill["ops_per_sec"]
+                for name, secs in waited.items():
+                    scale[str(exp)][name]["quiesce_s"] = secs
                 scale[str(exp)]["memcached-lite"]["fill_errors"] = fill["errors"]
                 scale[str(exp)]["memcached"]["fill_errors"] = fill_b["errors"]
         finally:
@@ -517,6 +543,13 @@ def render(r):
             a = r["scale"][lo][name]["ops_per_sec"]
             b = r["scale"][hi][name]["ops_per_sec"]
             lines.append(f"Scale curve, {name}: ops/s at 10^{hi} keys / at 10^{lo} keys = **{b / a:.2f}**.")
+        waits = [(e, r["scale"][e]["memcached-lite"].get("quiesce_s")) for e in exps]
+        if all(w is not None for _, w in waits):
+            lines.append("After each fill, both servers were left until their CPU use fell below 5% of a core "
+                         "(at most 120 s) before the warm-up and the runs; memcached-lite took "
+                         + ", ".join(f"{w:.0f} s at 10^{e}" for e, w in waits)
+                         + " (handing the fill to sled and flushing it), memcached "
+                         + ", ".join(f"{r['scale'][e]['memcached']['quiesce_s']:.0f} s" for e in exps) + ".")
     if "7" in r["scale"]:
         m = r["scale"]["7"]["memcached"]
         refused = m.get("fill_errors", 0)
