@@ -139,6 +139,11 @@ impl Registry {
             Some(Unit::Bytes),
             help("Bytes of keys and values stored."),
         );
+        r.describe_gauge(
+            d("unsaved_writes"),
+            None,
+            help("Keys written but not yet handed to sled by the write-behind thread."),
+        );
         r.describe_gauge(d("curr_connections"), None, help("Open connections."));
         r.describe_gauge(
             d("uptime_seconds"),
@@ -270,6 +275,8 @@ fn refresh(reg: &Registry, shared: &Shared) {
         .set(kv.store().curr_items() as f64);
     reg.gauge("bytes", Vec::new())
         .set(kv.store().bytes() as f64);
+    reg.gauge("unsaved_writes", Vec::new())
+        .set(kv.store().unsaved_writes() as f64);
     reg.gauge("uptime_seconds", Vec::new())
         .set(crate::store::expiry::now().saturating_sub(kv.started()) as f64);
     reg.gauge("curr_connections", mc())
