@@ -1,6 +1,7 @@
-//! Write-behind: with the memory index in `--durability periodic`, a write
-//! is acknowledged once it is in the index, and one thread hands it to
-//! sled and flushes sled once every `--flush-interval-ms`.
+//! Write-behind: with the memory index, a write goes to the index and a
+//! queue; sled gets it later, in key-ordered batches: once every
+//! `--flush-interval-ms` from a thread of its own in `--durability
+//! periodic`, at the start of each group-commit round in `sync`.
 //!
 //! Why: sled clones a leaf (16 records, each a reference count to bump) on
 //! every insert. Made one at a time between network round trips, with the
@@ -10,12 +11,15 @@
 //! handed over once (1.5-4 µs depending on the interval; see
 //! `bench/profile.md`).
 //!
-//! Durability is what periodic mode promised before: a write was
-//! acknowledged before sled's own flusher wrote it, every interval; now
-//! this thread's round (hand-over, then flush) plays that part, and sled's
-//! flusher is off. Should the queue reach [`BACKLOG_LIMIT`] keys, writers
-//! write through to sled themselves until it drains. `--durability sync`
-//! and `--no-memory-index` never defer.
+//! Durability is what each mode promised before. Periodic mode
+//! acknowledged a write before sled's own flusher wrote it, every
+//! interval; now this thread's round (hand-over, then flush) plays that
+//! part, and sled's flusher is off. In sync mode there is no thread: the
+//! group committer hands the queue over at the start of each round, before
+//! its flush and `fdatasync`, and a write is acknowledged only after a
+//! round that started after it. Should the queue reach [`BACKLOG_LIMIT`]
+//! keys, writers write through to sled themselves until it drains.
+//! `--no-memory-index` never defers.
 //!
 //! Order: the queue holds keys, not values. Whoever hands a key to sled
 //! (this thread, [`WriteBehind::drain`], or a writer writing through)

@@ -25,11 +25,14 @@ use tokio::sync::watch;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Ticket(pub(crate) u64);
 
-/// Makes sled's data durable: `flush` (which only issues
-/// `sync_file_range`) followed by `fdatasync` of the log file and of any
-/// blob file (sled writes large values to `blobs/` without syncing them).
+/// Makes every write so far durable: hands the write-behind queue to sled
+/// (in key order, one batch per round), then sled's `flush` (which only
+/// issues `sync_file_range`) followed by `fdatasync` of the log file and of
+/// any blob file (sled writes large values to `blobs/` without syncing
+/// them).
 pub struct Syncer {
     db: sled::Db,
+    behind: Option<Arc<super::behind::WriteBehind>>,
     dir: PathBuf,
     log: Option<File>,
     /// Blob files already synced, with the length they had then.
@@ -40,9 +43,14 @@ pub struct Syncer {
 }
 
 impl Syncer {
-    pub(crate) fn new(db: sled::Db, dir: PathBuf) -> Self {
+    pub(crate) fn new(
+        db: sled::Db,
+        dir: PathBuf,
+        behind: Option<Arc<super::behind::WriteBehind>>,
+    ) -> Self {
         Syncer {
             db,
+            behind,
             dir,
             log: None,
             synced_blobs: HashMap::new(),
@@ -52,6 +60,11 @@ impl Syncer {
 
     /// One durability barrier for everything written before the call.
     pub fn sync(&mut self) -> std::io::Result<()> {
+        if let Some(b) = &self.behind {
+            // Every write whose generation the round covers was queued
+            // before its generation was bumped, so it is in this drain.
+            b.drain().map_err(std::io::Error::other)?;
+        }
         self.db.flush().map_err(std::io::Error::other)?;
         if self.log.is_none() {
             self.log = Some(File::open(self.dir.join("db"))?);
@@ -259,6 +272,9 @@ mod tests {
         assert!(t > super::Ticket(0));
         c.wait(t).await.unwrap();
         assert!(c.rounds() > before, "no sync ran for a waited write");
+        // The round handed the queued write to sled before syncing it.
+        assert_eq!(store.unsaved_writes(), 0);
+        assert!(store.items.get(b"k").unwrap().is_some());
         // Already durable: returns without another round.
         let after = c.rounds();
         c.wait(t).await.unwrap();

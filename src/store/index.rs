@@ -17,7 +17,7 @@
 //!
 //! Consistency with sled: every write to a key changes the index while
 //! holding the key's shard lock ([`Index::lock`]), and sled either under
-//! the same lock or, in periodic mode, later from the write-behind queue
+//! the same lock or later from the write-behind queue
 //! (see [`super::behind`]): the slot stays *dirty* until sled has its
 //! state, and a dirty removal stays as a tombstone until then. The index
 //! is therefore always the newest state, and readers and the lock-free

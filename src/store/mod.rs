@@ -68,7 +68,8 @@ pub struct Store {
     recency: Option<Recency>,
     /// Every record in memory for reads (`None` with `--no-memory-index`).
     index: Option<Arc<Index>>,
-    /// Deferred hand-over of writes to sled (periodic mode with the index).
+    /// Deferred hand-over of writes to sled (with the index; in sync mode
+    /// the group committer drains it each round).
     behind: Option<Arc<WriteBehind>>,
     /// Its thread, stopped first by [`Store`]'s `Drop`, which so hands
     /// every queued write to sled before sled closes.
@@ -119,16 +120,15 @@ impl Store {
             .unwrap_or(1);
         let track_access = meta.contains_key(META_TRACK_ACCESS)?;
         let index = (!cfg.no_memory_index).then(|| Arc::new(Index::default()));
-        let behind = match (&index, cfg.durability) {
-            (Some(ix), Durability::Periodic) => Some(Arc::new(WriteBehind::new(
-                ix.clone(),
-                db.clone(),
-                items.clone(),
-            ))),
+        let behind = index
+            .as_ref()
+            .map(|ix| Arc::new(WriteBehind::new(ix.clone(), db.clone(), items.clone())));
+        // In sync mode the group committer hands the queue over each round.
+        let interval = std::time::Duration::from_millis(cfg.flush_interval_ms.max(1));
+        let behind_worker = match (&behind, cfg.durability) {
+            (Some(b), Durability::Periodic) => Some(b.start(interval)?),
             _ => None,
         };
-        let interval = std::time::Duration::from_millis(cfg.flush_interval_ms.max(1));
-        let behind_worker = behind.as_ref().map(|b| b.start(interval)).transpose()?;
         let store = Store {
             db,
             items,
@@ -300,10 +300,9 @@ impl Store {
     /// key holds exactly that record now. Returns the record it replaced,
     /// or `None` if `expect` did not match.
     ///
-    /// With the index, sled and the index change under the key's shard
-    /// lock, so readers and the lock-free writers never see one without
-    /// the other; in periodic mode sled's part is queued for the
-    /// write-behind thread (see [`behind`]) unless too much is queued.
+    /// With the index, the index changes under the key's shard lock and
+    /// sled's part is queued for the write-behind (see [`behind`]), or, if
+    /// too much is queued, done under the same lock.
     fn write(
         &self,
         key: &[u8],
@@ -601,7 +600,7 @@ impl Store {
 
     /// A durability handle for the group committer's thread.
     pub fn syncer(&self) -> commit::Syncer {
-        commit::Syncer::new(self.db.clone(), self.dir.clone())
+        commit::Syncer::new(self.db.clone(), self.dir.clone(), self.behind.clone())
     }
 
     /// The durability mode the store was opened with.
@@ -668,8 +667,12 @@ impl Store {
 impl Drop for Store {
     fn drop(&mut self) {
         // Stops the write-behind thread, which first empties its queue
-        // into sled; sled itself closes (and flushes) after this.
+        // into sled (in sync mode nothing should be queued: every write
+        // was waited on); sled itself closes (and flushes) after this.
         self.behind_worker.take();
+        if let Err(e) = self.settle() {
+            tracing::error!("writes not handed to sled at close: {e}");
+        }
     }
 }
 
