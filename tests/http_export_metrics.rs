@@ -137,27 +137,36 @@ fn metrics_count_both_protocols() {
 #[test]
 fn mirror_writes_are_timed_in_metrics() {
     let server = Server::start(&["--mirror-interval", "50ms"]);
-    let mut c = server.connect();
-    assert_eq!(c.line(b"set m 0 0 1\r\n1\r\n"), "STORED\r\n");
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
+    let mirror_writes = || -> f64 {
         let text = http()
             .get(server.url("/metrics"))
             .send()
             .unwrap()
             .text()
             .unwrap();
-        let count = text
-            .lines()
+        text.lines()
             .find(|l| l.starts_with("memcached_lite_mirror_write_duration_seconds_count"))
             .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .unwrap_or(0.0);
-        if count >= 2.0 {
-            break; // the start-up image and the one after the write
-        }
+            .unwrap_or(0.0)
+    };
+    // The start-up image first: a write made before it would be in it, and
+    // then no second image would follow (the store did not change since).
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while mirror_writes() < 1.0 {
         assert!(
             std::time::Instant::now() < deadline,
-            "no mirror timing in\n{text}"
+            "no start-up image timed"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut c = server.connect();
+    assert_eq!(c.line(b"set m 0 0 1\r\n1\r\n"), "STORED\r\n");
+    // The image after the write.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while mirror_writes() < 2.0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no second image timed"
         );
         std::thread::sleep(Duration::from_millis(50));
     }

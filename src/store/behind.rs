@@ -21,14 +21,13 @@
 //! keys, writers write through to sled themselves until it drains.
 //! `--no-memory-index` never defers.
 //!
-//! Order: the queue holds keys, not values. Whoever hands a key to sled
+//! Order: the queue (a list per index shard) holds keys, not values. Whoever hands a key to sled
 //! (this thread, [`WriteBehind::drain`], or a writer writing through)
 //! holds the key's index shard lock and writes the index's *current*
 //! state, so sled always ends at the latest write whatever the order of
 //! the hand-overs.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -38,20 +37,18 @@ use parking_lot::Mutex;
 use super::index::Index;
 
 /// Keys allowed to wait before writers write through to sled themselves
-/// (a key waits once however often it is written): a few tens of MB of
-/// queue, and well under a second to hand over.
+/// (a key waits once however often it is written): a few MB of queue, and
+/// well under a second to hand over.
 pub const BACKLOG_LIMIT: usize = 250_000;
 
-/// The queue of keys whose index state sled has not been given yet.
+/// Hands the keys the index queued (see [`Index::take_unsaved`]) to sled.
 pub struct WriteBehind {
     index: Arc<Index>,
     db: sled::Db,
     items: sled::Tree,
-    tx: Sender<Box<[u8]>>,
     /// Held by whoever is handing keys over, so [`WriteBehind::drain`]
     /// returns only after an in-flight hand-over finished too.
-    rx: Mutex<Receiver<Box<[u8]>>>,
-    queued: AtomicUsize,
+    handing: Mutex<()>,
     /// [`BACKLOG_LIMIT`], lowered by tests to force writing through.
     limit: AtomicUsize,
     /// The last hand-over error, so a persistent one is logged once.
@@ -60,29 +57,19 @@ pub struct WriteBehind {
 
 impl WriteBehind {
     pub fn new(index: Arc<Index>, db: sled::Db, items: sled::Tree) -> Self {
-        let (tx, rx) = channel();
         WriteBehind {
             index,
             db,
             items,
-            tx,
-            rx: Mutex::new(rx),
-            queued: AtomicUsize::new(0),
+            handing: Mutex::new(()),
             limit: AtomicUsize::new(BACKLOG_LIMIT),
             failing: AtomicBool::new(false),
         }
     }
 
-    /// Queues `key` (just marked dirty in the index).
-    pub fn push(&self, key: &[u8]) {
-        self.queued.fetch_add(1, Ordering::Relaxed);
-        // The receiver lives as long as `self`: sending cannot fail.
-        let _ = self.tx.send(key.into());
-    }
-
     /// Too many keys wait: the caller should write through instead.
     pub fn is_backlogged(&self) -> bool {
-        self.queued.load(Ordering::Relaxed) >= self.limit.load(Ordering::Relaxed)
+        self.queued() >= self.limit.load(Ordering::Relaxed)
     }
 
     #[cfg(test)]
@@ -92,22 +79,21 @@ impl WriteBehind {
 
     /// Keys waiting now.
     pub fn queued(&self) -> usize {
-        self.queued.load(Ordering::Relaxed)
+        self.index.unsaved_len()
     }
 
     /// Hands every queued key to sled before returning (scans, `flush_all`,
     /// syncs and shutdown need sled complete). Returns how many.
     pub fn drain(&self) -> super::Result<usize> {
-        let rx = self.rx.lock();
-        let mut keys: Vec<Box<[u8]>> = rx.try_iter().collect();
-        self.queued.fetch_sub(keys.len(), Ordering::Relaxed);
+        let _one = self.handing.lock();
+        let mut keys = self.index.take_unsaved();
         // In key order, neighbours share sled's leaves while they are hot.
         keys.sort_unstable();
         for (i, key) in keys.iter().enumerate() {
             if let Err(e) = self.save(key) {
                 // Still dirty: queue them again for the next round.
                 for key in &keys[i..] {
-                    self.push(key);
+                    self.index.lock(key).requeue();
                 }
                 return Err(e);
             }

@@ -24,7 +24,7 @@
 //! writers (sweeper, clear, eviction, access bookkeeping) decide on it.
 
 use std::hash::BuildHasher;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use hashbrown::hash_table::{Entry, HashTable};
 use parking_lot::{RwLock, RwLockWriteGuard};
@@ -41,8 +41,8 @@ struct Slot {
     /// `None`: removed while the shard was loading, or removed and sled
     /// not told yet (a tombstone).
     record: Option<IVec>,
-    /// sled does not have this state yet; the key is queued for the
-    /// write-behind thread (see [`super::behind`]).
+    /// sled does not have this state yet; the key is in its shard's
+    /// `unsaved` list for the write-behind (see [`super::behind`]).
     dirty: bool,
 }
 
@@ -50,6 +50,10 @@ struct Shard {
     table: HashTable<Slot>,
     /// Not every record of this shard is in memory yet.
     loading: bool,
+    /// Keys that became dirty since the last hand-over, each as a 2-byte
+    /// length and the key: appending costs no allocation per write (the
+    /// buffer grows once and is reused).
+    unsaved: Vec<u8>,
 }
 
 /// What the index knows about a key.
@@ -66,6 +70,11 @@ pub struct Index {
     /// Seeded per process, so clients cannot aim keys at one bucket.
     hasher: foldhash::fast::RandomState,
     complete: AtomicBool,
+    /// One bit per shard with a non-empty `unsaved` list, so a hand-over
+    /// visits only those.
+    unsaved_shards: Box<[AtomicU64]>,
+    /// Keys in all `unsaved` lists.
+    unsaved: AtomicUsize,
 }
 
 impl Default for Index {
@@ -77,11 +86,14 @@ impl Default for Index {
                     RwLock::new(Shard {
                         table: HashTable::new(),
                         loading: true,
+                        unsaved: Vec::new(),
                     })
                 })
                 .collect(),
             hasher: foldhash::fast::RandomState::default(),
             complete: AtomicBool::new(false),
+            unsaved_shards: (0..SHARDS / 64).map(|_| AtomicU64::new(0)).collect(),
+            unsaved: AtomicUsize::new(0),
         }
     }
 }
@@ -90,10 +102,9 @@ impl Index {
     /// The key's hash and its shard. The shard comes from bits the table
     /// itself does not use for small tables (it takes the low bits for the
     /// bucket and the top seven for its control bytes).
-    fn locate(&self, key: &[u8]) -> (u64, &RwLock<Shard>) {
+    fn locate(&self, key: &[u8]) -> (u64, usize) {
         let hash = self.hasher.hash_one(key);
-        let shard = (hash >> 40) as usize & (SHARDS - 1);
-        (hash, &self.shards[shard])
+        (hash, (hash >> 40) as usize & (SHARDS - 1))
     }
 
     fn rehash(&self) -> impl Fn(&Slot) -> u64 + '_ {
@@ -102,7 +113,7 @@ impl Index {
 
     pub fn get(&self, key: &[u8]) -> Found {
         let (hash, shard) = self.locate(key);
-        let shard = shard.read();
+        let shard = self.shards[shard].read();
         match shard.table.find(hash, |s| *s.key == *key) {
             Some(Slot {
                 record: Some(r), ..
@@ -121,9 +132,40 @@ impl Index {
         ShardGuard {
             hash,
             key,
-            shard: shard.write(),
+            shard_no: shard,
+            shard: self.shards[shard].write(),
             index: self,
         }
+    }
+
+    /// Keys waiting for the write-behind.
+    pub fn unsaved_len(&self) -> usize {
+        self.unsaved.load(Ordering::Relaxed)
+    }
+
+    /// Takes every key queued for the write-behind so far (each once,
+    /// however often it was written). A key queued before the call started
+    /// is in the result: writers queue under the shard lock before their
+    /// write counts as done.
+    pub fn take_unsaved(&self) -> Vec<Box<[u8]>> {
+        let mut keys = Vec::new();
+        for (w, word) in self.unsaved_shards.iter().enumerate() {
+            let mut bits = word.swap(0, Ordering::AcqRel);
+            while bits != 0 {
+                let shard = w * 64 + bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                let mut shard = self.shards[shard].write();
+                let mut rest = &shard.unsaved[..];
+                while let [a, b, tail @ ..] = rest {
+                    let len = u16::from_le_bytes([*a, *b]) as usize;
+                    keys.push(tail[..len].into());
+                    rest = &tail[len..];
+                }
+                shard.unsaved.clear();
+            }
+        }
+        self.unsaved.fetch_sub(keys.len(), Ordering::Relaxed);
+        keys
     }
 
     /// Ends loading: drops the tombstones, and from now on a key missing
@@ -176,6 +218,7 @@ impl Index {
 pub struct ShardGuard<'a> {
     hash: u64,
     key: &'a [u8],
+    shard_no: usize,
     shard: RwLockWriteGuard<'a, Shard>,
     index: &'a Index,
 }
@@ -223,10 +266,30 @@ impl ShardGuard<'_> {
     }
 
     /// Records a write (`None`: a removal) that sled has not been given
-    /// yet. Returns true if the key was clean, i.e. the caller must queue
-    /// it for the write-behind thread; a dirty key is queued already.
-    pub fn set_unsaved(&mut self, record: Option<IVec>) -> bool {
-        !self.put(record, true)
+    /// yet, queueing the key for the write-behind unless it is queued
+    /// already.
+    pub fn set_unsaved(&mut self, record: Option<IVec>) {
+        if !self.put(record, true) {
+            self.queue();
+        }
+    }
+
+    /// Queues the key again if it is still dirty (a hand-over that failed).
+    pub fn requeue(&mut self) {
+        if self.slot().is_some_and(|s| s.dirty) {
+            self.queue();
+        }
+    }
+
+    fn queue(&mut self) {
+        // Keys are at most 250 bytes (memcached's limit, checked by both
+        // front ends), far below the 2-byte length.
+        let len = u16::try_from(self.key.len()).expect("key longer than 64 KiB");
+        self.shard.unsaved.extend_from_slice(&len.to_le_bytes());
+        self.shard.unsaved.extend_from_slice(self.key);
+        self.index.unsaved.fetch_add(1, Ordering::Relaxed);
+        self.index.unsaved_shards[self.shard_no / 64]
+            .fetch_or(1 << (self.shard_no % 64), Ordering::AcqRel);
     }
 
     /// The state sled still lacks, if the key is dirty: `Some(None)` is a
@@ -337,6 +400,40 @@ mod tests {
         assert_eq!(ix.len(), 2);
         ix.lock(b"late").load(rec("ignored"));
         assert!(record(&ix, b"late").is_none());
+    }
+
+    #[test]
+    fn unsaved_keys_are_queued_once_until_taken() {
+        let ix = Index::default();
+        ix.finish_loading();
+        for i in 0..1000u32 {
+            let key = format!("k{}", i % 400);
+            ix.lock(key.as_bytes()).set_unsaved(Some(rec("v")));
+        }
+        ix.lock(b"gone").set_unsaved(None);
+        assert_eq!(ix.unsaved_len(), 401);
+        let mut keys = ix.take_unsaved();
+        keys.sort();
+        let mut want: Vec<Box<[u8]>> = (0..400)
+            .map(|i| format!("k{i}").as_bytes().into())
+            .collect();
+        want.push(b"gone"[..].into());
+        want.sort();
+        assert_eq!(keys, want);
+        assert_eq!(ix.unsaved_len(), 0);
+        assert!(ix.take_unsaved().is_empty());
+        // Taken but not saved yet: still dirty, so a failed hand-over can
+        // queue it again; once saved, there is nothing to queue.
+        ix.lock(b"k1").requeue();
+        assert_eq!(ix.take_unsaved(), vec![Box::<[u8]>::from(&b"k1"[..])]);
+        ix.lock(b"k1").saved();
+        ix.lock(b"k1").requeue();
+        assert_eq!(ix.unsaved_len(), 0);
+        // A saved tombstone is gone; the removal reads as absent throughout.
+        assert!(matches!(ix.get(b"gone"), Found::Absent));
+        ix.lock(b"gone").saved();
+        assert!(matches!(ix.get(b"gone"), Found::Absent));
+        assert_eq!(ix.len(), 400);
     }
 
     #[test]

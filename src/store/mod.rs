@@ -332,11 +332,7 @@ impl Store {
             return Ok(None);
         }
         match &self.behind {
-            Some(b) if !b.is_backlogged() => {
-                if shard.set_unsaved(new) {
-                    b.push(key);
-                }
-            }
+            Some(b) if !b.is_backlogged() => shard.set_unsaved(new),
             _ => match new {
                 Some(r) => {
                     self.items.insert(key, r.clone())?;
@@ -557,11 +553,11 @@ impl Store {
     }
 
     pub fn curr_items(&self) -> u64 {
-        self.curr_items.load(Ordering::Relaxed)
+        settled(&self.curr_items)
     }
 
     pub fn bytes(&self) -> u64 {
-        self.bytes.load(Ordering::Relaxed)
+        settled(&self.bytes)
     }
 
     /// Hands every write the write-behind thread has not given sled yet
@@ -683,10 +679,19 @@ fn parse_counts(v: &[u8]) -> Option<(u64, u64, bool)> {
     Some((items, bytes, *v.get(16)? != 0))
 }
 
+/// Subtracts, wrapping below zero. Writers account after releasing the
+/// key's lock, so a removal's decrement can land before the matching
+/// insert's increment; a saturating subtraction would then lose it for
+/// good (a counter one item too high, found by the write-behind race test).
+/// Wrapping keeps the sum exact, and [`settled`] reads a transient negative
+/// as zero.
 fn sub(counter: &AtomicU64, n: u64) {
-    let _ = counter.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
-        Some(v.saturating_sub(n))
-    });
+    counter.fetch_sub(n, Ordering::Relaxed);
+}
+
+/// A counter updated with [`sub`]: negative (wrapped) values read as zero.
+fn settled(counter: &AtomicU64) -> u64 {
+    (counter.load(Ordering::Relaxed) as i64).max(0) as u64
 }
 
 /// `fdatasync` every regular file below `dir` (sled's db, conf, blobs).
@@ -936,6 +941,22 @@ mod tests {
         mover.join().unwrap();
         behind.set_backlog_limit(BACKLOG);
         assert_index_matches_tree(&s);
+    }
+
+    /// Writers account after releasing the key's lock: the removal of an
+    /// item can be counted before the insert that created it.
+    #[test]
+    fn counts_survive_a_removal_counted_before_its_insert() {
+        let (_d, s) = store();
+        let rec = sled::IVec::from(Item::encode(0, 0, 1, &[b"v"]));
+        s.account(b"k", Some(&rec), None);
+        assert_eq!(
+            (s.curr_items(), s.bytes()),
+            (0, 0),
+            "reads as empty meanwhile"
+        );
+        s.account(b"k", None, Some(Item::footprint(1, rec.len())));
+        assert_eq!((s.curr_items(), s.bytes()), (0, 0));
     }
 
     #[test]
