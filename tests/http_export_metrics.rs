@@ -16,6 +16,19 @@ fn http() -> reqwest::blocking::Client {
         .unwrap()
 }
 
+/// The value of the unlabelled sample `name` in `GET /metrics`, if present.
+fn metric(server: &Server, name: &str) -> Option<f64> {
+    let text = http()
+        .get(server.url("/metrics"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .map(|v| v.parse().expect("a number"))
+}
+
 #[test]
 fn http_export_streams_the_same_csv_as_the_export_command() {
     let mut server = Server::start(&[]);
@@ -137,17 +150,12 @@ fn metrics_count_both_protocols() {
 #[test]
 fn mirror_writes_are_timed_in_metrics() {
     let server = Server::start(&["--mirror-interval", "50ms"]);
-    let mirror_writes = || -> f64 {
-        let text = http()
-            .get(server.url("/metrics"))
-            .send()
-            .unwrap()
-            .text()
-            .unwrap();
-        text.lines()
-            .find(|l| l.starts_with("memcached_lite_mirror_write_duration_seconds_count"))
-            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .unwrap_or(0.0)
+    let mirror_writes = || {
+        metric(
+            &server,
+            "memcached_lite_mirror_write_duration_seconds_count",
+        )
+        .unwrap_or(0.0)
     };
     // The start-up image first: a write made before it would be in it, and
     // then no second image would follow (the store did not change since).
@@ -186,21 +194,9 @@ fn unsaved_writes_are_a_gauge_and_a_listing_hands_them_to_sled() {
         );
     }
     assert_eq!(c.line(b"delete a\r\n"), "DELETED\r\n");
-    let unsaved = || -> f64 {
-        let text = http()
-            .get(server.url("/metrics"))
-            .send()
-            .unwrap()
-            .text()
-            .unwrap();
-        text.lines()
-            .find(|l| l.starts_with("memcached_lite_unsaved_writes "))
-            .unwrap_or_else(|| panic!("no unsaved_writes gauge in\n{text}"))
-            .rsplit(' ')
-            .next()
-            .unwrap()
-            .parse()
-            .unwrap()
+    let unsaved = || {
+        metric(&server, "memcached_lite_unsaved_writes")
+            .expect("an unsaved_writes gauge in /metrics")
     };
     // `a` was written and removed: one queued key whatever its history.
     assert_eq!(unsaved(), 3.0);
