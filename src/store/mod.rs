@@ -326,6 +326,8 @@ impl Store {
         let old = match shard.current() {
             Found::Record(r) => Some(r),
             Found::Absent => None,
+            // Not loaded yet and not written since start (any write leaves
+            // a slot until loading ends), so sled is current for this key.
             Found::Unknown => self.items.get(key)?,
         };
         if expect.is_some_and(|e| old.as_ref() != Some(e)) {
