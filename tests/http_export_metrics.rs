@@ -157,27 +157,22 @@ fn mirror_writes_are_timed_in_metrics() {
         )
         .unwrap_or(0.0)
     };
+    let wait_for_images = |n: f64, which: &str| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while mirror_writes() < n {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no {which} image timed"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
     // The start-up image first: a write made before it would be in it, and
     // then no second image would follow (the store did not change since).
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while mirror_writes() < 1.0 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no start-up image timed"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_images(1.0, "start-up");
     let mut c = server.connect();
     assert_eq!(c.line(b"set m 0 0 1\r\n1\r\n"), "STORED\r\n");
-    // The image after the write.
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while mirror_writes() < 2.0 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no second image timed"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_images(2.0, "second");
 }
 
 /// The write-behind queue is visible to operators: writes wait in it for up

@@ -828,29 +828,43 @@ mod tests {
         assert!(tree == index, "index and tree differ");
     }
 
-    #[test]
-    fn clear_and_sweeps_racing_locked_writers_keep_index_and_tree_equal() {
-        let (_dir, s) = store();
-        let s = Arc::new(s);
+    /// Three writers, each op under its key's lock (as `Kv` does): `ops`
+    /// sets of `k{(i * stride + w) % keys}`, every `expire_every`-th one
+    /// already expired, every `remove_every`-th removed again at once.
+    fn locked_writers(
+        s: &Arc<Store>,
+        ops: u64,
+        stride: u64,
+        keys: u64,
+        expire_every: u64,
+        remove_every: u64,
+    ) -> Vec<std::thread::JoinHandle<()>> {
         let locks = Arc::new(crate::locks::LockManager::with_stripes(64));
-        let writers: Vec<_> = (0..3u64)
+        (0..3u64)
             .map(|w| {
                 let (s, locks) = (s.clone(), locks.clone());
                 std::thread::spawn(move || {
-                    for i in 0..20_000u64 {
-                        let key = format!("k{}", (i * 3 + w) % 500);
+                    for i in 0..ops {
+                        let key = format!("k{}", (i * stride + w) % keys);
                         let _g = locks.lock(key.as_bytes());
-                        // Every other item already expired: the sweeper's prey.
-                        let exp = if i % 2 == 0 { 1 } else { 0 };
+                        let exp = if i % expire_every == 0 { 1 } else { 0 };
                         s.insert(key.as_bytes(), Item::encode(0, exp, i + 1, &[b"v"]))
                             .unwrap();
-                        if i % 7 == 0 {
+                        if i % remove_every == 0 {
                             s.remove(key.as_bytes()).unwrap();
                         }
                     }
                 })
             })
-            .collect();
+            .collect()
+    }
+
+    #[test]
+    fn clear_and_sweeps_racing_locked_writers_keep_index_and_tree_equal() {
+        let (_dir, s) = store();
+        let s = Arc::new(s);
+        // Every other item already expired: the sweeper's prey.
+        let writers = locked_writers(&s, 20_000, 3, 500, 2, 7);
         while !writers.iter().all(|w| w.is_finished()) {
             s.clear().unwrap();
             s.sweep(None, 1000, expiry::now()).unwrap();
@@ -1024,24 +1038,7 @@ mod tests {
         cfg.flush_interval_ms = 1;
         let s = Arc::new(Store::open(&cfg).unwrap());
         s.load_index().unwrap();
-        let locks = Arc::new(crate::locks::LockManager::with_stripes(64));
-        let writers: Vec<_> = (0..3u64)
-            .map(|w| {
-                let (s, locks) = (s.clone(), locks.clone());
-                std::thread::spawn(move || {
-                    for i in 0..30_000u64 {
-                        let key = format!("k{}", (i * 7 + w) % 300);
-                        let _g = locks.lock(key.as_bytes());
-                        let exp = if i % 5 == 0 { 1 } else { 0 };
-                        s.insert(key.as_bytes(), Item::encode(0, exp, i + 1, &[b"v"]))
-                            .unwrap();
-                        if i % 11 == 0 {
-                            s.remove(key.as_bytes()).unwrap();
-                        }
-                    }
-                })
-            })
-            .collect();
+        let writers = locked_writers(&s, 30_000, 7, 300, 5, 11);
         let behind = s.behind.clone().unwrap();
         let mut round = 0u64;
         while !writers.iter().all(|w| w.is_finished()) {
