@@ -117,7 +117,7 @@ pub struct Config {
     pub security: SecurityConfig,
 }
 
-/// The CSV mirror of `serve` (see [`crate::mirror`]).
+/// The CSV mirror of `serve` (see [`crate::csv::mirror`]).
 #[derive(clap::Args, Clone, Debug)]
 pub struct MirrorConfig {
     /// CSV image of the store kept up to date (default: <data-dir>/store.csv).

@@ -7,8 +7,9 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use memcached_lite::config::StoreConfig;
 use memcached_lite::config::{Config, LogFormat};
-use memcached_lite::healthcheck::{self, HealthcheckArgs};
+use memcached_lite::kv::Kv;
 use memcached_lite::store::{Store, StoreError};
+use memcached_lite::tools::healthcheck::{self, HealthcheckArgs};
 
 /// mimalloc instead of glibc malloc: sled copies and frees whole leaf nodes
 /// on every write, and this allocator measured 1.33x on set-only 1 KB
@@ -38,7 +39,7 @@ enum Command {
     /// Serve the memcached protocol over the embedded store.
     Serve(Box<Config>),
     /// Load-test a memcached (or Redis, --protocol resp) server; one client thread.
-    Bench(memcached_lite::bench::BenchArgs),
+    Bench(memcached_lite::tools::bench::BenchArgs),
     /// Exit 0 if the server answers `version` on its memcached port (for
     /// container health checks).
     Healthcheck(HealthcheckArgs),
@@ -61,7 +62,7 @@ enum Command {
         store: StoreConfig,
         /// merge: keep other items, rows overwrite; replace: remove everything first.
         #[arg(long, value_enum, default_value = "merge")]
-        mode: memcached_lite::import::Mode,
+        mode: memcached_lite::csv::import::Mode,
     },
     /// Run scripted clients (one per JSON file) concurrently against a server.
     Replay {
@@ -82,12 +83,12 @@ enum Command {
 
 /// Opens the store for an offline subcommand, explaining a held lock.
 /// Offline work streams sled in key order, so no memory index is built.
-fn open_offline(cfg: &StoreConfig, what: &str) -> anyhow::Result<Store> {
+fn open_offline(cfg: &StoreConfig, what: &str) -> anyhow::Result<Kv> {
     let cfg = StoreConfig {
         no_memory_index: true,
         ..cfg.clone()
     };
-    Store::open(&cfg).map_err(|e| match e {
+    let store = Store::open(&cfg).map_err(|e| match e {
         StoreError::Locked(dir) => anyhow::anyhow!(
             "cannot {what}: data directory {} is held by a running server; stop it first{}",
             dir.display(),
@@ -99,7 +100,8 @@ fn open_offline(cfg: &StoreConfig, what: &str) -> anyhow::Result<Store> {
         ),
         other => anyhow::Error::new(other)
             .context(format!("opening store in {}", cfg.data_dir.display())),
-    })
+    })?;
+    Ok(Kv::new(store, cfg.max_item_size))
 }
 
 fn main() -> anyhow::Result<()> {
@@ -124,10 +126,10 @@ fn main() -> anyhow::Result<()> {
         Command::Export { store, out } => {
             let db = open_offline(&store, "export")?;
             let rows = if out.as_os_str() == "-" {
-                memcached_lite::csvfmt::export(&db, std::io::stdout().lock())?
+                memcached_lite::csv::export::export(&db, std::io::stdout().lock())?
             } else {
-                memcached_lite::mirror::replace_atomically(&out, |w| {
-                    Ok(memcached_lite::csvfmt::export(&db, w)?)
+                memcached_lite::csv::mirror::replace_atomically(&out, |w| {
+                    Ok(memcached_lite::csv::export::export(&db, w)?)
                 })
                 .with_context(|| format!("writing {}", out.display()))?
             };
@@ -139,7 +141,7 @@ fn main() -> anyhow::Result<()> {
             let db = open_offline(&store, "import")?;
             let started = std::time::Instant::now();
             let summary =
-                memcached_lite::import::import(&db, &path, mode, store.max_item_size, true)?;
+                memcached_lite::csv::import::import(&db, &path, mode, store.max_item_size, true)?;
             eprintln!(
                 "{summary} from {} into {} in {:.1}s",
                 path.display(),
@@ -155,8 +157,8 @@ fn main() -> anyhow::Result<()> {
             mut files,
         } => {
             files.truncate(clients.unwrap_or(usize::MAX));
-            let reports = memcached_lite::replay::run(&server, &files, &out)?;
-            print!("{}", memcached_lite::replay::table(&reports));
+            let reports = memcached_lite::tools::replay::run(&server, &files, &out)?;
+            print!("{}", memcached_lite::tools::replay::table(&reports));
             let failed = reports.iter().filter(|r| !r.passed()).count();
             if failed > 0 {
                 anyhow::bail!(
@@ -172,7 +174,7 @@ fn main() -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Bench(args) => memcached_lite::bench::main(args),
+        Command::Bench(args) => memcached_lite::tools::bench::main(args),
     }
 }
 

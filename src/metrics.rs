@@ -5,23 +5,24 @@
 //! (a [`Protocol`] with one [`CommandMetrics`] per command name), so
 //! recording a command is two clock reads (quanta's TSC clock, about a
 //! third of `std::time::Instant` here), an atomic add and a lock-free
-//! histogram push, with no allocation or registry lookup: about 70 ns in all. Values that already live
+//! histogram push, with no allocation or registry lookup: about 70 ns in
+//! all. Those handles count events process-wide. Values that already live
 //! elsewhere (items, bytes, connections, evictions) are read from the
-//! registered [`Shared`] when a scrape renders, not tracked twice.
+//! [`AppState`] passed to [`render`] when a scrape renders, not tracked
+//! twice, and never from a global: each server reports its own.
 //!
 //! The recorder is this module's own (not `metrics`' global one), so
 //! nothing else in the process can swap it out from under the handles.
 
+use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, LazyLock, Mutex, Weak};
+use std::sync::LazyLock;
 use std::time::Duration;
 
-use ::metrics::{
-    Counter, Gauge, Histogram, Key, KeyName, Label, Metadata, Recorder, SharedString, Unit,
-};
+use ::metrics::{Counter, Histogram, Key, KeyName, Label, Metadata, Recorder, SharedString, Unit};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 
-use crate::server::Shared;
+use crate::state::AppState;
 
 const PREFIX: &str = "memcached_lite_";
 /// Latency buckets in seconds: 10 µs to 1 s, dense where a KV server lives.
@@ -36,8 +37,6 @@ const UPKEEP_EVERY: Duration = Duration::from_secs(1);
 struct Registry {
     recorder: PrometheusRecorder,
     handle: PrometheusHandle,
-    /// Where scrape-time values come from; the last `serve` to register wins.
-    source: Mutex<Option<Weak<Shared>>>,
 }
 
 static REGISTRY: LazyLock<Registry> = LazyLock::new(|| {
@@ -54,11 +53,7 @@ static REGISTRY: LazyLock<Registry> = LazyLock::new(|| {
             upkeep.run_upkeep();
         })
         .expect("spawn metrics upkeep thread");
-    let registry = Registry {
-        recorder,
-        handle,
-        source: Mutex::new(None),
-    };
+    let registry = Registry { recorder, handle };
     registry.describe();
     registry
 });
@@ -77,10 +72,6 @@ impl Registry {
     fn counter(&self, name: &'static str, labels: Vec<Label>) -> Counter {
         self.recorder
             .register_counter(&key(name, labels), &METADATA)
-    }
-
-    fn gauge(&self, name: &'static str, labels: Vec<Label>) -> Gauge {
-        self.recorder.register_gauge(&key(name, labels), &METADATA)
     }
 
     fn histogram(&self, name: &'static str, labels: Vec<Label>) -> Histogram {
@@ -106,15 +97,6 @@ impl Registry {
                 "protocol_errors_total",
                 "Requests refused as malformed or too large.",
             ),
-            ("connections_total", "Connections accepted since start."),
-            (
-                "rejected_connections_total",
-                "Connections refused at --max-connections.",
-            ),
-            (
-                "evictions_total",
-                "Items evicted to make room (memcached-lite never evicts).",
-            ),
         ] {
             r.describe_counter(d(name), None, help(text));
         }
@@ -132,23 +114,6 @@ impl Registry {
             d("mirror_write_duration_seconds"),
             Some(Unit::Seconds),
             help("Time to write one CSV mirror image (scan, write, fsync, rename)."),
-        );
-        r.describe_gauge(d("items"), None, help("Items currently stored."));
-        r.describe_gauge(
-            d("bytes"),
-            Some(Unit::Bytes),
-            help("Bytes of keys and values stored."),
-        );
-        r.describe_gauge(
-            d("unsaved_writes"),
-            None,
-            help("Keys written but not yet handed to sled by the write-behind thread."),
-        );
-        r.describe_gauge(d("curr_connections"), None, help("Open connections."));
-        r.describe_gauge(
-            d("uptime_seconds"),
-            Some(Unit::Seconds),
-            help("Seconds since start."),
         );
     }
 }
@@ -237,12 +202,6 @@ impl Protocol {
     }
 }
 
-/// Makes `shared` the source of scrape-time values (items, bytes,
-/// connections, evictions, uptime). Called by `serve`.
-pub fn register_source(shared: &Arc<Shared>) {
-    *REGISTRY.source.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::downgrade(shared));
-}
-
 /// Times a store sync (the final flush at shutdown).
 pub fn record_sync(took: Duration) {
     REGISTRY
@@ -257,36 +216,92 @@ pub fn record_mirror_write(took: Duration) {
         .record(took.as_secs_f64());
 }
 
-/// Every metric in the Prometheus text exposition format.
-pub fn render() -> String {
-    let reg = &*REGISTRY;
-    let source = reg.source.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    if let Some(shared) = source.and_then(|w| w.upgrade()) {
-        refresh(reg, &shared);
+/// Every metric in the Prometheus text exposition format: the recorded
+/// command metrics, then the values `state` already tracks (items, bytes,
+/// connections, evictions, uptime), read from `state` itself at scrape
+/// time, so two servers in one process each report their own.
+pub fn render(state: &AppState) -> String {
+    let mut out = render_recorded();
+    for (name, kind, help, labels, value) in scrape_values(state) {
+        let name = full_name(name);
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} {kind}");
+        let _ = writeln!(out, "{name}{labels} {value}");
     }
-    reg.handle.render()
+    out
 }
 
-/// Copies the values `Shared` already tracks into gauges and counters.
-fn refresh(reg: &Registry, shared: &Shared) {
-    let kv = &shared.kv;
-    let mc = || vec![Label::from_static_parts("protocol", "memcache")];
-    reg.gauge("items", Vec::new())
-        .set(kv.store().curr_items() as f64);
-    reg.gauge("bytes", Vec::new())
-        .set(kv.store().bytes() as f64);
-    reg.gauge("unsaved_writes", Vec::new())
-        .set(kv.store().unsaved_writes() as f64);
-    reg.gauge("uptime_seconds", Vec::new())
-        .set(crate::store::expiry::now().saturating_sub(kv.started()) as f64);
-    reg.gauge("curr_connections", mc())
-        .set(shared.curr_connections.load(Ordering::Relaxed) as f64);
-    reg.counter("connections_total", mc())
-        .absolute(shared.total_connections.load(Ordering::Relaxed));
-    reg.counter("rejected_connections_total", mc())
-        .absolute(kv.stats.rejected_connections.load(Ordering::Relaxed));
-    reg.counter("evictions_total", Vec::new())
-        .absolute(kv.stats.evictions.load(Ordering::Relaxed));
+/// The recorded metrics alone (commands, hits, errors, sync and mirror
+/// timings): events counted process-wide by the handles.
+pub fn render_recorded() -> String {
+    REGISTRY.handle.render()
+}
+
+/// (name, type, help, labels, value) of each scrape-time value.
+type ScrapeValue = (&'static str, &'static str, &'static str, &'static str, u64);
+
+fn scrape_values(state: &AppState) -> [ScrapeValue; 8] {
+    let kv = &state.kv;
+    let mc = r#"{protocol="memcache"}"#;
+    let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+    [
+        (
+            "items",
+            "gauge",
+            "Items currently stored.",
+            "",
+            kv.curr_items(),
+        ),
+        (
+            "bytes",
+            "gauge",
+            "Bytes of keys and values stored.",
+            "",
+            kv.bytes(),
+        ),
+        (
+            "unsaved_writes",
+            "gauge",
+            "Keys written but not yet handed to sled by the write-behind thread.",
+            "",
+            kv.unsaved_writes() as u64,
+        ),
+        (
+            "uptime_seconds",
+            "gauge",
+            "Seconds since start.",
+            "",
+            kv.now().saturating_sub(kv.started()),
+        ),
+        (
+            "curr_connections",
+            "gauge",
+            "Open connections.",
+            mc,
+            load(&state.curr_connections),
+        ),
+        (
+            "connections_total",
+            "counter",
+            "Connections accepted since start.",
+            mc,
+            load(&state.total_connections),
+        ),
+        (
+            "rejected_connections_total",
+            "counter",
+            "Connections refused at --max-connections.",
+            mc,
+            load(&kv.stats.rejected_connections),
+        ),
+        (
+            "evictions_total",
+            "counter",
+            "Items evicted under --eviction lru to make room.",
+            "",
+            load(&kv.stats.evictions),
+        ),
+    ]
 }
 
 #[cfg(test)]
@@ -302,7 +317,7 @@ mod tests {
         p.hit();
         p.miss();
         p.miss();
-        let text = render();
+        let text = REGISTRY.handle.render();
         assert!(
             text.contains(
                 r#"memcached_lite_commands_total{protocol="unit-test",command="pong"} 2"#

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use memcached_lite::config::Config;
-use memcached_lite::csvfmt::{Row, Rows};
+use memcached_lite::csv::format::{Row, Rows};
 use memcached_lite::store::Store;
 
 /// A value that proves it is whole: `<key>:<n>:` then n dots then `#`.
@@ -53,7 +53,7 @@ fn set(c: &mut common::Client, key: &str, v: &str) {
 
 fn store_rows(dir: &Path) -> Vec<Row> {
     let store = Store::open(&Config::for_data_dir(dir).store).unwrap();
-    let now = memcached_lite::store::expiry::now();
+    let now = memcached_lite::rules::clock::system_now();
     store
         .scan(b"", None)
         // Expired items may still be on disk (invisible until swept); the

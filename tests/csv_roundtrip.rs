@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::Command;
 
 use memcached_lite::config::Config;
-use memcached_lite::csvfmt::Row;
+use memcached_lite::csv::format::Row;
 use memcached_lite::store::Store;
 
 const N: usize = 100_000;
@@ -149,7 +149,7 @@ fn export_then_import_into_an_empty_dir_keeps_every_item() {
     let tmp = tempfile::tempdir().unwrap();
     let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
     let csv = tmp.path().join("export.csv");
-    let seeded_at = memcached_lite::store::expiry::now();
+    let seeded_at = memcached_lite::rules::clock::system_now();
     let seed = tmp.path().join("seed.csv");
     seed_csv(&seed, seeded_at);
     bin(&[
@@ -159,9 +159,9 @@ fn export_then_import_into_an_empty_dir_keeps_every_item() {
         a.to_str().unwrap(),
     ]);
     let mut server = common::Server::start_in(&a, &["--mirror-interval", "60s"]);
-    let loaded_at = memcached_lite::store::expiry::now();
+    let loaded_at = memcached_lite::rules::clock::system_now();
     load(&server);
-    let loaded_by = memcached_lite::store::expiry::now();
+    let loaded_by = memcached_lite::rules::clock::system_now();
     assert!(server.stop().success());
 
     let out = bin(&[
@@ -176,7 +176,7 @@ fn export_then_import_into_an_empty_dir_keeps_every_item() {
     // particular order, the export's in key order).
     let rows = |path: &Path| {
         let mut reader =
-            memcached_lite::csvfmt::Rows::new(std::fs::File::open(path).unwrap(), 1 << 20);
+            memcached_lite::csv::format::Rows::new(std::fs::File::open(path).unwrap(), 1 << 20);
         let mut rows = Vec::new();
         while let Some(row) = reader.next_row().unwrap() {
             rows.push(row);

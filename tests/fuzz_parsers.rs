@@ -13,9 +13,11 @@ use base64::Engine;
 use memcached_lite::http::key as http_key;
 use memcached_lite::kv::StoreMode;
 use memcached_lite::memcache::auth::{self, AuthFrame};
-use memcached_lite::memcache::binary;
-use memcached_lite::memcache::meta::MetaCmd;
-use memcached_lite::memcache::text::{self, valid_key, Frame, Request, MAX_GET_LINE, MAX_KEY};
+use memcached_lite::memcache::binary::parse as binary;
+use memcached_lite::memcache::frame;
+use memcached_lite::memcache::meta::parse::MetaCmd;
+use memcached_lite::memcache::text::parse::{self as text, Frame, Request, MAX_GET_LINE};
+use memcached_lite::rules::{valid_key, MAX_KEY};
 use proptest::prelude::*;
 
 const MAX_ITEM: usize = 1024;
@@ -80,11 +82,11 @@ fn check_frame(buf: &[u8]) -> Result<(), TestCaseError> {
             );
             prop_assert!(need > buf.len(), "need {need} <= buffered {}", buf.len());
             prop_assert!(
-                need <= text::MAX_LINE + MAX_ITEM + 2,
+                need <= frame::MAX_LINE + MAX_ITEM + 2,
                 "need {need} beyond one item"
             );
         }
-        Frame::Close => prop_assert!(buf.len() > text::MAX_LINE || buf.contains(&b'\n')),
+        Frame::Close => prop_assert!(buf.len() > frame::MAX_LINE || buf.contains(&b'\n')),
         Frame::Request { req, len } => {
             prop_assert!(len > 0 && len <= buf.len());
             prop_assert_eq!(buf[len - 1], b'\n');
@@ -411,7 +413,7 @@ proptest! {
         let set = [b"set ", &k[..], b" 0 0 1\r\nx\r\n"].concat();
         match text::parse(&set, MAX_ITEM) {
             Frame::Request { req: Request::Store { key, .. }, .. } => prop_assert!(rule && key == &k[..]),
-            Frame::Error { msg, .. } => prop_assert!(!rule && msg == text::ERR_FORMAT, "{}", msg),
+            Frame::Error { msg, .. } => prop_assert!(!rule && msg == frame::ERR_FORMAT, "{}", msg),
             // A trailing '\r' in the key merges into the line ending.
             other => prop_assert!(k.ends_with(b"\r"), "{:?}", other),
         }
@@ -423,7 +425,7 @@ proptest! {
         match auth::parse(&buf) {
             AuthFrame::Incomplete { need } => {
                 prop_assert!(need == 0 || need > buf.len());
-                prop_assert!(need <= text::MAX_LINE + auth::MAX_TOKEN + 2);
+                prop_assert!(need <= frame::MAX_LINE + auth::MAX_TOKEN + 2);
             }
             AuthFrame::Reply { len, .. } | AuthFrame::Attempt { len, .. } => {
                 prop_assert!(len > 0 && len <= buf.len());
@@ -495,7 +497,7 @@ fn check_meta(buf: &[u8]) -> Result<(), TestCaseError> {
         match text::parse(rest, MAX_ITEM) {
             Frame::Incomplete { need } => {
                 prop_assert!(need == 0 || need > rest.len());
-                prop_assert!(need <= text::MAX_LINE + MAX_ITEM + 2);
+                prop_assert!(need <= frame::MAX_LINE + MAX_ITEM + 2);
                 return Ok(());
             }
             Frame::Close => return Ok(()),

@@ -1,5 +1,6 @@
-//! Drives real commands through the in-process server and checks what
-//! `metrics::render()` (the body of `GET /metrics`) reports.
+//! Drives real commands through in-process servers and checks what their
+//! `GET /metrics` reports: the recorded command metrics, and the values each
+//! server reads from its own state at scrape time.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
@@ -53,12 +54,12 @@ fn has(text: &str, line: &str) {
     );
 }
 
-#[test]
-fn render_reports_commands_hits_items_and_connections() {
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let mut config = Config::for_data_dir(dir.path());
+/// An in-process server on free ports: (memcached port, HTTP port, thread).
+fn start(dir: &std::path::Path) -> (u16, u16, std::thread::JoinHandle<anyhow::Result<()>>) {
+    let (port, hport) = (free_port(), free_port());
+    let mut config = Config::for_data_dir(dir);
     config.listen = format!("127.0.0.1:{port}").parse().unwrap();
+    config.http_listen = format!("127.0.0.1:{hport}").parse().unwrap();
     config.enable_shutdown = true;
     let server = std::thread::spawn(move || {
         tokio::runtime::Builder::new_multi_thread()
@@ -68,6 +69,24 @@ fn render_reports_commands_hits_items_and_connections() {
             .unwrap()
             .block_on(memcached_lite::server::serve(config))
     });
+    (port, hport, server)
+}
+
+fn scrape(hport: u16) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match reqwest::blocking::get(format!("http://127.0.0.1:{hport}/metrics")) {
+            Ok(resp) => return resp.text().unwrap(),
+            Err(e) if Instant::now() > deadline => panic!("no /metrics: {e}"),
+            Err(_) => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
+}
+
+#[test]
+fn metrics_report_commands_hits_items_and_connections() {
+    let dir = tempfile::tempdir().unwrap();
+    let (port, hport, server) = start(dir.path());
 
     let mut c = BufReader::new(connect(port));
     exchange(&mut c, "set a 0 0 1\r\nx\r\n", "STORED");
@@ -81,7 +100,7 @@ fn render_reports_commands_hits_items_and_connections() {
     );
     exchange(&mut c, "bogus\r\n", "ERROR");
 
-    let text = memcached_lite::metrics::render();
+    let text = scrape(hport);
     let mc = r#"protocol="memcache""#;
     has(
         &text,
@@ -157,6 +176,33 @@ fn render_reports_commands_hits_items_and_connections() {
     // Closing is seen by the gauge; the final flush is timed.
     c.get_mut().write_all(b"shutdown\r\n").unwrap();
     server.join().unwrap().unwrap();
-    let text = memcached_lite::metrics::render();
+    let text = memcached_lite::metrics::render_recorded();
     has(&text, "memcached_lite_store_sync_duration_seconds_count 1");
+}
+
+/// Two servers in one process: each `/metrics` shows its own store and
+/// connections (no process-wide "last server registered wins").
+#[test]
+fn two_servers_in_one_process_report_their_own_values() {
+    let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (a_port, a_http, a) = start(a_dir.path());
+    let (b_port, b_http, b) = start(b_dir.path());
+    let http = reqwest::blocking::Client::new();
+    scrape(a_http);
+    scrape(b_http);
+    for key in ["x", "y", "z"] {
+        let status = http
+            .put(format!("http://127.0.0.1:{a_http}/v1/keys/{key}"))
+            .body("v")
+            .send()
+            .unwrap()
+            .status();
+        assert!(status.is_success(), "{status}");
+    }
+    has(&scrape(a_http), "memcached_lite_items 3");
+    has(&scrape(b_http), "memcached_lite_items 0");
+    for (port, server) in [(a_port, a), (b_port, b)] {
+        connect(port).write_all(b"shutdown\r\n").unwrap();
+        server.join().unwrap().unwrap();
+    }
 }

@@ -3,7 +3,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use memcached_lite::memcache::auth::{parse, AuthFrame, MAX_TOKEN};
-use memcached_lite::memcache::text::MAX_LINE;
+use memcached_lite::memcache::frame::MAX_LINE;
 
 fuzz_target!(|data: &[u8]| {
     match parse(data) {

@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use memcached_lite::memcache::binary::{parse, Frame, HEADER_LEN, REQUEST_MAGIC};
+use memcached_lite::memcache::binary::parse::{parse, Frame, HEADER_LEN, REQUEST_MAGIC};
 
 const MAX_ITEM: usize = 1024;
 

@@ -4,7 +4,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use memcached_lite::http::key::{decode, encode};
-use memcached_lite::memcache::text::{valid_key, MAX_KEY};
+use memcached_lite::rules::{valid_key, MAX_KEY};
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(segment) = std::str::from_utf8(data) {

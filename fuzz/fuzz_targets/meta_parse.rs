@@ -4,7 +4,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use memcached_lite::memcache::text::{parse, Frame, Request, MAX_LINE, MAX_KEY};
+use memcached_lite::memcache::frame::MAX_LINE;
+use memcached_lite::memcache::text::parse::{parse, Frame, Request};
+use memcached_lite::rules::MAX_KEY;
 
 const MAX_ITEM: usize = 1024;
 

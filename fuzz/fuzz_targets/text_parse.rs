@@ -4,7 +4,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use memcached_lite::memcache::text::{parse, valid_key, Frame, MAX_GET_LINE, MAX_LINE};
+use memcached_lite::memcache::frame::MAX_LINE;
+use memcached_lite::memcache::text::parse::{parse, Frame, MAX_GET_LINE};
+use memcached_lite::rules::valid_key;
 
 const MAX_ITEM: usize = 1024;
 

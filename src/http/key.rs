@@ -6,13 +6,10 @@ use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 
 use super::error::ApiError;
-use crate::memcache::text::valid_key;
+use crate::rules::{valid_key, MAX_KEY};
 
 /// Where item routes start; the key is the next path segment.
 pub const KEYS_PREFIX: &str = "/v1/keys/";
-
-/// The longest key memcached accepts.
-const MAX_KEY: usize = 250;
 
 /// A decoded, valid key taken from the `{key}` segment of the path.
 #[derive(Debug, Clone, PartialEq, Eq)]

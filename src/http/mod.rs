@@ -5,15 +5,19 @@
 //! OpenAPI document from the same handler attributes, so the document
 //! cannot drift from what is served.
 
-pub mod admin;
-pub mod durable;
+/// API errors and their JSON body.
 pub mod error;
-pub mod export;
-pub mod items;
+/// The `{key}` path segment: percent-decoding and memcached's key rule.
 pub mod key;
-pub mod list;
-pub mod observe;
+/// Bearer token, group-commit wait, metrics.
+pub mod middleware;
+/// The OpenAPI document (served and checked in).
 pub mod openapi;
+/// The handlers.
+pub mod routes;
+
+use middleware::{durable, observe};
+use routes::{admin, export, items, list};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,14 +38,14 @@ use utoipa_swagger_ui::SwaggerUi;
 use tokio_rustls::TlsAcceptor;
 
 use crate::auth::BearerToken;
-use crate::server::Shared;
+use crate::state::AppState;
 
 /// Smallest request-body limit, so small JSON bodies pass even with a tiny
 /// `--max-item-size` (values are still held to it by `Kv`).
 const MIN_BODY_LIMIT: usize = 4096;
 
 /// Every documented route, without state, layers or Swagger UI.
-pub fn router() -> OpenApiRouter<Arc<Shared>> {
+pub fn router() -> OpenApiRouter<Arc<AppState>> {
     OpenApiRouter::with_openapi(openapi::base())
         .routes(routes!(list::list_items))
         .routes(routes!(
@@ -64,13 +68,13 @@ pub fn router() -> OpenApiRouter<Arc<Shared>> {
 /// The whole HTTP application: API routes, `/openapi.json`, Swagger UI at
 /// `/docs`, and the middleware stack (request id, tracing, JSON errors,
 /// timeout, body limit).
-pub fn app(shared: Arc<Shared>) -> Router {
+pub fn app(shared: Arc<AppState>) -> Router {
     app_with_token(shared, None)
 }
 
 /// [`app`], with every route but health checks and docs requiring
 /// `Authorization: Bearer <token>` when a token is given.
-pub fn app_with_token(shared: Arc<Shared>, token: Option<BearerToken>) -> Router {
+pub fn app_with_token(shared: Arc<AppState>, token: Option<BearerToken>) -> Router {
     let body_limit = shared.kv.max_item_size().max(MIN_BODY_LIMIT);
     let timeout = Duration::from_secs(shared.config.http_timeout_secs.max(1));
     let (api, doc) = router().split_for_parts();
@@ -80,7 +84,7 @@ pub fn app_with_token(shared: Arc<Shared>, token: Option<BearerToken>) -> Router
     if let Some(token) = token {
         app = app.layer(axum::middleware::from_fn_with_state(
             token,
-            crate::auth::require_bearer,
+            crate::http::middleware::auth::require_bearer,
         ));
     }
     app
@@ -124,7 +128,7 @@ async fn not_found() -> error::ApiError {
 /// server shuts down, then lets in-flight plain-HTTP requests finish.
 pub async fn run(
     listener: TcpListener,
-    shared: Arc<Shared>,
+    shared: Arc<AppState>,
     token: Option<BearerToken>,
     tls: Option<TlsAcceptor>,
 ) -> std::io::Result<()> {
@@ -145,7 +149,7 @@ pub async fn run(
         };
         let (tls, app) = (tls.clone(), app.clone());
         tokio::spawn(async move {
-            let stream = match crate::tls::accept(&tls, socket).await {
+            let stream = match crate::net::tls::accept(&tls, socket).await {
                 Ok(stream) => stream,
                 Err(e) => return tracing::debug!(%peer, "TLS handshake failed: {e}"),
             };

@@ -31,7 +31,7 @@ pub const BEARER: &str = "bearer_token";
 
 /// Declares the `--http-token-file` bearer scheme and, on every operation
 /// the token guards (all but health checks and docs, the same rule as
-/// [`crate::auth::require_bearer`]), the scheme and its 401 answer. Applied
+/// [`crate::http::middleware::auth::require_bearer`]), the scheme and its 401 answer. Applied
 /// to the finished document, so no route has to repeat it.
 pub fn secured(mut doc: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
     use utoipa::openapi::content::ContentBuilder;
@@ -74,7 +74,7 @@ trimmed); without that option no token is needed."
             .into(),
     );
     for (path, item) in doc.paths.paths.iter_mut() {
-        if crate::auth::is_public_path(path) {
+        if crate::http::middleware::auth::is_public_path(path) {
             continue;
         }
         let ops: [&mut Option<Operation>; 8] = [

@@ -23,8 +23,9 @@ pub struct SetOptions {
     pub invalidate: bool,
     /// The new item's CAS instead of a fresh one (meta `E`).
     pub new_cas: Option<u64>,
-    /// [`state`] bits of the new item (the binary-key bit).
-    pub state: u8,
+    /// The client gave the key base64-encoded (meta `b`): remembered with
+    /// the item so that `k` echoes it the same way.
+    pub binary_key: bool,
 }
 
 /// Extras of incr/decr.
@@ -38,8 +39,8 @@ pub struct ArithOptions {
     pub touch: Option<i64>,
     /// The new item's CAS instead of a fresh one (meta `E`).
     pub new_cas: Option<u64>,
-    /// [`state`] bits of a created item.
-    pub state: u8,
+    /// A created item's key was given base64-encoded (meta `b`).
+    pub binary_key: bool,
 }
 
 /// What incr/decr with [`ArithOptions`] did.
@@ -133,7 +134,7 @@ impl Kv {
             self.store.enable_access_tracking()?;
         }
         let _guard = self.locks.lock(key);
-        let now = expiry::now();
+        let now = self.now();
         let touching = opts.touch.is_some();
         if touching {
             bump(&self.stats.cmd_touch);
@@ -238,7 +239,7 @@ impl Kv {
         new_cas: Option<u64>,
     ) -> Result<DeleteOutcome> {
         let _guard = self.locks.lock(key);
-        let now = expiry::now();
+        let now = self.now();
         let Some(item) = self.live(key, now)? else {
             bump(&self.stats.delete_misses);
             return Ok(DeleteOutcome::NotFound);
@@ -279,18 +280,18 @@ mod tests {
     fn plain_reads_write_nothing_until_a_client_asks_for_access_info() {
         let (_d, kv) = kv();
         kv.set(StoreMode::Set, b"k", 0, 0, b"v").unwrap();
-        let written = kv.store().generation();
+        let written = kv.store.generation();
         kv.get(b"k").unwrap();
-        assert_eq!(kv.store().generation(), written, "a get before tracking");
+        assert_eq!(kv.store.generation(), written, "a get before tracking");
         let asks = MetaGetOptions {
             report_access: true,
             ..MetaGetOptions::default()
         };
         assert!(!kv.meta_get(b"k", &asks).unwrap().unwrap().fetched);
         kv.set(StoreMode::Set, b"k", 0, 0, b"w").unwrap();
-        let written = kv.store().generation();
+        let written = kv.store.generation();
         kv.get(b"k").unwrap();
-        assert_eq!(kv.store().generation(), written + 1, "tracking is on");
+        assert_eq!(kv.store.generation(), written + 1, "tracking is on");
         assert!(kv.meta_get(b"k", &asks).unwrap().unwrap().fetched);
     }
 

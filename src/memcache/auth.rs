@@ -1,7 +1,7 @@
 //! The text protocol's authentication step (memcached's `-Y` auth file):
 //! until a client authenticates, the only command it may send is
 //! `set <any> <flags> <exptime> <len>\r\n<user> <password>\r\n`.
-//! Like [`super::text`], the parser is a pure function over bytes.
+//! Like the text parser, the parser is a pure function over bytes.
 //!
 //! Replies follow memcached 1.6.18's `try_read_command_asciiauth`; the one
 //! deliberate difference is that a declared token longer than
@@ -10,7 +10,8 @@
 
 use memchr::memchr;
 
-use super::text::{parse_u64, MAX_LINE};
+use super::frame::MAX_LINE;
+use crate::rules::parse_u64;
 
 pub const ERR_UNAUTHENTICATED: &str = "CLIENT_ERROR unauthenticated";
 pub const ERR_FAILURE: &str = "CLIENT_ERROR authentication failure";

@@ -2,7 +2,7 @@
 //! every complete request in it, write all replies with one syscall, repeat.
 //!
 //! The read buffer is bounded by the parser: a line without `\n` may grow
-//! to `text::MAX_LINE` (or `text::MAX_GET_LINE` for `get` key lists) before
+//! to `frame::MAX_LINE` (or `text::parse::MAX_GET_LINE` for `get` key lists) before
 //! the connection is closed, and a data block to `--max-item-size` plus its
 //! line (larger ones are discarded as they arrive, never buffered). The loop
 //! is generic over the stream so plain TCP and TLS share one code path.
@@ -14,11 +14,12 @@ use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::auth::{self as auth_step, AuthFrame};
-use super::text::{self, Frame};
-use super::{binary_cmd, execute, reply, Flow};
+use super::binary::execute as binary_cmd;
+use super::text::{self, parse::Frame};
+use super::{reply, Flow};
 use crate::auth::Credentials;
-use crate::server::Shared;
-use crate::stats::add;
+use crate::kv::stats::add;
+use crate::state::AppState;
 
 /// Initial read buffer: small, so idle connections stay cheap.
 const INITIAL_READ: usize = 4 * 1024;
@@ -30,7 +31,7 @@ const SHRINK_ABOVE: usize = 64 * 1024;
 
 pub struct Connection<S> {
     socket: S,
-    shared: Arc<Shared>,
+    shared: Arc<AppState>,
     input: BytesMut,
     output: BytesMut,
     /// Bytes of a refused data block still to be discarded.
@@ -50,7 +51,7 @@ pub struct Connection<S> {
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
-    pub fn new(socket: S, shared: Arc<Shared>, auth: Option<Arc<Credentials>>) -> Self {
+    pub fn new(socket: S, shared: Arc<AppState>, auth: Option<Arc<Credentials>>) -> Self {
         let idle_secs = shared.config.security.idle_timeout;
         Connection {
             socket,
@@ -147,7 +148,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 }
                 continue;
             }
-            let (flow, consumed) = match text::parse(&self.input, max_item) {
+            let (flow, consumed) = match text::parse::parse(&self.input, max_item) {
                 Frame::Incomplete { need } => {
                     // Size for the whole frame only once half of it has
                     // arrived: memory follows bytes received, not declared.
@@ -158,11 +159,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 }
                 Frame::Close => return Ok(Flow::Close),
                 Frame::Request { req, len } => {
-                    self.uncommitted |= super::mutates(&req);
-                    (execute(req, &self.shared, &mut self.output), len)
+                    self.uncommitted |= text::mutates(&req);
+                    (text::execute(req, &self.shared, &mut self.output), len)
                 }
                 Frame::Error { msg, noreply, len } => {
-                    super::METRICS.error();
+                    text::METRICS.error();
                     if !noreply {
                         reply::line(&mut self.output, msg);
                     }
@@ -175,7 +176,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                     skip,
                     discard,
                 } => {
-                    super::METRICS.error();
+                    text::METRICS.error();
                     if let Some(key) = discard {
                         self.uncommitted = true;
                         if let Err(e) = self.shared.kv.discard(key) {
@@ -205,7 +206,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     fn is_binary(&mut self) -> bool {
         match (self.binary, self.input.first()) {
             (Some(binary), _) => binary,
-            (None, Some(&first)) => *self.binary.insert(first == super::binary::REQUEST_MAGIC),
+            (None, Some(&first)) => *self
+                .binary
+                .insert(first == super::binary::parse::REQUEST_MAGIC),
             (None, None) => false,
         }
     }
@@ -216,7 +219,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     fn sasl_gate(&mut self) -> Option<Flow> {
         let creds = self.unauthenticated.as_ref()?;
         let max_item = self.shared.kv.max_item_size();
-        let gate = super::sasl::step(
+        let gate = super::binary::sasl::step(
             &self.input,
             max_item,
             creds,
@@ -224,13 +227,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             &mut self.output,
         );
         let (len, close, checked) = match gate {
-            super::sasl::Gate::Incomplete { need } => {
+            super::binary::sasl::Gate::Incomplete { need } => {
                 if need > self.input.capacity() {
                     self.input.reserve(need - self.input.len());
                 }
                 return None;
             }
-            super::sasl::Gate::Pass => {
+            super::binary::sasl::Gate::Pass => {
                 // Run this one request through the normal binary path,
                 // then gate again.
                 return match binary_cmd::step(&self.input, &self.shared, &mut self.output) {
@@ -243,18 +246,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                     }
                 };
             }
-            super::sasl::Gate::Replied {
+            super::binary::sasl::Gate::Replied {
                 len,
                 close,
                 checked,
             } => (len, close, checked),
         };
         if let Some(ok) = checked {
-            crate::stats::bump(&self.shared.kv.stats.auth_cmds);
+            crate::kv::stats::bump(&self.shared.kv.stats.auth_cmds);
             if ok {
                 self.unauthenticated = None;
             } else {
-                crate::stats::bump(&self.shared.kv.stats.auth_errors);
+                crate::kv::stats::bump(&self.shared.kv.stats.auth_errors);
                 tracing::debug!("memcached SASL authentication failure");
             }
         }
@@ -278,12 +281,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             } => {
                 // Counted as memcached counts its `-Y` checks: every
                 // credential check, and each failed one.
-                crate::stats::bump(&self.shared.kv.stats.auth_cmds);
+                crate::kv::stats::bump(&self.shared.kv.stats.auth_cmds);
                 if creds.verify(user, password) {
                     self.unauthenticated = None;
                     ("STORED", len, Flow::Continue)
                 } else {
-                    crate::stats::bump(&self.shared.kv.stats.auth_errors);
+                    crate::kv::stats::bump(&self.shared.kv.stats.auth_errors);
                     tracing::debug!("memcached authentication failure");
                     (auth_step::ERR_FAILURE, len, Flow::Continue)
                 }

@@ -1,96 +1,25 @@
-//! The memcached front end: a pure parser ([`text`]), one module per
-//! command family, and the connection loop that ties them to a socket.
+//! The memcached front end: the text, meta and binary protocols over TCP
+//! (optionally TLS), with `--auth-file` and SASL. Each protocol has a pure
+//! parser (`parse`) and an executor (`execute` or one module per command
+//! family) that calls [`crate::kv`]; [`connection`] ties them to a socket
+//! and [`listener`] accepts connections.
 
-pub mod admin;
-pub mod arith;
 /// The `--auth-file` gate a connection passes before its first command.
 pub mod auth;
+/// The binary protocol: parser, executor, SASL.
 pub mod binary;
-pub mod binary_cmd;
+/// One connection's loop: read, parse, execute, reply, flush.
 pub mod connection;
-pub mod keys;
+/// What the text and meta parsers share: frames, tokenizer, error replies.
+pub mod frame;
+/// Accepts connections, enforces --max-connections, drains on shutdown.
+pub mod listener;
+/// The meta protocol (`mg ms md ma me mn`): parser and executor.
 pub mod meta;
-pub mod meta_cmd;
+/// Reply encoding shared by the text and meta executors.
 pub mod reply;
-pub mod retrieval;
-pub mod sasl;
-pub mod server;
-pub mod storage;
+/// The classic text protocol: parser and one module per command family.
 pub mod text;
-
-use bytes::BytesMut;
-use std::sync::LazyLock;
-
-use crate::kv::StoreMode;
-use crate::metrics::{Protocol, Timer};
-use crate::server::Shared;
-use text::Request;
-
-/// memcached's answer to `cache_memlimit` below 8 (megabytes).
-pub const ERR_MEMLIMIT_TOO_SMALL: &str = "MEMLIMIT_TOO_SMALL cannot set maxbytes to less than 8m";
-
-/// The `command` label values of this front end; [`command_index`] maps a
-/// request to its position.
-const COMMANDS: &[&str] = &[
-    "get",
-    "gets",
-    "gat",
-    "gats",
-    "set",
-    "add",
-    "replace",
-    "append",
-    "prepend",
-    "cas",
-    "delete",
-    "touch",
-    "incr",
-    "decr",
-    "flush_all",
-    "stats",
-    "version",
-    "verbosity",
-    "mn",
-    "cache_memlimit",
-    "quit",
-    "shutdown",
-    "meta",
-];
-
-/// This front end's metric handles (`protocol="memcache"`).
-pub static METRICS: LazyLock<Protocol> = LazyLock::new(|| Protocol::new("memcache", COMMANDS));
-
-fn command_index(req: &Request<'_>) -> usize {
-    match req {
-        Request::Get { cas, touch, .. } => match (touch.is_some(), cas) {
-            (false, false) => 0,
-            (false, true) => 1,
-            (true, false) => 2,
-            (true, true) => 3,
-        },
-        Request::Store { mode, .. } => match mode {
-            StoreMode::Set => 4,
-            StoreMode::Add => 5,
-            StoreMode::Replace => 6,
-            StoreMode::Append => 7,
-            StoreMode::Prepend => 8,
-            StoreMode::Cas(_) => 9,
-        },
-        Request::Delete { .. } => 10,
-        Request::Touch { .. } => 11,
-        Request::Arith { incr: true, .. } => 12,
-        Request::Arith { incr: false, .. } => 13,
-        Request::FlushAll { .. } => 14,
-        Request::Stats { .. } => 15,
-        Request::Version => 16,
-        Request::Verbosity { .. } => 17,
-        Request::MetaNoop => 18,
-        Request::MemLimit { .. } => 19,
-        Request::Quit => 20,
-        Request::Shutdown { .. } => 21,
-        Request::Meta(_) => 22,
-    }
-}
 
 /// What the connection does after a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,114 +27,4 @@ pub enum Flow {
     Continue,
     /// Flush pending replies, then close (`quit`, `shutdown`).
     Close,
-}
-
-/// Whether a request may change stored data, so that under
-/// `--durability sync` its reply must wait for the group commit.
-pub fn mutates(req: &Request<'_>) -> bool {
-    matches!(
-        req,
-        Request::Store { .. }
-            | Request::Delete { .. }
-            | Request::Touch { .. }
-            | Request::Arith { .. }
-            | Request::FlushAll { .. }
-            | Request::Get { touch: Some(_), .. }
-            | Request::Meta(_)
-            | Request::MemLimit { .. }
-    )
-}
-
-/// Runs one request, appending its reply (if any) to `out`, and records
-/// it in the command counters and latency histogram.
-pub fn execute(req: Request<'_>, shared: &Shared, out: &mut BytesMut) -> Flow {
-    let started = Timer::start();
-    let command = METRICS.command(command_index(&req));
-    let flow = run(req, shared, out);
-    command.record(started);
-    flow
-}
-
-fn run(req: Request<'_>, shared: &Shared, out: &mut BytesMut) -> Flow {
-    let kv = &*shared.kv;
-    let mark = out.len();
-    let noreply = match req {
-        Request::Store {
-            mode,
-            key,
-            flags,
-            exptime,
-            data,
-            noreply,
-        } => {
-            storage::execute(kv, mode, key, flags, exptime, data, out);
-            noreply
-        }
-        Request::Get { keys, cas, touch } => {
-            retrieval::execute(kv, keys, cas, touch, out);
-            false
-        }
-        Request::Delete { key, noreply } => {
-            keys::delete(kv, key, out);
-            noreply
-        }
-        Request::Touch {
-            key,
-            exptime,
-            noreply,
-        } => {
-            keys::touch(kv, key, exptime, out);
-            noreply
-        }
-        Request::Arith {
-            key,
-            delta,
-            incr,
-            noreply,
-        } => {
-            arith::execute(kv, key, delta, incr, out);
-            noreply
-        }
-        Request::FlushAll { delay, noreply } => {
-            admin::flush_all(kv, delay, out);
-            noreply
-        }
-        Request::Stats { args } => {
-            admin::stats(shared, args, out);
-            false
-        }
-        Request::Version => {
-            reply::line(out, &format!("VERSION {}", crate::server::PROTOCOL_VERSION));
-            false
-        }
-        Request::Verbosity { noreply } => {
-            reply::line(out, "OK");
-            noreply
-        }
-        Request::MetaNoop => {
-            reply::line(out, "MN");
-            false
-        }
-        // memcached refuses limits below 8 MiB (and so 0, "unlimited").
-        Request::MemLimit { megabytes, noreply } if megabytes < 8 => {
-            reply::line(out, ERR_MEMLIMIT_TOO_SMALL);
-            noreply
-        }
-        Request::MemLimit { megabytes, noreply } => {
-            kv.set_memory_limit(megabytes.saturating_mul(1024 * 1024));
-            reply::line(out, "OK");
-            noreply
-        }
-        Request::Meta(req) => {
-            // Meta commands apply their own `q` rules.
-            meta_cmd::execute(kv, *req, out);
-            false
-        }
-        Request::Quit => return Flow::Close,
-        Request::Shutdown { valid_mode } => return admin::shutdown(shared, valid_mode, out),
-    };
-    if noreply {
-        out.truncate(mark);
-    }
-    Flow::Continue
 }

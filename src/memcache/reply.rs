@@ -3,8 +3,8 @@
 
 use bytes::{BufMut, BytesMut};
 
+use crate::kv::Item;
 use crate::kv::KvError;
-use crate::store::Item;
 
 /// Appends `msg\r\n`.
 pub fn line(out: &mut BytesMut, msg: &str) {
@@ -48,7 +48,7 @@ pub fn stat(out: &mut BytesMut, name: &str, value: impl std::fmt::Display) {
 /// The memcached error line for a failed store operation.
 pub fn kv_error(out: &mut BytesMut, err: &KvError) {
     match err {
-        KvError::TooLarge => line(out, super::text::ERR_TOO_LARGE),
+        KvError::TooLarge => line(out, super::frame::ERR_TOO_LARGE),
         KvError::NoMemory => line(out, "SERVER_ERROR out of memory storing object"),
         KvError::Store(e) => {
             tracing::error!("store failure: {e}");

@@ -63,7 +63,14 @@ impl Item {
     /// Encodes a fresh record (no state bits, accessed now); `value` may
     /// come in pieces (append/prepend).
     pub fn encode(flags: u32, exptime: u64, cas: u64, value: &[&[u8]]) -> Vec<u8> {
-        Self::encode_with(flags, exptime, cas, 0, super::expiry::now(), value)
+        Self::encode_with(
+            flags,
+            exptime,
+            cas,
+            0,
+            crate::rules::clock::system_now(),
+            value,
+        )
     }
 
     /// Encodes a v2 record with explicit [`state`] bits and access time.
@@ -119,6 +126,16 @@ impl Item {
         }
     }
 
+    /// Read at least once since it was written (meta `h`, `me`'s `fetch`).
+    pub fn fetched(&self) -> bool {
+        self.state() & state::FETCHED != 0
+    }
+
+    /// The key was given base64-encoded (meta `b`), so `k` echoes it so.
+    pub fn binary_key(&self) -> bool {
+        self.state() & state::KEY_BINARY != 0
+    }
+
     /// Last access (unix secs); `None` for v1 records, which never kept it.
     pub fn atime(&self) -> Option<u64> {
         (self.raw[0] != FORMAT_V1).then(|| {
@@ -130,7 +147,6 @@ impl Item {
         u32::from_le_bytes(self.raw[1..5].try_into().expect("4 bytes"))
     }
 
-    /// Absolute expiry in unix seconds; 0 means never.
     /// The exptime of an encoded record (0 when too short to hold one).
     pub fn record_exptime(record: &[u8]) -> u64 {
         record
@@ -138,6 +154,7 @@ impl Item {
             .map_or(0, |b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
     }
 
+    /// Absolute expiry in unix seconds; 0 means never.
     pub fn exptime(&self) -> u64 {
         u64::from_le_bytes(self.raw[5..13].try_into().expect("8 bytes"))
     }
@@ -165,7 +182,7 @@ impl Item {
     }
 
     pub fn is_expired(&self, now: u64) -> bool {
-        super::expiry::is_expired(self.exptime(), now)
+        crate::rules::exptime::is_expired(self.exptime(), now)
     }
 }
 

@@ -4,7 +4,6 @@
 
 pub mod behind;
 pub mod commit;
-pub mod expiry;
 pub mod index;
 pub mod item;
 pub mod recency;
@@ -839,7 +838,7 @@ mod tests {
         expire_every: u64,
         remove_every: u64,
     ) -> Vec<std::thread::JoinHandle<()>> {
-        let locks = Arc::new(crate::locks::LockManager::with_stripes(64));
+        let locks = Arc::new(crate::kv::locks::LockManager::with_stripes(64));
         (0..3u64)
             .map(|w| {
                 let (s, locks) = (s.clone(), locks.clone());
@@ -867,7 +866,8 @@ mod tests {
         let writers = locked_writers(&s, 20_000, 3, 500, 2, 7);
         while !writers.iter().all(|w| w.is_finished()) {
             s.clear().unwrap();
-            s.sweep(None, 1000, expiry::now()).unwrap();
+            s.sweep(None, 1000, crate::rules::clock::system_now())
+                .unwrap();
         }
         writers.into_iter().for_each(|w| w.join().unwrap());
         assert_index_matches_tree(&s);
@@ -1049,7 +1049,8 @@ mod tests {
             s.settle().unwrap();
             if round.is_multiple_of(50) {
                 s.clear().unwrap();
-                s.sweep(None, 1000, expiry::now()).unwrap();
+                s.sweep(None, 1000, crate::rules::clock::system_now())
+                    .unwrap();
             }
         }
         writers.into_iter().for_each(|w| w.join().unwrap());
@@ -1116,7 +1117,7 @@ mod tests {
             }
         }
         let s = Arc::new(reopen(&cfg));
-        let locks = Arc::new(crate::locks::LockManager::with_stripes(64));
+        let locks = Arc::new(crate::kv::locks::LockManager::with_stripes(64));
         let done = Arc::new(AtomicU64::new(0));
         let writers: Vec<_> = (0..2u64)
             .map(|w| {

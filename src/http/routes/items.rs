@@ -1,0 +1,472 @@
+//! `/v1/keys/{key}` and its actions: every handler maps one HTTP request
+//! onto one `Kv` call, so conditional writes, counters and touch run under
+//! the lock manager with memcached's semantics.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::http::error::{ApiError, ErrorBody};
+use crate::http::key::{self, Key};
+use crate::kv::Item;
+use crate::kv::{ArithOutcome, DeleteOutcome, StoreMode, StoreOutcome};
+use crate::rules::exptime;
+use crate::state::AppState;
+
+/// Flags of the item (memcached's opaque 32-bit client flags).
+pub const X_FLAGS: &str = "x-flags";
+/// Seconds until the item expires; absent when it never does.
+pub const X_TTL: &str = "x-ttl";
+
+/// Raw value bytes.
+#[derive(ToSchema)]
+#[schema(value_type = String, format = Binary)]
+pub struct Binary(#[allow(dead_code)] Vec<u8>);
+
+/// Query of `PUT /v1/keys/{key}`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PutQuery {
+    /// Expiry, memcached exptime rules: 0 or absent = never, up to 2592000
+    /// (30 days) = seconds from now, larger = absolute unix time, negative =
+    /// already expired.
+    ttl: Option<i64>,
+    /// Client flags stored with the item (default 0).
+    flags: Option<u32>,
+}
+
+/// Body of `incr` / `decr`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ArithRequest {
+    /// Amount to add or subtract (64-bit unsigned; incr wraps, decr stops at 0).
+    #[schema(example = 1)]
+    pub by: u64,
+}
+
+/// Result of `incr` / `decr`.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ArithResponse {
+    /// The counter's new value.
+    #[schema(example = 42)]
+    pub value: u64,
+}
+
+/// Body of `touch`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct TouchRequest {
+    /// New expiry, memcached exptime rules (0 = never, negative = expire now).
+    #[schema(example = 60)]
+    pub ttl: i64,
+}
+
+/// The errors every `/v1/keys/{key}` operation with a body can answer
+/// (documentation only: handlers return [`ApiError`]).
+#[allow(dead_code)]
+#[derive(utoipa::IntoResponses)]
+enum ItemErrors {
+    /// `bad_key`: the key breaks memcached's key rules or its
+    /// percent-encoding; `bad_request`: a malformed `ttl`/`flags` query,
+    /// condition header or JSON body
+    #[response(status = 400, example = json!({"error": "bad_key", "message": "key must be non-empty and hold no spaces or control characters"}))]
+    BadRequest(ErrorBody),
+    /// No such item (or it expired); PUT answers it only with `If-Match`
+    #[response(status = 404, example = json!({"error": "not_found", "message": "no item with this key"}))]
+    NotFound(ErrorBody),
+}
+
+/// The `{key}` path parameter (extracted by [`Key`]; documentation only).
+#[allow(dead_code)]
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+struct KeyPath {
+    /// The key, percent-encoded (at most 250 bytes, no spaces or control
+    /// characters)
+    key: String,
+}
+
+/// What `incr` and `decr` answer besides the common errors.
+#[allow(dead_code)]
+#[derive(utoipa::IntoResponses)]
+enum ArithResponses {
+    /// The new value
+    #[response(status = 200, headers(("ETag" = String, description = "The new CAS, quoted")))]
+    Value(ArithResponse),
+    /// The value is not a number
+    #[response(status = 409, example = json!({"error": "non_numeric", "message": "cannot increment or decrement a non-numeric value"}))]
+    NonNumeric(ErrorBody),
+}
+
+/// The errors of operations that take a JSON body.
+#[allow(dead_code)]
+#[derive(utoipa::IntoResponses)]
+enum JsonBodyErrors {
+    /// The body is not `application/json`
+    #[response(status = 415, example = json!({"error": "unsupported_media_type", "message": "Expected request with `Content-Type: application/json`"}))]
+    UnsupportedMediaType(ErrorBody),
+    /// The JSON does not match the request schema (a field missing, of
+    /// the wrong type or out of range)
+    #[response(status = 422, example = json!({"error": "invalid_body", "message": "Failed to deserialize the JSON body into the target type: by: invalid value"}))]
+    InvalidBody(ErrorBody),
+}
+
+/// What an `If-Match` / `If-None-Match` pair asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Condition {
+    Always,
+    /// `If-None-Match: *`: only when absent (memcached `add`).
+    Absent,
+    /// `If-Match: *`: only when present (memcached `replace`).
+    Present,
+    /// `If-Match: "<cas>"`: only when the CAS matches (memcached `cas`).
+    Cas(u64),
+}
+
+fn condition(headers: &HeaderMap) -> Result<Condition, ApiError> {
+    let text = |name: header::HeaderName| -> Result<Option<String>, ApiError> {
+        headers
+            .get(&name)
+            .map(|v| {
+                v.to_str()
+                    .map(|s| s.trim().to_owned())
+                    .map_err(|_| ApiError::BadRequest(format!("{name} is not ASCII")))
+            })
+            .transpose()
+    };
+    match (text(header::IF_MATCH)?, text(header::IF_NONE_MATCH)?) {
+        (None, None) => Ok(Condition::Always),
+        (Some(_), Some(_)) => Err(ApiError::BadRequest(
+            "send either If-Match or If-None-Match, not both".into(),
+        )),
+        (None, Some(v)) if v == "*" => Ok(Condition::Absent),
+        (None, Some(_)) => Err(ApiError::BadRequest(
+            "If-None-Match supports only `*` (create only if absent)".into(),
+        )),
+        (Some(v), None) if v == "*" => Ok(Condition::Present),
+        (Some(v), None) => parse_etag(&v).map(Condition::Cas).ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "If-Match must be `*` or one ETag \"<cas>\" as returned by GET, got {v}"
+            ))
+        }),
+    }
+}
+
+/// `"123"` (or a bare `123`) to a CAS value.
+fn parse_etag(v: &str) -> Option<u64> {
+    let inner = v
+        .strip_prefix('"')
+        .and_then(|s| s.strip_suffix('"'))
+        .unwrap_or(v);
+    crate::rules::parse_u64(inner.as_bytes())
+}
+
+fn etag(cas: u64) -> HeaderValue {
+    HeaderValue::from_str(&format!("\"{cas}\"")).expect("digits are a valid header")
+}
+
+/// The headers describing an item, shared by GET and HEAD.
+fn item_response(item: &Item, now: u64, body: Bytes) -> Response {
+    let mut resp = ([(header::CONTENT_TYPE, "application/octet-stream")], body).into_response();
+    let h = resp.headers_mut();
+    h.insert(header::ETAG, etag(item.cas()));
+    h.insert(X_FLAGS, HeaderValue::from(item.flags()));
+    if let Some(ttl) = exptime::remaining(item.exptime(), now) {
+        h.insert(X_TTL, HeaderValue::from(ttl));
+    }
+    // HEAD has no body, but should announce the size GET would send.
+    h.insert(
+        header::CONTENT_LENGTH,
+        HeaderValue::from(item.value().len()),
+    );
+    resp
+}
+
+/// Get an item's value.
+///
+/// Answers the raw value bytes with the item's CAS as `ETag` (the same
+/// number memcached's `gets` reports), its flags and remaining TTL.
+#[utoipa::path(
+    get,
+    path = "/v1/keys/{key}",
+    tag = "keys",
+    operation_id = "get_item",
+    params(KeyPath),
+    responses(
+        (status = 200, description = "The value bytes", body = Binary, content_type = "application/octet-stream",
+            headers(
+                ("ETag" = String, description = "The item's CAS, quoted: `\"<cas>\"`"),
+                ("X-Flags" = u32, description = "The item's client flags"),
+                ("X-TTL" = u64, description = "Seconds until expiry; absent when the item never expires"),
+            )),
+        ItemErrors,
+    )
+)]
+pub async fn get_item(
+    State(shared): State<Arc<AppState>>,
+    Key(key): Key,
+) -> Result<Response, ApiError> {
+    let item = shared.kv.get(&key)?.ok_or(ApiError::NotFound)?;
+    let body = Bytes::copy_from_slice(item.value());
+    Ok(item_response(&item, shared.kv.now(), body))
+}
+
+/// Get an item's metadata.
+///
+/// The same status and headers as GET, without the body.
+#[utoipa::path(
+    head,
+    path = "/v1/keys/{key}",
+    tag = "keys",
+    operation_id = "head_item",
+    params(KeyPath),
+    responses(
+        (status = 200, description = "The item exists",
+            headers(
+                ("ETag" = String, description = "The item's CAS, quoted"),
+                ("X-Flags" = u32, description = "The item's client flags"),
+                ("X-TTL" = u64, description = "Seconds until expiry; absent when the item never expires"),
+                ("Content-Length" = u64, description = "Size of the value in bytes"),
+            )),
+        (status = 400, description = "Bad key (no body)"),
+        (status = 404, description = "No such item (no body)"),
+    )
+)]
+pub async fn head_item(
+    State(shared): State<Arc<AppState>>,
+    Key(key): Key,
+) -> Result<Response, ApiError> {
+    let item = shared.kv.get(&key)?.ok_or(ApiError::NotFound)?;
+    Ok(item_response(&item, shared.kv.now(), Bytes::new()))
+}
+
+/// Store an item.
+///
+/// The body is the value. Without conditions this is memcached `set`.
+/// `If-None-Match: *` is `add` (412 when the key exists); `If-Match: "<cas>"`
+/// is `cas` (412 when the item changed, 404 when missing); `If-Match: *` is
+/// `replace` (404 when missing). A body over `--max-item-size` is refused
+/// with 413 before it is read in full.
+#[utoipa::path(
+    put,
+    path = "/v1/keys/{key}",
+    tag = "keys",
+    operation_id = "put_item",
+    params(
+        KeyPath,
+        PutQuery,
+        ("If-Match" = Option<String>, Header, description = "`\"<cas>\"`: store only if the item's CAS still matches (memcached `cas`); `*`: only if it exists (`replace`)"),
+        ("If-None-Match" = Option<String>, Header, description = "`*`: store only if the key does not exist (memcached `add`)"),
+    ),
+    request_body(
+        description = "The value bytes (any content type; stored as-is)",
+        content(
+            (String = "text/plain"),
+            (Binary = "application/octet-stream"),
+        )
+    ),
+    responses(
+        (status = 201, description = "Created",
+            headers(("ETag" = String, description = "The new CAS, quoted"),
+                    ("Location" = String, description = "The item's URL"))),
+        (status = 204, description = "Replaced an existing item",
+            headers(("ETag" = String, description = "The new CAS, quoted"))),
+        ItemErrors,
+        (status = 408, description = "The request took longer than `--http-timeout-secs`", body = ErrorBody, example = json!({"error": "timeout", "message": "Request Timeout"})),
+        (status = 412, description = "The condition does not hold", body = ErrorBody, example = json!({"error": "precondition_failed", "message": "the item changed since that ETag (If-Match)"})),
+        (status = 413, description = "Value larger than `--max-item-size`", body = ErrorBody, example = json!({"error": "too_large", "message": "value larger than the item size limit (--max-item-size)"})),
+        (status = 507, description = "`--max-bytes` reached with `--eviction noeviction`", body = ErrorBody, example = json!({"error": "insufficient_storage", "message": "out of memory storing object (--max-bytes reached)"})),
+    )
+)]
+pub async fn put_item(
+    State(shared): State<Arc<AppState>>,
+    Key(key): Key,
+    Query(q): Query<PutQuery>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let mode = match condition(&headers)? {
+        Condition::Always => StoreMode::Set,
+        Condition::Absent => StoreMode::Add,
+        Condition::Present => StoreMode::Replace,
+        Condition::Cas(cas) => StoreMode::Cas(cas),
+    };
+    let outcome = shared
+        .kv
+        .set(mode, &key, q.flags.unwrap_or(0), q.ttl.unwrap_or(0), &body)?;
+    match outcome {
+        StoreOutcome::Stored { cas, created: true } => Ok((
+            StatusCode::CREATED,
+            [
+                (header::ETAG, etag(cas)),
+                (
+                    header::LOCATION,
+                    HeaderValue::from_str(&format!("{}{}", key::KEYS_PREFIX, key::encode(&key)))
+                        .expect("percent-encoded is a valid header"),
+                ),
+            ],
+        )
+            .into_response()),
+        StoreOutcome::Stored {
+            cas,
+            created: false,
+        } => Ok((StatusCode::NO_CONTENT, [(header::ETAG, etag(cas))]).into_response()),
+        StoreOutcome::NotStored if mode == StoreMode::Add => Err(ApiError::PreconditionFailed(
+            "the key already exists (If-None-Match: *)",
+        )),
+        StoreOutcome::NotStored | StoreOutcome::NotFound => Err(ApiError::NotFound),
+        StoreOutcome::Exists => Err(ApiError::PreconditionFailed(
+            "the item changed since that ETag (If-Match)",
+        )),
+    }
+}
+
+/// Delete an item.
+///
+/// With `If-Match: "<cas>"` only when the item's CAS still matches.
+#[utoipa::path(
+    delete,
+    path = "/v1/keys/{key}",
+    tag = "keys",
+    operation_id = "delete_item",
+    params(
+        KeyPath,
+        ("If-Match" = Option<String>, Header, description = "`\"<cas>\"`: delete only if the item's CAS still matches"),
+    ),
+    responses(
+        (status = 204, description = "Deleted"),
+        ItemErrors,
+        (status = 412, description = "The item changed since that ETag", body = ErrorBody, example = json!({"error": "precondition_failed", "message": "the item changed since that ETag (If-Match)"})),
+    )
+)]
+pub async fn delete_item(
+    State(shared): State<Arc<AppState>>,
+    Key(key): Key,
+    headers: HeaderMap,
+) -> Result<StatusCode, ApiError> {
+    let cas = match condition(&headers)? {
+        Condition::Always | Condition::Present => None,
+        Condition::Cas(cas) => Some(cas),
+        Condition::Absent => {
+            return Err(ApiError::BadRequest(
+                "If-None-Match is not supported on DELETE".into(),
+            ))
+        }
+    };
+    match shared.kv.delete(&key, cas)? {
+        DeleteOutcome::Deleted => Ok(StatusCode::NO_CONTENT),
+        DeleteOutcome::NotFound => Err(ApiError::NotFound),
+        DeleteOutcome::Exists => Err(ApiError::PreconditionFailed(
+            "the item changed since that ETag (If-Match)",
+        )),
+    }
+}
+
+fn arith(shared: &AppState, key: &[u8], by: u64, incr: bool) -> Result<Response, ApiError> {
+    match shared.kv.incr_decr(key, by, incr)? {
+        ArithOutcome::Value { value, cas } => {
+            Ok(([(header::ETAG, etag(cas))], Json(ArithResponse { value })).into_response())
+        }
+        ArithOutcome::NotFound => Err(ApiError::NotFound),
+        ArithOutcome::NonNumeric => Err(ApiError::NonNumeric),
+    }
+}
+
+/// Increment a counter.
+///
+/// memcached `incr`: the value must be a decimal number below 2^64; the sum
+/// wraps around at 2^64.
+#[utoipa::path(
+    post,
+    path = "/v1/keys/{key}/incr",
+    tag = "keys",
+    operation_id = "incr_item",
+    params(KeyPath),
+    request_body = ArithRequest,
+    responses(ArithResponses, ItemErrors, JsonBodyErrors)
+)]
+pub async fn incr_item(
+    State(shared): State<Arc<AppState>>,
+    Key(key): Key,
+    Json(req): Json<ArithRequest>,
+) -> Result<Response, ApiError> {
+    arith(&shared, &key, req.by, true)
+}
+
+/// Decrement a counter.
+///
+/// memcached `decr`: the value must be a decimal number; it never goes below 0.
+#[utoipa::path(
+    post,
+    path = "/v1/keys/{key}/decr",
+    tag = "keys",
+    operation_id = "decr_item",
+    params(KeyPath),
+    request_body = ArithRequest,
+    responses(ArithResponses, ItemErrors, JsonBodyErrors)
+)]
+pub async fn decr_item(
+    State(shared): State<Arc<AppState>>,
+    Key(key): Key,
+    Json(req): Json<ArithRequest>,
+) -> Result<Response, ApiError> {
+    arith(&shared, &key, req.by, false)
+}
+
+/// Set a new expiry.
+///
+/// memcached `touch`: the value, flags and CAS stay as they are.
+#[utoipa::path(
+    post,
+    path = "/v1/keys/{key}/touch",
+    tag = "keys",
+    operation_id = "touch_item",
+    params(KeyPath),
+    request_body = TouchRequest,
+    responses(
+        (status = 204, description = "Expiry updated"),
+        ItemErrors,
+        JsonBodyErrors,
+    )
+)]
+pub async fn touch_item(
+    State(shared): State<Arc<AppState>>,
+    Key(key): Key,
+    Json(req): Json<TouchRequest>,
+) -> Result<StatusCode, ApiError> {
+    if shared.kv.touch(&key, req.ttl)? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::NotFound)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cond(pairs: &[(&'static str, &'static str)]) -> Result<Condition, ApiError> {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, HeaderValue::from_static(v));
+        }
+        condition(&h)
+    }
+
+    #[test]
+    fn conditions_map_to_memcached_modes() {
+        assert_eq!(cond(&[]).unwrap(), Condition::Always);
+        assert_eq!(cond(&[("if-none-match", "*")]).unwrap(), Condition::Absent);
+        assert_eq!(cond(&[("if-match", "*")]).unwrap(), Condition::Present);
+        assert_eq!(cond(&[("if-match", "\"42\"")]).unwrap(), Condition::Cas(42));
+        assert_eq!(cond(&[("if-match", "42")]).unwrap(), Condition::Cas(42));
+        assert!(cond(&[("if-match", "\"4x\"")]).is_err());
+        assert!(cond(&[("if-match", "\"1\", \"2\"")]).is_err());
+        assert!(cond(&[("if-none-match", "\"1\"")]).is_err());
+        assert!(cond(&[("if-match", "*"), ("if-none-match", "*")]).is_err());
+    }
+}

@@ -1,0 +1,8 @@
+//! The API's handlers, one file per resource: items (`/v1/keys/{key}` and
+//! its actions), the key listing, the server routes (stats, flush, health)
+//! and export/metrics.
+
+pub mod admin;
+pub mod export;
+pub mod items;
+pub mod list;

@@ -1,0 +1,427 @@
+//! The command layer every front end calls: memcached's semantics for
+//! every operation, run through the lock manager over the store, with the
+//! shared counters. It is the only door to the store: front ends, the CSV
+//! tools and the reports read and write items through [`Kv`], so a rule
+//! such as a due delayed `flush_all` applies to every reader alike.
+//! Nothing here knows about sockets, HTTP or wire formats.
+//!
+//! The parts: reads and the service's state here; per-key writes in
+//! [`write`]; whole-store work (flush, listings, export, sweeping, bulk
+//! loads) in [`whole`]; the meta protocol's extras in [`meta`]; per-key
+//! locks in [`locks`]; the `stats` counters in [`stats`].
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::config::Durability;
+use crate::rules::exptime as expiry;
+use crate::rules::Clock;
+use crate::store::commit::{Committer, Ticket};
+use crate::store::item::state;
+use crate::store::{Store, StoreError};
+
+/// Striped per-key locks serializing every write to a key.
+pub mod locks;
+/// The meta and binary protocols' extra operations (stale items, win
+/// tokens, explicit CAS, access tracking) over the same store and locks.
+mod meta;
+/// Counters reported by `stats` on every front end.
+pub mod stats;
+/// Whole-store work: flush_all, listings, export scans, sweeping, bulk loads.
+mod whole;
+/// Per-key writes: storage commands, touch, delete, incr/decr.
+mod write;
+
+/// A stored item as the front ends see it: value, flags, exptime, CAS and
+/// the per-item state the meta protocol reports.
+pub use crate::store::Item;
+use locks::LockManager;
+pub use meta::{ArithOptions, ArithResult, MetaGetOptions, MetaHit, SetOptions};
+use stats::{bump, Stats};
+
+/// How a storage command treats an existing item.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoreMode {
+    Set,
+    Add,
+    Replace,
+    Append,
+    Prepend,
+    /// Store only if the item's CAS still equals this value.
+    Cas(u64),
+}
+
+/// What a storage command did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoreOutcome {
+    /// Written; `created` is false when an item was replaced.
+    Stored { cas: u64, created: bool },
+    /// add on an existing key, replace/append/prepend on a missing one.
+    NotStored,
+    /// cas: the item changed since the client read it.
+    Exists,
+    /// cas: no such item.
+    NotFound,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeleteOutcome {
+    Deleted,
+    NotFound,
+    /// The item's CAS differs from the one the caller required.
+    Exists,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ArithOutcome {
+    Value { value: u64, cas: u64 },
+    NotFound,
+    NonNumeric,
+}
+
+/// An item's metadata as listed by [`Kv::list`] (without its value).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Listed {
+    pub key: sled::IVec,
+    pub size: usize,
+    pub flags: u32,
+    /// Absolute expiry (unix secs), 0 = never.
+    pub exptime: u64,
+    pub cas: u64,
+}
+
+/// Errors callers must turn into a protocol error.
+#[derive(Debug, thiserror::Error)]
+pub enum KvError {
+    #[error("object too large for cache")]
+    TooLarge,
+    #[error("out of memory storing object")]
+    NoMemory,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+pub type Result<T> = std::result::Result<T, KvError>;
+
+/// The shared key-value service.
+pub struct Kv {
+    store: Store,
+    locks: LockManager,
+    pub stats: Stats,
+    max_item_size: usize,
+    /// Deadline (unix secs) of a delayed `flush_all`, 0 when none is pending.
+    flush_at: AtomicU64,
+    /// Memory limit reported as `limit_maxbytes` (0 = unlimited).
+    limit_maxbytes: AtomicU64,
+    started: u64,
+    /// What expiry is read against (a manual clock in tests).
+    clock: Clock,
+    /// The group committer, under `--durability sync` only.
+    committer: Option<Committer>,
+}
+
+enum Lookup {
+    Hit(Item),
+    Miss,
+    Expired,
+}
+
+impl Kv {
+    /// Opens the store in `cfg.data_dir` and serves it (tests, offline tools).
+    pub fn open(cfg: &crate::config::StoreConfig) -> Result<Self> {
+        Ok(Self::new(Store::open(cfg)?, cfg.max_item_size))
+    }
+
+    /// The service over `store`, reading expiry against the system clock.
+    pub fn new(store: Store, max_item_size: usize) -> Self {
+        Self::with_clock(store, max_item_size, Clock::system())
+    }
+
+    /// [`Kv::new`] with the clock given: tests pass a manual one to test
+    /// TTLs without sleeping.
+    pub fn with_clock(store: Store, max_item_size: usize, clock: Clock) -> Self {
+        let committer = (store.durability() == Durability::Sync).then(|| {
+            Committer::start(
+                store.syncer(),
+                store.write_generation(),
+                store.flush_interval(),
+            )
+        });
+        Kv {
+            committer,
+            store,
+            locks: LockManager::default(),
+            stats: Stats::default(),
+            max_item_size,
+            flush_at: AtomicU64::new(0),
+            limit_maxbytes: AtomicU64::new(0),
+            started: clock.now(),
+            clock,
+        }
+    }
+
+    /// The current unix time as expiry sees it.
+    pub fn now(&self) -> u64 {
+        self.clock.now()
+    }
+
+    pub fn max_item_size(&self) -> usize {
+        self.max_item_size
+    }
+
+    /// `cache_memlimit` / `--max-bytes`.
+    pub fn set_memory_limit(&self, bytes: u64) {
+        self.limit_maxbytes.store(bytes, Ordering::Relaxed);
+    }
+
+    pub fn memory_limit(&self) -> u64 {
+        self.limit_maxbytes.load(Ordering::Relaxed)
+    }
+
+    /// Under `--durability sync`, a ticket covering every write completed so
+    /// far; `None` in periodic mode, where nothing waits for the disk.
+    /// Front ends take it after a batch of writes and await
+    /// [`Kv::wait_durable`] before acknowledging any of them.
+    pub fn commit_ticket(&self) -> Option<Ticket> {
+        self.committer.as_ref().map(Committer::ticket)
+    }
+
+    /// Resolves once every write up to `ticket` is on disk (group commit:
+    /// one disk sync serves every writer waiting at the time).
+    pub async fn wait_durable(&self, ticket: Ticket) -> Result<()> {
+        match &self.committer {
+            Some(c) => c
+                .wait(ticket)
+                .await
+                .map_err(|e| KvError::Store(StoreError::Io(std::io::Error::other(e)))),
+            None => Ok(()),
+        }
+    }
+
+    /// Group-commit rounds (disk syncs) run so far; 0 in periodic mode.
+    pub fn commit_rounds(&self) -> u64 {
+        self.committer.as_ref().map_or(0, Committer::rounds)
+    }
+
+    /// Waits until this caller's completed writes are durable, as the
+    /// durability mode requires (a no-op in periodic mode). The HTTP front
+    /// end calls this before answering 2xx to a write.
+    pub async fn commit(&self) -> Result<()> {
+        match self.commit_ticket() {
+            Some(t) => self.wait_durable(t).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Unix time the service started.
+    pub fn started(&self) -> u64 {
+        self.started
+    }
+
+    /// Every command's read of a key. Like memcached, finding an expired
+    /// item counts as `get_expired` whatever the command.
+    fn lookup(&self, key: &[u8], now: u64) -> Result<Lookup> {
+        self.apply_due_flush(now)?;
+        Ok(match self.store.get(key)? {
+            Some(item) if item.is_expired(now) => {
+                bump(&self.stats.get_expired);
+                Lookup::Expired
+            }
+            Some(item) => Lookup::Hit(item),
+            None => Lookup::Miss,
+        })
+    }
+
+    fn live(&self, key: &[u8], now: u64) -> Result<Option<Item>> {
+        Ok(match self.lookup(key, now)? {
+            Lookup::Hit(item) => Some(item),
+            _ => None,
+        })
+    }
+
+    /// A retrieval (`get`, `gets`, HTTP GET): the live item, counted.
+    pub fn get(&self, key: &[u8]) -> Result<Option<Item>> {
+        bump(&self.stats.cmd_get);
+        let now = self.now();
+        let found = self.lookup(key, now)?;
+        if let Lookup::Hit(item) = &found {
+            if self.store.tracks_access() {
+                self.note_access(key, item, now);
+            }
+        }
+        Ok(self.count_get(found))
+    }
+
+    fn count_get(&self, found: Lookup) -> Option<Item> {
+        match found {
+            Lookup::Hit(item) => {
+                bump(&self.stats.get_hits);
+                Some(item)
+            }
+            Lookup::Expired | Lookup::Miss => {
+                bump(&self.stats.get_misses);
+                None
+            }
+        }
+    }
+
+    /// Reads an item without touching any counter (listing, export).
+    pub fn peek(&self, key: &[u8]) -> Result<Option<Item>> {
+        self.live(key, self.now())
+    }
+}
+
+/// whatever follows the first whitespace).
+/// Runs whole-store work (`flush_all` walks every item) so that it does
+/// not stall the other connections of the calling runtime worker: on the
+/// multi-thread runtime the worker hands its tasks to another thread
+/// meanwhile. Elsewhere (a current-thread runtime, no runtime) it just runs.
+/// The [`state`] bits a new item gets for how its key was given.
+fn key_bits(binary_key: bool) -> u8 {
+    if binary_key {
+        state::KEY_BINARY
+    } else {
+        0
+    }
+}
+
+fn off_the_runtime<T>(f: impl FnOnce() -> T) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kv() -> (tempfile::TempDir, Kv) {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = crate::config::Config::for_data_dir(dir.path()).store;
+        let kv = Kv::new(Store::open(&cfg).unwrap(), 1024);
+        (dir, kv)
+    }
+
+    #[test]
+    fn set_reports_created_when_the_old_item_was_missing_or_expired() {
+        let (_d, kv) = kv();
+        let created = |kv: &Kv, exp| match kv.set(StoreMode::Set, b"k", 0, exp, b"v").unwrap() {
+            StoreOutcome::Stored { created, .. } => created,
+            other => panic!("{other:?}"),
+        };
+        assert!(created(&kv, 0), "missing");
+        assert!(!created(&kv, -1), "replaces a live item");
+        assert!(created(&kv, 0), "the old one had expired");
+        assert_eq!(kv.stats.get_expired.load(Ordering::Relaxed), 1);
+        assert!(!created(&kv, 0));
+        assert_eq!(kv.store.curr_items(), 1);
+    }
+
+    #[test]
+    fn storage_modes_follow_memcached() {
+        let (_d, kv) = kv();
+        use StoreMode::*;
+        assert_eq!(
+            kv.set(Replace, b"k", 0, 0, b"x").unwrap(),
+            StoreOutcome::NotStored
+        );
+        assert_eq!(
+            kv.set(Append, b"k", 0, 0, b"x").unwrap(),
+            StoreOutcome::NotStored
+        );
+        let StoreOutcome::Stored { cas, created: true } = kv.set(Add, b"k", 7, 0, b"b").unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(
+            kv.set(Add, b"k", 0, 0, b"x").unwrap(),
+            StoreOutcome::NotStored
+        );
+        kv.set(Append, b"k", 0, 0, b"c").unwrap();
+        kv.set(Prepend, b"k", 0, 0, b"a").unwrap();
+        let item = kv.get(b"k").unwrap().unwrap();
+        assert_eq!((item.value(), item.flags()), (&b"abc"[..], 7));
+        assert_eq!(
+            kv.set(Cas(cas), b"k", 0, 0, b"z").unwrap(),
+            StoreOutcome::Exists
+        );
+        assert_eq!(
+            kv.set(Cas(1), b"nope", 0, 0, b"z").unwrap(),
+            StoreOutcome::NotFound
+        );
+        let now_cas = item.cas();
+        assert!(matches!(
+            kv.set(Cas(now_cas), b"k", 0, 0, b"z").unwrap(),
+            StoreOutcome::Stored { created: false, .. }
+        ));
+        assert!(matches!(
+            kv.set(Set, b"big", 0, 0, &[0; 1025]),
+            Err(KvError::TooLarge)
+        ));
+        assert!(matches!(
+            kv.set(Append, b"k", 0, 0, &[0; 1024]),
+            Err(KvError::NoMemory)
+        ));
+    }
+
+    #[test]
+    fn arithmetic_wraps_and_floors() {
+        let (_d, kv) = kv();
+        kv.set(StoreMode::Set, b"n", 0, 0, b"18446744073709551615")
+            .unwrap();
+        assert!(matches!(
+            kv.incr_decr(b"n", 2, true).unwrap(),
+            ArithOutcome::Value { value: 1, .. }
+        ));
+        assert!(matches!(
+            kv.incr_decr(b"n", 5, false).unwrap(),
+            ArithOutcome::Value { value: 0, .. }
+        ));
+        kv.set(StoreMode::Set, b"s", 0, 0, b"abc").unwrap();
+        assert_eq!(
+            kv.incr_decr(b"s", 1, true).unwrap(),
+            ArithOutcome::NonNumeric
+        );
+        assert_eq!(
+            kv.incr_decr(b"none", 1, true).unwrap(),
+            ArithOutcome::NotFound
+        );
+    }
+
+    #[test]
+    fn list_pages_skip_expired_items() {
+        let (_d, kv) = kv();
+        for k in ["a", "p1", "p2", "p3", "p4", "q"] {
+            kv.set(StoreMode::Set, k.as_bytes(), 3, 0, b"vv").unwrap();
+        }
+        // Expired long ago but not yet swept.
+        kv.store
+            .insert(b"p0", Item::encode(0, 5, 1, &[b"gone"]))
+            .unwrap();
+        let (page, more) = kv.list(b"p", None, 2).unwrap();
+        let keys: Vec<_> = page.iter().map(|l| l.key.to_vec()).collect();
+        assert_eq!((keys, more), (vec![b"p1".to_vec(), b"p2".to_vec()], true));
+        assert_eq!((page[0].size, page[0].flags), (2, 3));
+        let (page, more) = kv.list(b"p", Some(b"p2"), 2).unwrap();
+        assert_eq!((page.len(), more), (2, false));
+        assert_eq!(page[1].key.as_ref(), b"p4");
+    }
+
+    #[test]
+    fn expired_items_are_invisible() {
+        let (_d, kv) = kv();
+        kv.set(StoreMode::Set, b"gone", 0, -1, b"v").unwrap();
+        assert!(kv.get(b"gone").unwrap().is_none());
+        kv.set(StoreMode::Set, b"t", 0, 100, b"v").unwrap();
+        assert!(kv.touch(b"t", -1).unwrap());
+        assert!(kv.get(b"t").unwrap().is_none());
+        assert_eq!(
+            kv.set(StoreMode::Add, b"t", 0, 0, b"w").unwrap(),
+            StoreOutcome::Stored {
+                cas: kv.get(b"t").unwrap().unwrap().cas(),
+                created: true
+            }
+        );
+    }
+}

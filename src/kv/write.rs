@@ -1,0 +1,359 @@
+//! Per-key writes: every storage command, touch, delete and incr/decr.
+//! Each holds the key's lock from its read to its write, so two writers of
+//! one key never interleave; `--max-bytes` is enforced here before a write
+//! grows the store.
+
+use super::stats::bump;
+use super::{
+    expiry, key_bits, state, ArithOptions, ArithOutcome, ArithResult, DeleteOutcome, Item, Kv,
+    KvError, Result, SetOptions, StoreError, StoreMode, StoreOutcome,
+};
+use crate::rules::parse_u64;
+
+impl Kv {
+    /// `gat`/`gats`: fetch and set a new exptime in one locked step.
+    /// memcached counts it as a touch only (not in `cmd_get`/`get_hits`).
+    pub fn get_and_touch(&self, key: &[u8], exptime: i64) -> Result<Option<Item>> {
+        bump(&self.stats.cmd_touch);
+        let _guard = self.locks.lock(key);
+        let now = self.now();
+        match self.live(key, now)? {
+            Some(item) => {
+                bump(&self.stats.touch_hits);
+                Ok(Some(self.retouch(key, &item, exptime, now)?))
+            }
+            None => {
+                bump(&self.stats.touch_misses);
+                Ok(None)
+            }
+        }
+    }
+
+    /// Rewrites `item` with a new exptime, keeping its value, flags and CAS
+    /// (memcached's touch leaves the CAS alone). An exptime in the past
+    /// leaves an invisible item for the sweeper, as memcached does.
+    pub(super) fn retouch(&self, key: &[u8], item: &Item, exptime: i64, now: u64) -> Result<Item> {
+        let exp = expiry::absolute(exptime, now);
+        // Like memcached's touch: a read (fetched), state bits kept. An
+        // expired result stays, invisible, until the sweeper takes it.
+        let record = item.rewrite(exp, item.state() | state::FETCHED, now);
+        self.store.insert(key, record.clone())?;
+        Ok(Item::from_raw(record.into()).map_err(StoreError::from)?)
+    }
+
+    /// `touch` (and HTTP touch): new exptime for an existing item.
+    pub fn touch(&self, key: &[u8], exptime: i64) -> Result<bool> {
+        bump(&self.stats.cmd_touch);
+        let _guard = self.locks.lock(key);
+        let now = self.now();
+        match self.live(key, now)? {
+            Some(item) => {
+                self.retouch(key, &item, exptime, now)?;
+                bump(&self.stats.touch_hits);
+                Ok(true)
+            }
+            None => {
+                bump(&self.stats.touch_misses);
+                Ok(false)
+            }
+        }
+    }
+
+    /// Every storage command: set, add, replace, append, prepend, cas.
+    pub fn set(
+        &self,
+        mode: StoreMode,
+        key: &[u8],
+        flags: u32,
+        exptime: i64,
+        value: &[u8],
+    ) -> Result<StoreOutcome> {
+        self.set_with(mode, key, flags, exptime, value, &SetOptions::default())
+    }
+
+    /// [`Kv::set`] with the meta/binary extras of [`SetOptions`].
+    pub fn set_with(
+        &self,
+        mode: StoreMode,
+        key: &[u8],
+        flags: u32,
+        exptime: i64,
+        value: &[u8],
+        opts: &SetOptions,
+    ) -> Result<StoreOutcome> {
+        bump(&self.stats.cmd_set);
+        if value.len() > self.max_item_size {
+            bump(&self.stats.store_too_large);
+            return Err(KvError::TooLarge);
+        }
+        let _guard = self.locks.lock(key);
+        let now = self.now();
+        if mode == StoreMode::Set && self.memory_limit() == 0 {
+            return self.plain_set(key, flags, exptime, value, opts, now);
+        }
+        let existing = self.live(key, now)?;
+        let created = existing.is_none();
+        let mut stale = 0;
+        let (flags, exp, parts): (u32, u64, [&[u8]; 2]) = match (mode, &existing) {
+            (StoreMode::Set, _) => (flags, expiry::absolute(exptime, now), [value, b""]),
+            (StoreMode::Add, Some(_)) => return Ok(StoreOutcome::NotStored),
+            (StoreMode::Add, None) => (flags, expiry::absolute(exptime, now), [value, b""]),
+            (StoreMode::Replace | StoreMode::Append | StoreMode::Prepend, None) => {
+                return Ok(StoreOutcome::NotStored)
+            }
+            (StoreMode::Replace, Some(_)) => (flags, expiry::absolute(exptime, now), [value, b""]),
+            (StoreMode::Append | StoreMode::Prepend, Some(old))
+                if opts.cas.is_some_and(|want| want != old.cas()) =>
+            {
+                return Ok(StoreOutcome::Exists)
+            }
+            (StoreMode::Append | StoreMode::Prepend, Some(old)) => {
+                if old.value().len() + value.len() > self.max_item_size {
+                    bump(&self.stats.store_no_memory);
+                    return Err(KvError::NoMemory);
+                }
+                let parts = if mode == StoreMode::Append {
+                    [old.value(), value]
+                } else {
+                    [value, old.value()]
+                };
+                (old.flags(), old.exptime(), parts)
+            }
+            (StoreMode::Cas(_), None) => {
+                bump(&self.stats.cas_misses);
+                return Ok(StoreOutcome::NotFound);
+            }
+            (StoreMode::Cas(want), Some(old))
+                if old.cas() != want && !(opts.invalidate && want < old.cas()) =>
+            {
+                bump(&self.stats.cas_badval);
+                return Ok(StoreOutcome::Exists);
+            }
+            (StoreMode::Cas(want), Some(old)) if old.cas() != want => {
+                // meta `I`: an older CAS still stores, but as a stale item
+                // keeping the old TTL and any win token already handed out.
+                stale = state::STALE | (old.state() & state::TOKEN_SENT);
+                (flags, old.exptime(), [value, b""])
+            }
+            (StoreMode::Cas(_), Some(_)) => {
+                bump(&self.stats.cas_hits);
+                (flags, expiry::absolute(exptime, now), [value, b""])
+            }
+        };
+        let cas = self.write(
+            key,
+            flags,
+            exp,
+            &parts,
+            now,
+            opts.new_cas,
+            key_bits(opts.binary_key) | stale,
+            existing.as_ref(),
+        )?;
+        Ok(StoreOutcome::Stored { cas, created })
+    }
+
+    /// A `set` with no `--max-bytes` to enforce: one tree operation, since
+    /// sled's insert hands back the old record, which is all `created` (and
+    /// the `get_expired` count) needs. Called with the key locked.
+    pub(super) fn plain_set(
+        &self,
+        key: &[u8],
+        flags: u32,
+        exptime: i64,
+        value: &[u8],
+        opts: &SetOptions,
+        now: u64,
+    ) -> Result<StoreOutcome> {
+        self.apply_due_flush(now)?;
+        let exp = expiry::absolute(exptime, now);
+        let cas = match opts.new_cas {
+            Some(cas) => cas,
+            None => self.store.next_cas()?,
+        };
+        let record = Item::encode_with(flags, exp, cas, key_bits(opts.binary_key), now, &[value]);
+        let old = self.store.insert(key, record)?;
+        bump(&self.stats.total_items);
+        let created = match old.map(Item::from_raw) {
+            None | Some(Err(_)) => true,
+            Some(Ok(old)) if old.is_expired(now) => {
+                bump(&self.stats.get_expired);
+                true
+            }
+            Some(Ok(_)) => false,
+        };
+        Ok(StoreOutcome::Stored { cas, created })
+    }
+
+    /// Writes a new item version: a fresh CAS unless `cas` is given
+    /// (meta `E`), with the given [`state`] bits. Expired on arrival
+    /// (negative or past exptime) is still written, as memcached does:
+    /// invisible, counted as `get_expired` if asked for, reclaimed by the
+    /// sweeper.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn write(
+        &self,
+        key: &[u8],
+        flags: u32,
+        exp: u64,
+        value: &[&[u8]],
+        now: u64,
+        cas: Option<u64>,
+        state: u8,
+        old: Option<&Item>,
+    ) -> Result<u64> {
+        if !expiry::is_expired(exp, now) {
+            let len = Item::record_len(value.iter().map(|p| p.len()).sum());
+            let old = old.map_or(0, |i| Item::footprint(key.len(), i.raw().len()));
+            self.make_room(key, Item::footprint(key.len(), len), old)?;
+        }
+        let cas = match cas {
+            Some(cas) => cas,
+            None => self.store.next_cas()?,
+        };
+        self.store
+            .insert(key, Item::encode_with(flags, exp, cas, state, now, value))?;
+        bump(&self.stats.total_items);
+        Ok(cas)
+    }
+
+    /// Enforces `--max-bytes` before a write growing the store from `old`
+    /// to `new` bytes for `key`: under `lru`, evicts approximately least
+    /// recently used items until it fits; under `noeviction` (or when
+    /// nothing can be evicted) refuses with [`KvError::NoMemory`].
+    /// Concurrent writers may overshoot the limit by their own items.
+    pub(super) fn make_room(&self, key: &[u8], new: u64, old: u64) -> Result<()> {
+        let limit = self.memory_limit();
+        if limit == 0 || new <= old {
+            return Ok(());
+        }
+        let grow = new - old;
+        while self.store.bytes().saturating_add(grow) > limit {
+            let evicted = if new <= limit {
+                self.store.evict_one(key)?
+            } else {
+                None
+            };
+            match evicted {
+                Some(_) => bump(&self.stats.evictions),
+                None => {
+                    bump(&self.stats.store_no_memory);
+                    return Err(KvError::NoMemory);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Drops a key whose new value was refused as too large: memcached does
+    /// this so a failed `set` never leaves the stale value readable.
+    pub fn discard(&self, key: &[u8]) -> Result<()> {
+        let _guard = self.locks.lock(key);
+        self.store.remove(key)?;
+        Ok(())
+    }
+
+    /// `delete`, optionally only when the item's CAS matches.
+    pub fn delete(&self, key: &[u8], cas: Option<u64>) -> Result<DeleteOutcome> {
+        let _guard = self.locks.lock(key);
+        let outcome = match (self.live(key, self.now())?, cas) {
+            (None, _) => DeleteOutcome::NotFound,
+            (Some(item), Some(want)) if item.cas() != want => DeleteOutcome::Exists,
+            (Some(_), _) => {
+                self.store.remove(key)?;
+                DeleteOutcome::Deleted
+            }
+        };
+        match outcome {
+            DeleteOutcome::Deleted => bump(&self.stats.delete_hits),
+            _ => bump(&self.stats.delete_misses),
+        }
+        Ok(outcome)
+    }
+
+    /// `incr` / `decr`: 64-bit unsigned; incr wraps, decr stops at 0.
+    pub fn incr_decr(&self, key: &[u8], delta: u64, incr: bool) -> Result<ArithOutcome> {
+        Ok(
+            match self.arith_with(key, delta, incr, &ArithOptions::default())? {
+                ArithResult::Value { value, cas, .. } => ArithOutcome::Value { value, cas },
+                ArithResult::NonNumeric => ArithOutcome::NonNumeric,
+                ArithResult::NotFound | ArithResult::Exists => ArithOutcome::NotFound,
+            },
+        )
+    }
+
+    /// [`Kv::incr_decr`] with the meta/binary extras of [`ArithOptions`]:
+    /// a required CAS, creation on a miss, a new TTL, an explicit new CAS.
+    pub fn arith_with(
+        &self,
+        key: &[u8],
+        delta: u64,
+        incr: bool,
+        opts: &ArithOptions,
+    ) -> Result<ArithResult> {
+        let _guard = self.locks.lock(key);
+        let now = self.now();
+        let (hits, misses) = if incr {
+            (&self.stats.incr_hits, &self.stats.incr_misses)
+        } else {
+            (&self.stats.decr_hits, &self.stats.decr_misses)
+        };
+        let Some(item) = self.live(key, now)? else {
+            if let Some((initial, exptime)) = opts.vivify {
+                let exp = expiry::absolute(exptime, now);
+                let digits = initial.to_string();
+                let cas = self.write(
+                    key,
+                    0,
+                    exp,
+                    &[digits.as_bytes()],
+                    now,
+                    opts.new_cas,
+                    key_bits(opts.binary_key),
+                    None,
+                )?;
+                return Ok(ArithResult::Value {
+                    value: initial,
+                    cas,
+                    exptime: exp,
+                    created: true,
+                });
+            }
+            bump(misses);
+            return Ok(ArithResult::NotFound);
+        };
+        if opts.cas.is_some_and(|want| want != item.cas()) {
+            return Ok(ArithResult::Exists);
+        }
+        let Some(current) = parse_u64(item.value()) else {
+            return Ok(ArithResult::NonNumeric);
+        };
+        let value = if incr {
+            current.wrapping_add(delta)
+        } else {
+            current.saturating_sub(delta)
+        };
+        let exp = opts
+            .touch
+            .map_or(item.exptime(), |t| expiry::absolute(t, now));
+        let digits = value.to_string();
+        let keep = item.state() & state::KEY_BINARY;
+        let cas = self.write(
+            key,
+            item.flags(),
+            exp,
+            &[digits.as_bytes()],
+            now,
+            opts.new_cas,
+            keep,
+            Some(&item),
+        )?;
+        bump(hits);
+        Ok(ArithResult::Value {
+            value,
+            cas,
+            exptime: exp,
+            created: false,
+        })
+    }
+}

@@ -1,0 +1,291 @@
+//! Runs binary-protocol requests against [`Kv`] with memcached 1.6's
+//! statuses, CAS handling and quiet-command rules: quiet variants send
+//! nothing on success (getq/getkq not even on a miss), errors always.
+
+use bytes::BytesMut;
+
+use super::parse::{self as binary, op, status, Frame, Request};
+use crate::kv::{
+    ArithOptions, ArithResult, DeleteOutcome, KvError, MetaGetOptions, SetOptions, StoreMode,
+    StoreOutcome,
+};
+use crate::memcache::Flow;
+use crate::state::AppState;
+
+/// What one step over the read buffer did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Step {
+    Incomplete {
+        need: usize,
+    },
+    /// Consumed `len` bytes; discard `skip` more as they arrive.
+    Done {
+        flow: Flow,
+        len: usize,
+        skip: usize,
+    },
+}
+
+/// Parses and runs the first request in `buf`, appending replies to `out`.
+pub fn step(buf: &[u8], shared: &AppState, out: &mut BytesMut) -> Step {
+    match binary::parse(buf, shared.kv.max_item_size()) {
+        Frame::Incomplete { need } => Step::Incomplete { need },
+        Frame::Close => Step::Done {
+            flow: Flow::Close,
+            len: 0,
+            skip: 0,
+        },
+        Frame::Refuse {
+            header,
+            status,
+            len,
+            skip,
+            close,
+            discard_key,
+        } => {
+            if let Some(key) = discard_key {
+                if let Err(e) = shared.kv.discard(key) {
+                    tracing::warn!("dropping oversized key's old value failed: {e}");
+                }
+            }
+            error(out, header.opcode, header.opaque, status);
+            let flow = if close { Flow::Close } else { Flow::Continue };
+            Step::Done { flow, len, skip }
+        }
+        Frame::Request { req, len } => Step::Done {
+            flow: execute(&req, shared, out),
+            len,
+            skip: 0,
+        },
+    }
+}
+
+fn error(out: &mut BytesMut, opcode: u8, opaque: u32, status: u16) {
+    binary::response(
+        out,
+        opcode,
+        status,
+        opaque,
+        0,
+        &[],
+        &[],
+        binary::status_text(status).as_bytes(),
+    );
+}
+
+fn be_u32(b: &[u8]) -> u32 {
+    u32::from_be_bytes(b[..4].try_into().expect("validated extras length"))
+}
+
+fn be_u64(b: &[u8]) -> u64 {
+    u64::from_be_bytes(b[..8].try_into().expect("validated extras length"))
+}
+
+/// Runs one validated request.
+pub fn execute(req: &Request<'_>, shared: &AppState, out: &mut BytesMut) -> Flow {
+    let h = &req.header;
+    let kv = &*shared.kv;
+    let quiet = h.quiet();
+    let ok = |out: &mut BytesMut, cas: u64, extras: &[u8], key: &[u8], value: &[u8]| {
+        if !quiet {
+            binary::response(
+                out,
+                h.opcode,
+                status::SUCCESS,
+                h.opaque,
+                cas,
+                extras,
+                key,
+                value,
+            );
+        }
+    };
+    let fail = |out: &mut BytesMut, status: u16| error(out, h.opcode, h.opaque, status);
+    let kv_fail = |out: &mut BytesMut, e: &KvError| {
+        tracing::error!("binary {:#04x} failed: {e}", h.opcode);
+        fail(out, status::ENOMEM)
+    };
+    match h.opcode {
+        op::GET
+        | op::GETQ
+        | op::GETK
+        | op::GETKQ
+        | op::GAT
+        | op::GATQ
+        | op::GATK
+        | op::GATKQ
+        | op::TOUCH => {
+            let with_key = matches!(h.opcode, op::GETK | op::GETKQ | op::GATK | op::GATKQ);
+            let found = match h.opcode {
+                op::GET | op::GETQ | op::GETK | op::GETKQ => kv.get(req.key),
+                _ => {
+                    let opts = MetaGetOptions {
+                        touch: Some(be_u32(req.extras) as i64),
+                        ..MetaGetOptions::default()
+                    };
+                    kv.meta_get(req.key, &opts).map(|hit| hit.map(|h| h.item))
+                }
+            };
+            match found {
+                Ok(Some(item)) => {
+                    // Hits are answered even by the quiet variants.
+                    let key: &[u8] = if with_key { req.key } else { b"" };
+                    let value = if h.opcode == op::TOUCH {
+                        &[][..]
+                    } else {
+                        item.value()
+                    };
+                    let flags = item.flags().to_be_bytes();
+                    binary::response(
+                        out,
+                        h.opcode,
+                        status::SUCCESS,
+                        h.opaque,
+                        item.cas(),
+                        &flags,
+                        key,
+                        value,
+                    );
+                }
+                Ok(None) if quiet => {}
+                Ok(None) if with_key => {
+                    binary::response(
+                        out,
+                        h.opcode,
+                        status::KEY_ENOENT,
+                        h.opaque,
+                        0,
+                        &[],
+                        req.key,
+                        &[],
+                    );
+                }
+                Ok(None) => fail(out, status::KEY_ENOENT),
+                Err(e) => kv_fail(out, &e),
+            }
+        }
+        op::SET
+        | op::SETQ
+        | op::ADD
+        | op::ADDQ
+        | op::REPLACE
+        | op::REPLACEQ
+        | op::APPEND
+        | op::APPENDQ
+        | op::PREPEND
+        | op::PREPENDQ => {
+            let (flags, exptime) = if req.extras.len() == 8 {
+                (be_u32(req.extras), be_u32(&req.extras[4..]) as i64)
+            } else {
+                (0, 0)
+            };
+            let base = match h.opcode {
+                op::SET | op::SETQ => StoreMode::Set,
+                op::ADD | op::ADDQ => StoreMode::Add,
+                op::REPLACE | op::REPLACEQ => StoreMode::Replace,
+                op::APPEND | op::APPENDQ => StoreMode::Append,
+                _ => StoreMode::Prepend,
+            };
+            let appending = matches!(base, StoreMode::Append | StoreMode::Prepend);
+            // memcached: any non-zero CAS makes set/add/replace a cas.
+            let mode = if h.cas != 0 && !appending {
+                StoreMode::Cas(h.cas)
+            } else {
+                base
+            };
+            let opts = SetOptions {
+                cas: (h.cas != 0).then_some(h.cas),
+                ..SetOptions::default()
+            };
+            match kv.set_with(mode, req.key, flags, exptime, req.value, &opts) {
+                Ok(StoreOutcome::Stored { cas, .. }) => ok(out, cas, &[], &[], &[]),
+                Ok(StoreOutcome::Exists) => fail(out, status::KEY_EEXISTS),
+                Ok(StoreOutcome::NotFound) => fail(out, status::KEY_ENOENT),
+                Ok(StoreOutcome::NotStored) | Err(KvError::TooLarge | KvError::NoMemory) => fail(
+                    out,
+                    match base {
+                        StoreMode::Add => status::KEY_EEXISTS,
+                        StoreMode::Replace => status::KEY_ENOENT,
+                        _ => status::NOT_STORED,
+                    },
+                ),
+                Err(e) => kv_fail(out, &e),
+            }
+        }
+        op::DELETE | op::DELETEQ => match kv.delete(req.key, (h.cas != 0).then_some(h.cas)) {
+            Ok(DeleteOutcome::Deleted) => ok(out, 0, &[], &[], &[]),
+            Ok(DeleteOutcome::NotFound) => fail(out, status::KEY_ENOENT),
+            Ok(DeleteOutcome::Exists) => fail(out, status::KEY_EEXISTS),
+            Err(e) => kv_fail(out, &e),
+        },
+        op::INCREMENT | op::INCREMENTQ | op::DECREMENT | op::DECREMENTQ => {
+            let e = req.extras;
+            let (delta, initial, expiration) = (be_u64(e), be_u64(&e[8..]), be_u32(&e[16..]));
+            let opts = ArithOptions {
+                cas: (h.cas != 0).then_some(h.cas),
+                // 0xffffffff: fail on a miss instead of creating the counter.
+                vivify: (expiration != u32::MAX).then_some((initial, expiration as i64)),
+                ..ArithOptions::default()
+            };
+            let incr = matches!(h.opcode, op::INCREMENT | op::INCREMENTQ);
+            match kv.arith_with(req.key, delta, incr, &opts) {
+                Ok(ArithResult::Value { value, cas, .. }) => {
+                    ok(out, cas, &[], &[], &value.to_be_bytes())
+                }
+                Ok(ArithResult::NotFound) => fail(out, status::KEY_ENOENT),
+                Ok(ArithResult::Exists) => fail(out, status::KEY_EEXISTS),
+                Ok(ArithResult::NonNumeric) => fail(out, status::DELTA_BADVAL),
+                Err(e) => kv_fail(out, &e),
+            }
+        }
+        op::QUIT | op::QUITQ => {
+            ok(out, 0, &[], &[], &[]);
+            return Flow::Close;
+        }
+        op::FLUSH | op::FLUSHQ => {
+            let delay = if req.extras.len() == 4 {
+                be_u32(req.extras) as i64
+            } else {
+                0
+            };
+            match kv.flush_all(delay) {
+                Ok(()) => ok(out, 0, &[], &[], &[]),
+                Err(e) => kv_fail(out, &e),
+            }
+        }
+        op::NOOP => ok(out, 0, &[], &[], &[]),
+        op::VERSION => ok(out, 0, &[], &[], crate::report::PROTOCOL_VERSION.as_bytes()),
+        op::STAT => stat(req, shared, out),
+        _ => fail(out, status::UNKNOWN_COMMAND),
+    }
+    Flow::Continue
+}
+
+/// `stat [group]`: one packet per statistic, then an empty one.
+fn stat(req: &Request<'_>, shared: &AppState, out: &mut BytesMut) {
+    let h = &req.header;
+    let report = match req.key {
+        b"reset" => {
+            shared.kv.stats.reset();
+            Vec::new()
+        }
+        group => match crate::report::group(shared, group) {
+            Some(report) => report,
+            None => return error(out, h.opcode, h.opaque, status::KEY_ENOENT),
+        },
+    };
+    for (name, value) in report {
+        let value = value.to_string();
+        binary::response(
+            out,
+            h.opcode,
+            status::SUCCESS,
+            h.opaque,
+            0,
+            &[],
+            name.as_bytes(),
+            value.as_bytes(),
+        );
+    }
+    binary::response(out, h.opcode, status::SUCCESS, h.opaque, 0, &[], &[], &[]);
+}

@@ -1,0 +1,296 @@
+//! Runs meta commands against [`Kv`] and writes memcached 1.6's replies:
+//! a two-letter code (`HD VA EN NS EX NF ME`), then the requested return
+//! flags in request order, then `W`/`Z`/`X` for stale-while-revalidate.
+
+use base64::Engine;
+use bytes::{BufMut, BytesMut};
+
+use super::parse::{MetaCmd, MetaRequest};
+use crate::kv::{
+    ArithOptions, ArithResult, DeleteOutcome, Kv, MetaGetOptions, SetOptions, StoreMode,
+    StoreOutcome,
+};
+use crate::memcache::reply;
+use crate::rules::exptime as expiry;
+
+pub fn execute(kv: &Kv, req: MetaRequest<'_>, out: &mut BytesMut) {
+    match req.cmd {
+        MetaCmd::Get => get(kv, &req, out),
+        MetaCmd::Set => set(kv, &req, out),
+        MetaCmd::Delete => delete(kv, &req, out),
+        MetaCmd::Arith => arith(kv, &req, out),
+        MetaCmd::Debug => debug(kv, &req, out),
+    }
+}
+
+fn num(out: &mut BytesMut, n: impl itoa::Integer) {
+    out.put_slice(itoa::Buffer::new().format(n).as_bytes());
+}
+
+/// ` <flag><number>`
+fn flag_num(out: &mut BytesMut, flag: u8, n: impl itoa::Integer) {
+    out.put_u8(b' ');
+    out.put_u8(flag);
+    num(out, n);
+}
+
+/// ` t<seconds left>`, `-1` for items that never expire.
+fn ttl(out: &mut BytesMut, exptime: u64, now: u64) {
+    match expiry::remaining(exptime, now) {
+        Some(left) => flag_num(out, b't', left),
+        None => out.put_slice(b" t-1"),
+    }
+}
+
+/// ` k<key>`, base64 plus ` b` for binary keys (memcached's META_KEY).
+fn key(out: &mut BytesMut, key: &[u8], binary: bool) {
+    out.put_slice(b" k");
+    if binary {
+        out.put_slice(
+            base64::engine::general_purpose::STANDARD
+                .encode(key)
+                .as_bytes(),
+        );
+        out.put_slice(b" b");
+    } else {
+        out.put_slice(key);
+    }
+}
+
+/// The flags every reply echoes: `O` (opaque, verbatim) and `k`.
+fn echo(out: &mut BytesMut, req: &MetaRequest<'_>, binary: bool) {
+    for f in req.flags.iter() {
+        match f[0] {
+            b'O' => {
+                out.put_u8(b' ');
+                out.put_slice(f);
+            }
+            b'k' => key(out, &req.key, binary),
+            _ => {}
+        }
+    }
+}
+
+fn get(kv: &Kv, req: &MetaRequest<'_>, out: &mut BytesMut) {
+    let o = &req.opts;
+    let opts = MetaGetOptions {
+        touch: o.ttl,
+        vivify: o.vivify,
+        recache: o.recache,
+        no_update: o.no_update,
+        key_binary: o.base64,
+        report_access: req.flags.iter().any(|f| matches!(f[0], b'h' | b'l')),
+    };
+    let hit = match kv.meta_get(&req.key, &opts) {
+        Ok(Some(hit)) => hit,
+        Ok(None) => {
+            // q hides only the miss.
+            if !o.quiet {
+                out.put_slice(b"EN");
+                echo(out, req, o.base64);
+                out.put_slice(b"\r\n");
+            }
+            return;
+        }
+        Err(e) => return reply::kv_error(out, &e),
+    };
+    let item = &hit.item;
+    let now = kv.now();
+    if o.value {
+        out.put_slice(b"VA ");
+        num(out, item.value().len());
+    } else {
+        out.put_slice(b"HD");
+    }
+    // `t` reports the TTL as of its position: before or after `T`/`N`.
+    let mut exptime = hit.old_exptime;
+    for f in req.flags.iter() {
+        match f[0] {
+            b'T' => exptime = item.exptime(),
+            b'N' if hit.created => exptime = item.exptime(),
+            b's' => flag_num(out, b's', item.value().len()),
+            b't' => ttl(out, exptime, now),
+            b'c' => flag_num(out, b'c', item.cas()),
+            b'f' => flag_num(out, b'f', item.flags()),
+            b'l' => flag_num(out, b'l', now.saturating_sub(hit.atime)),
+            b'h' => out.put_slice(if hit.fetched { b" h1" } else { b" h0" }),
+            b'O' => {
+                out.put_u8(b' ');
+                out.put_slice(f);
+            }
+            b'k' => key(out, &req.key, item.binary_key()),
+            _ => {}
+        }
+    }
+    if hit.token_sent {
+        out.put_slice(b" Z");
+    }
+    if hit.stale {
+        out.put_slice(b" X");
+    }
+    if hit.won {
+        out.put_slice(b" W");
+    }
+    out.put_slice(b"\r\n");
+    if o.value {
+        out.put_slice(item.value());
+        out.put_slice(b"\r\n");
+    }
+}
+
+fn set(kv: &Kv, req: &MetaRequest<'_>, out: &mut BytesMut) {
+    let o = &req.opts;
+    let mut mode = match o.mode {
+        Some(b'E') => StoreMode::Add,
+        Some(b'A') => StoreMode::Append,
+        Some(b'P') => StoreMode::Prepend,
+        Some(b'R') => StoreMode::Replace,
+        _ => StoreMode::Set,
+    };
+    // A CAS turns set and replace into cas; append/prepend compare it too.
+    if let (Some(cas), StoreMode::Set | StoreMode::Replace) = (o.cas, mode) {
+        mode = StoreMode::Cas(cas);
+    }
+    let opts = SetOptions {
+        cas: o.cas,
+        invalidate: o.invalidate,
+        new_cas: o.new_cas,
+        binary_key: o.base64,
+    };
+    let exptime = o.ttl.unwrap_or(0);
+    let (code, cas): (&[u8], u64) =
+        match kv.set_with(mode, &req.key, o.client_flags, exptime, req.data, &opts) {
+            Ok(StoreOutcome::Stored { .. }) if o.quiet => return,
+            Ok(StoreOutcome::Stored { cas, .. }) => (b"HD", cas),
+            Ok(StoreOutcome::NotStored) => (b"NS", 0),
+            Ok(StoreOutcome::Exists) => (b"EX", 0),
+            Ok(StoreOutcome::NotFound) => (b"NF", 0),
+            Err(e) => return reply::kv_error(out, &e),
+        };
+    out.put_slice(code);
+    for f in req.flags.iter() {
+        match f[0] {
+            b'O' => {
+                out.put_u8(b' ');
+                out.put_slice(f);
+            }
+            b'k' => key(out, &req.key, o.base64),
+            b'c' => flag_num(out, b'c', cas),
+            _ => {}
+        }
+    }
+    out.put_slice(b"\r\n");
+}
+
+fn delete(kv: &Kv, req: &MetaRequest<'_>, out: &mut BytesMut) {
+    let o = &req.opts;
+    let outcome = if o.invalidate {
+        kv.invalidate(&req.key, o.cas, o.ttl, o.new_cas)
+    } else {
+        kv.delete(&req.key, o.cas)
+    };
+    let code: &[u8] = match outcome {
+        Ok(DeleteOutcome::Deleted) if o.quiet => return,
+        Ok(DeleteOutcome::Deleted) => b"HD",
+        Ok(DeleteOutcome::NotFound) => b"NF",
+        Ok(DeleteOutcome::Exists) => b"EX",
+        Err(e) => return reply::kv_error(out, &e),
+    };
+    out.put_slice(code);
+    echo(out, req, o.base64);
+    out.put_slice(b"\r\n");
+}
+
+fn arith(kv: &Kv, req: &MetaRequest<'_>, out: &mut BytesMut) {
+    let o = &req.opts;
+    let incr = !matches!(o.mode, Some(b'D' | b'-'));
+    let opts = ArithOptions {
+        cas: o.cas,
+        vivify: o.vivify.map(|ttl| (o.initial, ttl)),
+        touch: o.ttl,
+        new_cas: o.new_cas,
+        binary_key: o.base64,
+    };
+    let (value, cas, exptime) = match kv.arith_with(&req.key, o.delta, incr, &opts) {
+        // memcached still answers a quiet ma that created its counter.
+        Ok(ArithResult::Value { created: false, .. }) if o.quiet => return,
+        Ok(ArithResult::Value {
+            value,
+            cas,
+            exptime,
+            ..
+        }) => (value, cas, exptime),
+        Ok(miss @ (ArithResult::NotFound | ArithResult::Exists)) => {
+            out.put_slice(if miss == ArithResult::NotFound {
+                b"NF"
+            } else {
+                b"EX"
+            });
+            echo(out, req, o.base64);
+            out.put_slice(b"\r\n");
+            return;
+        }
+        Ok(ArithResult::NonNumeric) => {
+            return reply::line(
+                out,
+                "CLIENT_ERROR cannot increment or decrement non-numeric value",
+            )
+        }
+        Err(e) => return reply::kv_error(out, &e),
+    };
+    let digits = itoa::Buffer::new().format(value).to_owned();
+    if o.value {
+        out.put_slice(b"VA ");
+        num(out, digits.len());
+    } else {
+        out.put_slice(b"HD");
+    }
+    let now = kv.now();
+    for f in req.flags.iter() {
+        match f[0] {
+            b'c' => flag_num(out, b'c', cas),
+            b't' => ttl(out, exptime, now),
+            b'O' => {
+                out.put_u8(b' ');
+                out.put_slice(f);
+            }
+            b'k' => key(out, &req.key, o.base64),
+            _ => {}
+        }
+    }
+    out.put_slice(b"\r\n");
+    if o.value {
+        out.put_slice(digits.as_bytes());
+        out.put_slice(b"\r\n");
+    }
+}
+
+/// `me <key>`: memcached's debug line for one item, without counting or
+/// recording the read.
+fn debug(kv: &Kv, req: &MetaRequest<'_>, out: &mut BytesMut) {
+    let item = match kv.peek(&req.key) {
+        Ok(Some(item)) => item,
+        Ok(None) => return reply::line(out, "EN"),
+        Err(e) => return reply::kv_error(out, &e),
+    };
+    let now = kv.now();
+    let exp = expiry::remaining(item.exptime(), now).map_or(-1, |s| s as i64);
+    let la = now.saturating_sub(item.atime().unwrap_or(now));
+    let fetch = if item.fetched() { "yes" } else { "no" };
+    out.put_slice(b"ME ");
+    if req.opts.base64 {
+        out.put_slice(
+            base64::engine::general_purpose::STANDARD
+                .encode(&req.key)
+                .as_bytes(),
+        );
+    } else {
+        out.put_slice(&req.key);
+    }
+    let size = req.key.len() + item.value().len();
+    let line = format!(
+        " exp={exp} la={la} cas={} fetch={fetch} cls=1 size={size}\r\n",
+        item.cas()
+    );
+    out.put_slice(line.as_bytes());
+}

@@ -1,0 +1,18 @@
+//! incr and decr.
+
+use bytes::BytesMut;
+
+use crate::kv::{ArithOutcome, Kv};
+use crate::memcache::reply;
+
+pub fn execute(kv: &Kv, key: &[u8], delta: u64, incr: bool, out: &mut BytesMut) {
+    match kv.incr_decr(key, delta, incr) {
+        Ok(ArithOutcome::Value { value, .. }) => reply::number(out, value),
+        Ok(ArithOutcome::NotFound) => reply::line(out, "NOT_FOUND"),
+        Ok(ArithOutcome::NonNumeric) => reply::line(
+            out,
+            "CLIENT_ERROR cannot increment or decrement non-numeric value",
+        ),
+        Err(e) => reply::kv_error(out, &e),
+    }
+}

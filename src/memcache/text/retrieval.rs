@@ -1,0 +1,31 @@
+//! Retrieval commands: get, gets, gat, gats.
+
+use bytes::BytesMut;
+
+use super::parse::Keys;
+use crate::kv::Kv;
+use crate::memcache::reply;
+
+pub fn execute(kv: &Kv, keys: Keys<'_>, cas: bool, touch: Option<i64>, out: &mut BytesMut) {
+    let mark = out.len();
+    for key in keys.iter() {
+        let found = match touch {
+            Some(exptime) => kv.get_and_touch(key, exptime),
+            None => kv.get(key),
+        };
+        match found {
+            Ok(Some(item)) => {
+                super::METRICS.hit();
+                reply::value(out, key, &item, cas)
+            }
+            Ok(None) => super::METRICS.miss(),
+            Err(e) => {
+                // Like memcached, an error replaces the partial answer.
+                out.truncate(mark);
+                reply::kv_error(out, &e);
+                return;
+            }
+        }
+    }
+    reply::line(out, "END");
+}

@@ -1,0 +1,24 @@
+//! Storage commands: set, add, replace, append, prepend, cas.
+
+use bytes::BytesMut;
+
+use crate::kv::{Kv, StoreMode, StoreOutcome};
+use crate::memcache::reply;
+
+pub fn execute(
+    kv: &Kv,
+    mode: StoreMode,
+    key: &[u8],
+    flags: u32,
+    exptime: i64,
+    data: &[u8],
+    out: &mut BytesMut,
+) {
+    match kv.set(mode, key, flags, exptime, data) {
+        Ok(StoreOutcome::Stored { .. }) => reply::line(out, "STORED"),
+        Ok(StoreOutcome::NotStored) => reply::line(out, "NOT_STORED"),
+        Ok(StoreOutcome::Exists) => reply::line(out, "EXISTS"),
+        Ok(StoreOutcome::NotFound) => reply::line(out, "NOT_FOUND"),
+        Err(e) => reply::kv_error(out, &e),
+    }
+}

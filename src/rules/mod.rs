@@ -1,0 +1,18 @@
+//! memcached's input rules, shared by every front end and the layers below
+//! them: what a key is, how numbers are read (memcached's `safe_strtoull` /
+//! `safe_strtol`), what an exptime means, and the clock expiry is read
+//! against. Pure functions over bytes and numbers; nothing here does I/O
+//! or names another module of the crate.
+
+/// The clock every expiry decision is read against (injectable in tests).
+pub mod clock;
+/// Exptime: relative vs absolute, expired or not, seconds left.
+pub mod exptime;
+/// Keys: 1..=250 bytes, no spaces or control characters.
+pub mod key;
+/// Numbers as memcached's `strtoull`/`strtol` read them.
+pub mod number;
+
+pub use clock::Clock;
+pub use key::{valid_key, MAX_KEY};
+pub use number::{parse_i64, parse_u64};
