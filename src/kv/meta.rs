@@ -156,15 +156,14 @@ impl Kv {
                     true,
                 )
             }
-            miss => {
-                if touching {
-                    bump(&self.stats.touch_misses);
+            // An expired item was already counted as `get_expired` by
+            // the lookup, as for every command.
+            _ => {
+                bump(if touching {
+                    &self.stats.touch_misses
                 } else {
-                    bump(&self.stats.get_misses);
-                    if matches!(miss, Lookup::Expired) {
-                        bump(&self.stats.get_expired);
-                    }
-                }
+                    &self.stats.get_misses
+                });
                 return Ok(None);
             }
         };
@@ -274,6 +273,31 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let cfg = crate::config::Config::for_data_dir(dir.path()).store;
         (dir, Kv::new(crate::store::Store::open(&cfg).unwrap(), 1024))
+    }
+
+    /// A store whose clock only moves when the test says so.
+    fn kv_at(unix_secs: u64) -> (tempfile::TempDir, Kv, crate::rules::Clock) {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = crate::config::Config::for_data_dir(dir.path()).store;
+        let clock = crate::rules::Clock::manual(unix_secs);
+        let store = crate::store::Store::open(&cfg).unwrap();
+        (dir, Kv::with_clock(store, 1024, clock.clone()), clock)
+    }
+
+    #[test]
+    fn mg_of_an_expired_item_counts_one_get_expired() {
+        let (_d, kv, clock) = kv_at(1_800_000_000);
+        kv.set(StoreMode::Set, b"k", 0, 10, b"v").unwrap();
+        let get = MetaGetOptions::default();
+        assert!(kv.meta_get(b"k", &get).unwrap().is_some(), "alive at 0 s");
+        clock.advance(9);
+        assert!(kv.meta_get(b"k", &get).unwrap().is_some(), "alive at 9 s");
+        clock.advance(1);
+        assert!(kv.meta_get(b"k", &get).unwrap().is_none(), "gone at 10 s");
+        let count = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(count(&kv.stats.get_expired), 1);
+        assert_eq!(count(&kv.stats.get_misses), 1);
+        assert_eq!(count(&kv.stats.get_hits), 2);
     }
 
     #[test]

@@ -409,6 +409,25 @@ mod tests {
     }
 
     #[test]
+    fn max_bytes_counts_the_whole_record() {
+        // Three 1-byte keys with 10-byte values take 37 bytes each (key,
+        // 26-byte header, value): a limit one byte short of three refuses
+        // the third under noeviction, and `bytes` never passes the limit.
+        let (_d, kv) = kv();
+        let footprint = 1 + 26 + 10;
+        kv.set_memory_limit(3 * footprint - 1);
+        for key in [b"a", b"b"] {
+            kv.set(StoreMode::Set, key, 0, 0, &[b'v'; 10]).unwrap();
+        }
+        assert!(matches!(
+            kv.set(StoreMode::Set, b"c", 0, 0, &[b'v'; 10]),
+            Err(KvError::NoMemory)
+        ));
+        assert_eq!(kv.bytes(), 2 * footprint);
+        assert!(kv.bytes() <= kv.memory_limit());
+    }
+
+    #[test]
     fn expired_items_are_invisible() {
         let (_d, kv) = kv();
         kv.set(StoreMode::Set, b"gone", 0, -1, b"v").unwrap();

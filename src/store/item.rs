@@ -167,9 +167,10 @@ impl Item {
         &self.raw[self.header_len()..]
     }
 
-    /// Length of the record [`Item::encode`] makes for a value this long.
+    /// Length of the record [`Item::encode`] makes for a value this long
+    /// (every write makes a v2 record).
     pub fn record_len(value_len: usize) -> usize {
-        HEADER + value_len
+        HEADER_V2 + value_len
     }
 
     /// Size accounted in `bytes` stats: key + value + header.
@@ -189,6 +190,14 @@ impl Item {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn record_len_is_the_length_encode_makes() {
+        for n in [0, 1, 10, 1000] {
+            let value = vec![b'x'; n];
+            assert_eq!(Item::record_len(n), Item::encode(0, 0, 1, &[&value]).len());
+        }
+    }
 
     #[test]
     fn round_trips_every_field() {
