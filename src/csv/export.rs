@@ -104,4 +104,24 @@ mod tests {
             );
         }
     }
+
+    #[test]
+    fn a_due_delayed_flush_all_empties_export_and_image() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = crate::config::Config::for_data_dir(dir.path()).store;
+        let clock = crate::rules::Clock::manual(1_800_000_000);
+        let kv = Kv::open_with_clock(&cfg, clock.clone()).unwrap();
+        kv.load_index().unwrap();
+        for key in [&b"a"[..], b"b"] {
+            kv.set(StoreMode::Set, key, 0, 0, b"v").unwrap();
+        }
+        // memcached's deadline is one second before the delay.
+        kv.flush_all(5).unwrap();
+        clock.advance(3);
+        assert_eq!(export(&kv, std::io::sink()).unwrap(), 2, "not due yet");
+        assert_eq!(image(&kv, std::io::sink()).unwrap(), 2, "not due yet");
+        clock.advance(1);
+        assert_eq!(image(&kv, std::io::sink()).unwrap(), 0, "image after the flush");
+        assert_eq!(export(&kv, std::io::sink()).unwrap(), 0, "export after the flush");
+    }
 }

@@ -128,7 +128,12 @@ enum Lookup {
 impl Kv {
     /// Opens the store in `cfg.data_dir` and serves it (tests, offline tools).
     pub fn open(cfg: &crate::config::StoreConfig) -> Result<Self> {
-        Ok(Self::new(Store::open(cfg)?, cfg.max_item_size))
+        Self::open_with_clock(cfg, Clock::system())
+    }
+
+    /// [`Kv::open`] reading expiry against `clock` (a manual one in tests).
+    pub fn open_with_clock(cfg: &crate::config::StoreConfig, clock: Clock) -> Result<Self> {
+        Ok(Self::with_clock(Store::open(cfg)?, cfg.max_item_size, clock))
     }
 
     /// The service over `store`, reading expiry against the system clock.
