@@ -1,4 +1,4 @@
-//! Operations surface of the binary: `healthcheck` and `--log-format`.
+//! Operations surface of the binary: `healthcheck`, `--log-format`, listen backlogs.
 
 mod common;
 
@@ -123,4 +123,31 @@ fn unknown_log_format_is_a_usage_error() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("invalid value 'xml'"));
+}
+
+/// The listen backlog of the socket on `port`, as `ss` reports it (for a
+/// listening socket, `Send-Q` is the backlog the process asked for).
+fn listen_backlog(port: u16) -> u32 {
+    let out = Command::new("ss")
+        .args(["-Hltn", &format!("sport = :{port}")])
+        .output()
+        .expect("ss (iproute2) is installed");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .next()
+        .unwrap_or_else(|| panic!("no listener on {port}"));
+    line.split_whitespace().nth(2).unwrap().parse().unwrap()
+}
+
+#[test]
+fn both_listeners_use_memcacheds_backlog_of_1024() {
+    let server = common::Server::start(&[]);
+    assert_eq!(
+        listen_backlog(server.addr.port()),
+        1024,
+        "memcached listener"
+    );
+    let http = server.http_addr.unwrap().port();
+    assert_eq!(listen_backlog(http), 1024, "HTTP listener");
 }

@@ -121,7 +121,15 @@ mod tests {
         assert_eq!(export(&kv, std::io::sink()).unwrap(), 2, "not due yet");
         assert_eq!(image(&kv, std::io::sink()).unwrap(), 2, "not due yet");
         clock.advance(1);
-        assert_eq!(image(&kv, std::io::sink()).unwrap(), 0, "image after the flush");
-        assert_eq!(export(&kv, std::io::sink()).unwrap(), 0, "export after the flush");
+        assert_eq!(
+            image(&kv, std::io::sink()).unwrap(),
+            0,
+            "image after the flush"
+        );
+        assert_eq!(
+            export(&kv, std::io::sink()).unwrap(),
+            0,
+            "export after the flush"
+        );
     }
 }

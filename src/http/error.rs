@@ -48,7 +48,9 @@ pub enum ApiError {
     NoMemory,
     #[error("{0}")]
     Unavailable(String),
-    #[error("{0}")]
+    /// A failure the client cannot act on: the detail (a sled or I/O
+    /// error) is logged with the request id; the body says only this.
+    #[error("internal error; the server log has the details (look up the x-request-id)")]
     Internal(String),
 }
 

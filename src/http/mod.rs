@@ -30,7 +30,7 @@ use tower::ServiceBuilder;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
-use tower_http::trace::TraceLayer;
+use tower_http::trace::{DefaultOnFailure, TraceLayer};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use utoipa_swagger_ui::SwaggerUi;
@@ -107,14 +107,23 @@ pub fn app_with_token(shared: Arc<AppState>, token: Option<BearerToken>) -> Rout
         .layer(
             ServiceBuilder::new()
                 .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-                .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
-                    let id = req
-                        .headers()
-                        .get("x-request-id")
-                        .and_then(|v| v.to_str().ok())
-                        .unwrap_or("-");
-                    tracing::info_span!("http", method = %req.method(), uri = %req.uri(), request_id = %id)
-                }))
+                .layer(
+                    TraceLayer::new_for_http()
+                        // An error-level span is on whenever errors are
+                        // logged, so every error names its request id.
+                        .make_span_with(|req: &Request<_>| {
+                            let id = req
+                                .headers()
+                                .get("x-request-id")
+                                .and_then(|v| v.to_str().ok())
+                                .unwrap_or("-");
+                            tracing::error_span!("http", method = %req.method(), uri = %req.uri(), request_id = %id)
+                        })
+                        // A 5xx the server chose (503 while shutting down,
+                        // 507 at --max-bytes) is no operator's error; an
+                        // internal failure logs its own error with detail.
+                        .on_failure(DefaultOnFailure::new().level(tracing::Level::DEBUG)),
+                )
                 .layer(PropagateRequestIdLayer::x_request_id()),
         )
         .with_state(shared)

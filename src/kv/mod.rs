@@ -133,7 +133,11 @@ impl Kv {
 
     /// [`Kv::open`] reading expiry against `clock` (a manual one in tests).
     pub fn open_with_clock(cfg: &crate::config::StoreConfig, clock: Clock) -> Result<Self> {
-        Ok(Self::with_clock(Store::open(cfg)?, cfg.max_item_size, clock))
+        Ok(Self::with_clock(
+            Store::open(cfg)?,
+            cfg.max_item_size,
+            clock,
+        ))
     }
 
     /// The service over `store`, reading expiry against the system clock.

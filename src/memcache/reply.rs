@@ -45,14 +45,18 @@ pub fn stat(out: &mut BytesMut, name: &str, value: impl std::fmt::Display) {
     let _ = write!(out, "STAT {name} {value}\r\n");
 }
 
+/// The reply to a command the store failed: the detail (a sled or I/O
+/// error) goes to the log, the client gets a stable line.
+pub const ERR_STORAGE: &str = "SERVER_ERROR storage failure";
+
 /// The memcached error line for a failed store operation.
 pub fn kv_error(out: &mut BytesMut, err: &KvError) {
     match err {
         KvError::TooLarge => line(out, super::frame::ERR_TOO_LARGE),
         KvError::NoMemory => line(out, "SERVER_ERROR out of memory storing object"),
         KvError::Store(e) => {
-            tracing::error!("store failure: {e}");
-            line(out, &format!("SERVER_ERROR {e}"));
+            tracing::error!("memcached command failed in the store: {e}");
+            line(out, ERR_STORAGE);
         }
     }
 }

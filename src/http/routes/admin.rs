@@ -142,10 +142,10 @@ pub async fn readyz(State(shared): State<Arc<AppState>>) -> Result<Json<Health>,
         return Err(ApiError::Unavailable("shutting down".into()));
     }
     // An empty key is never stored: a real read of the tree, nothing counted.
-    shared
-        .kv
-        .readable()
-        .map_err(|e| ApiError::Unavailable(format!("store not readable: {e}")))?;
+    shared.kv.readable().map_err(|e| {
+        tracing::warn!("readiness: the store is not readable: {e}");
+        ApiError::Unavailable("store not readable".into())
+    })?;
     Ok(Json(Health {
         status: "ready".into(),
     }))

@@ -101,9 +101,15 @@ pub fn execute(req: &Request<'_>, shared: &AppState, out: &mut BytesMut) -> Flow
         }
     };
     let fail = |out: &mut BytesMut, status: u16| error(out, h.opcode, h.opaque, status);
-    let kv_fail = |out: &mut BytesMut, e: &KvError| {
-        tracing::error!("binary {:#04x} failed: {e}", h.opcode);
-        fail(out, status::ENOMEM)
+    // Each failure its own status; a store failure's detail goes to the
+    // log only.
+    let kv_fail = |out: &mut BytesMut, e: &KvError| match e {
+        KvError::TooLarge => fail(out, status::E2BIG),
+        KvError::NoMemory => fail(out, status::ENOMEM),
+        KvError::Store(e) => {
+            tracing::error!("binary command {:#04x} failed in the store: {e}", h.opcode);
+            fail(out, status::EINTERNAL)
+        }
     };
     match h.opcode {
         op::GET

@@ -62,6 +62,8 @@ pub mod status {
     pub const DELTA_BADVAL: u16 = 0x06;
     pub const UNKNOWN_COMMAND: u16 = 0x81;
     pub const ENOMEM: u16 = 0x82;
+    /// memcached's PROTOCOL_BINARY_RESPONSE_EINTERNAL.
+    pub const EINTERNAL: u16 = 0x84;
 }
 
 /// A request header, in host byte order.
@@ -283,6 +285,7 @@ pub fn response(
 pub fn status_text(status: u16) -> &'static str {
     match status {
         status::ENOMEM => "Out of memory",
+        status::EINTERNAL => "Internal error",
         status::UNKNOWN_COMMAND => "Unknown command",
         status::KEY_ENOENT => "Not found",
         status::EINVAL => "Invalid arguments",
