@@ -69,7 +69,7 @@ impl Syncer {
         if self.log.is_none() {
             self.log = Some(File::open(self.dir.join("db"))?);
             // First round: make the directory entries themselves durable.
-            super::sync_dir_files(&self.dir)?;
+            super::durable::sync_dir_files(&self.dir)?;
         }
         self.log.as_ref().expect("opened above").sync_data()?;
         self.sync_new_blobs()
