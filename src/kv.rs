@@ -6,10 +6,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::Durability;
 use crate::locks::LockManager;
 use crate::stats::{add, bump, Stats};
-use crate::store::commit::{Committer, Ticket};
+use crate::store::commit::Ticket;
 use crate::store::item::state;
 use crate::store::{expiry, Item, Store, StoreError};
 
@@ -93,8 +92,6 @@ pub struct Kv {
     /// Memory limit reported as `limit_maxbytes` (0 = unlimited).
     limit_maxbytes: AtomicU64,
     started: u64,
-    /// The group committer, under `--durability sync` only.
-    committer: Option<Committer>,
 }
 
 enum Lookup {
@@ -105,15 +102,7 @@ enum Lookup {
 
 impl Kv {
     pub fn new(store: Store, max_item_size: usize) -> Self {
-        let committer = (store.durability() == Durability::Sync).then(|| {
-            Committer::start(
-                store.syncer(),
-                store.write_generation(),
-                store.flush_interval(),
-            )
-        });
         Kv {
-            committer,
             store,
             locks: LockManager::default(),
             stats: Stats::default(),
@@ -146,24 +135,21 @@ impl Kv {
     /// Front ends take it after a batch of writes and await
     /// [`Kv::wait_durable`] before acknowledging any of them.
     pub fn commit_ticket(&self) -> Option<Ticket> {
-        self.committer.as_ref().map(Committer::ticket)
+        self.store.commit_ticket()
     }
 
     /// Resolves once every write up to `ticket` is on disk (group commit:
     /// one disk sync serves every writer waiting at the time).
     pub async fn wait_durable(&self, ticket: Ticket) -> Result<()> {
-        match &self.committer {
-            Some(c) => c
-                .wait(ticket)
-                .await
-                .map_err(|e| KvError::Store(StoreError::Io(std::io::Error::other(e)))),
-            None => Ok(()),
-        }
+        self.store
+            .wait_durable(ticket)
+            .await
+            .map_err(KvError::Store)
     }
 
     /// Group-commit rounds (disk syncs) run so far; 0 in periodic mode.
     pub fn commit_rounds(&self) -> u64 {
-        self.committer.as_ref().map_or(0, Committer::rounds)
+        self.store.commit_rounds()
     }
 
     /// Waits until this caller's completed writes are durable, as the

@@ -258,12 +258,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut cfg = Config::for_data_dir(dir.path()).store;
         cfg.durability = Durability::Sync;
+        // No idle rounds: only waiting can start one.
+        cfg.flush_interval_ms = 3_600_000;
         let store = Store::open(&cfg).unwrap();
-        let c = super::Committer::start(
-            store.syncer(),
-            store.write_generation(),
-            std::time::Duration::from_secs(3600),
-        );
+        let c = store.committer.as_ref().expect("sync mode starts it");
         // Nothing written yet: nothing to wait for.
         c.wait(c.ticket()).await.unwrap();
         let before = c.rounds();

@@ -16,7 +16,8 @@
 //! - `write.rs`: every mutation of an item, and the bulk load;
 //! - `sweep.rs`: work over the whole store rather than one named key
 //!   (clear, scan, expiry sweep, eviction, loading the memory index);
-//! - `durable.rs`: getting writes to sled and onto disk.
+//! - `durable.rs`: getting writes to sled and onto disk, including the
+//!   group committer under `--durability sync`.
 //!
 //! Beside them: [`item`] (a record's encoding), [`index`] (the in-memory
 //! copy of every record reads use), [`behind`] (the write-behind queue),
@@ -124,6 +125,10 @@ pub struct Store {
     /// Deferred hand-over of writes to sled (with the index; in sync mode
     /// the group committer drains it each round).
     behind: Option<Arc<WriteBehind>>,
+    /// The group committer's thread, under `--durability sync` only.
+    /// Stopped first by [`Store`]'s `Drop`, after one last round for any
+    /// write not yet durable.
+    committer: Option<commit::Committer>,
     /// The write-behind thread (periodic mode with the index), stopped by
     /// [`Store`]'s `Drop`, which so hands every queued write to sled before
     /// sled closes.
@@ -142,7 +147,11 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens (or creates) the store in `cfg.data_dir`.
+    /// Opens (or creates) the store in `cfg.data_dir`. Under
+    /// `--durability sync` it also starts the group committer, so that
+    /// whoever holds the store can wait for durability
+    /// ([`Store::commit_ticket`], [`Store::wait_durable`]) without
+    /// assembling it from the store's insides.
     pub fn open(cfg: &StoreConfig) -> Result<Self> {
         std::fs::create_dir_all(&cfg.data_dir)?;
         let db = sled::Config::new()
@@ -180,7 +189,7 @@ impl Store {
             (Some(b), Durability::Periodic) => Some(b.start(interval)?),
             _ => None,
         };
-        let store = Store {
+        let mut store = Store {
             db,
             items,
             meta,
@@ -194,6 +203,7 @@ impl Store {
             recency: (cfg.eviction == Eviction::Lru).then(Recency::default),
             index,
             behind,
+            committer: None,
             behind_worker,
             durability: cfg.durability,
             flush_interval: interval,
@@ -201,6 +211,11 @@ impl Store {
             may_expire: AtomicBool::new(false),
         };
         store.restore_counts()?;
+        // Last, as when the layer above started it after opening: nothing
+        // above may fail with the thread already running.
+        if cfg.durability == Durability::Sync {
+            store.committer = Some(store.start_committer());
+        }
         Ok(store)
     }
 
@@ -268,9 +283,16 @@ impl Store {
 
 impl Drop for Store {
     fn drop(&mut self) {
-        // Stops the write-behind thread, which first empties its queue
-        // into sled (in sync mode nothing should be queued: every write
-        // was waited on); sled itself closes (and flushes) after this.
+        // The committer first: its thread runs one last round (hand-over,
+        // flush, fdatasync) if any write is not yet durable, then exits;
+        // joining it here, while the write-behind queue and sled are
+        // intact, cannot wait on anything this thread holds.
+        self.committer.take();
+        // Then the write-behind thread (periodic mode), which first empties
+        // its queue into sled. Either thread's last round leaves nothing
+        // queued unless a hand-over failed and put keys back: the settle
+        // below tries those once more. sled itself closes (and flushes)
+        // after this, when the fields drop.
         self.behind_worker.take();
         if let Err(e) = self.settle() {
             tracing::error!("writes not handed to sled at close: {e}");
