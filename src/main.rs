@@ -82,10 +82,13 @@ enum Command {
 }
 
 /// Opens the store for an offline subcommand, explaining a held lock.
-/// Offline work streams sled in key order, so no memory index is built.
+/// Offline work streams sled in key order, so no memory index is built,
+/// and runs no group committer: nobody waits on a write, and `import`
+/// syncs once at its end whatever the mode.
 fn open_offline(cfg: &StoreConfig, what: &str) -> anyhow::Result<Kv> {
     let cfg = StoreConfig {
         no_memory_index: true,
+        durability: memcached_lite::config::Durability::Periodic,
         ..cfg.clone()
     };
     let store = Store::open(&cfg).map_err(|e| match e {

@@ -12,10 +12,9 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::config::Durability;
 use crate::rules::exptime as expiry;
 use crate::rules::Clock;
-use crate::store::commit::{Committer, Ticket};
+use crate::store::commit::Ticket;
 use crate::store::item::state;
 use crate::store::{Store, StoreError};
 
@@ -115,8 +114,6 @@ pub struct Kv {
     started: u64,
     /// What expiry is read against (a manual clock in tests).
     clock: Clock,
-    /// The group committer, under `--durability sync` only.
-    committer: Option<Committer>,
 }
 
 enum Lookup {
@@ -148,15 +145,7 @@ impl Kv {
     /// [`Kv::new`] with the clock given: tests pass a manual one to test
     /// TTLs without sleeping.
     pub fn with_clock(store: Store, max_item_size: usize, clock: Clock) -> Self {
-        let committer = (store.durability() == Durability::Sync).then(|| {
-            Committer::start(
-                store.syncer(),
-                store.write_generation(),
-                store.flush_interval(),
-            )
-        });
         Kv {
-            committer,
             store,
             locks: LockManager::default(),
             stats: Stats::default(),
@@ -191,24 +180,21 @@ impl Kv {
     /// Front ends take it after a batch of writes and await
     /// [`Kv::wait_durable`] before acknowledging any of them.
     pub fn commit_ticket(&self) -> Option<Ticket> {
-        self.committer.as_ref().map(Committer::ticket)
+        self.store.commit_ticket()
     }
 
     /// Resolves once every write up to `ticket` is on disk (group commit:
     /// one disk sync serves every writer waiting at the time).
     pub async fn wait_durable(&self, ticket: Ticket) -> Result<()> {
-        match &self.committer {
-            Some(c) => c
-                .wait(ticket)
-                .await
-                .map_err(|e| KvError::Store(StoreError::Io(std::io::Error::other(e)))),
-            None => Ok(()),
-        }
+        self.store
+            .wait_durable(ticket)
+            .await
+            .map_err(KvError::Store)
     }
 
     /// Group-commit rounds (disk syncs) run so far; 0 in periodic mode.
     pub fn commit_rounds(&self) -> u64 {
-        self.committer.as_ref().map_or(0, Committer::rounds)
+        self.store.commit_rounds()
     }
 
     /// Waits until this caller's completed writes are durable, as the

@@ -69,7 +69,7 @@ impl Syncer {
         if self.log.is_none() {
             self.log = Some(File::open(self.dir.join("db"))?);
             // First round: make the directory entries themselves durable.
-            super::sync_dir_files(&self.dir)?;
+            super::durable::sync_dir_files(&self.dir)?;
         }
         self.log.as_ref().expect("opened above").sync_data()?;
         self.sync_new_blobs()
@@ -258,12 +258,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut cfg = Config::for_data_dir(dir.path()).store;
         cfg.durability = Durability::Sync;
+        // No idle rounds: only waiting can start one.
+        cfg.flush_interval_ms = 3_600_000;
         let store = Store::open(&cfg).unwrap();
-        let c = super::Committer::start(
-            store.syncer(),
-            store.write_generation(),
-            std::time::Duration::from_secs(3600),
-        );
+        let c = store.committer.as_ref().expect("sync mode starts it");
         // Nothing written yet: nothing to wait for.
         c.wait(c.ticket()).await.unwrap();
         let before = c.rounds();
