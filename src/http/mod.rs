@@ -174,3 +174,6 @@ pub async fn run(
         });
     }
 }
+
+#[cfg(test)]
+mod tests;
