@@ -123,7 +123,7 @@ fn lower_own_priority() {
 }
 
 /// Runs until `stop` fires: every `interval` (stretched for large stores,
-/// see [`next_pause`]), rewrites the image if the store changed since the
+/// see `next_pause`), rewrites the image if the store changed since the
 /// last write (and once at start). Errors are logged and retried next
 /// interval; the server keeps serving.
 pub async fn run(kv: Arc<Kv>, path: PathBuf, interval: Duration, mut stop: watch::Receiver<bool>) {

@@ -5,15 +5,10 @@
 //! OpenAPI document from the same handler attributes, so the document
 //! cannot drift from what is served.
 
-/// API errors and their JSON body.
 pub mod error;
-/// The `{key}` path segment: percent-decoding and memcached's key rule.
 pub mod key;
-/// Bearer token, group-commit wait, metrics.
 pub mod middleware;
-/// The OpenAPI document (served and checked in).
 pub mod openapi;
-/// The handlers.
 pub mod routes;
 
 use middleware::{durable, observe};

@@ -6,8 +6,8 @@
 //! Nothing here knows about sockets, HTTP or wire formats.
 //!
 //! The parts: reads and the service's state here; per-key writes in
-//! [`write`]; whole-store work (flush, listings, export, sweeping, bulk
-//! loads) in [`whole`]; the meta protocol's extras in [`meta`]; per-key
+//! `write`; whole-store work (flush, listings, export, sweeping, bulk
+//! loads) in `whole`; the meta protocol's extras in `meta`; per-key
 //! locks in [`locks`]; the `stats` counters in [`stats`].
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,16 +18,10 @@ use crate::store::commit::Ticket;
 use crate::store::item::state;
 use crate::store::{Store, StoreError};
 
-/// Striped per-key locks serializing every write to a key.
 pub mod locks;
-/// The meta and binary protocols' extra operations (stale items, win
-/// tokens, explicit CAS, access tracking) over the same store and locks.
 mod meta;
-/// Counters reported by `stats` on every front end.
 pub mod stats;
-/// Whole-store work: flush_all, listings, export scans, sweeping, bulk loads.
 mod whole;
-/// Per-key writes: storage commands, touch, delete, incr/decr.
 mod write;
 
 /// A stored item as the front ends see it: value, flags, exptime, CAS and

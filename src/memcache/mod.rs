@@ -4,21 +4,13 @@
 //! family) that calls [`crate::kv`]; [`connection`] ties them to a socket
 //! and [`listener`] accepts connections.
 
-/// The `--auth-file` gate a connection passes before its first command.
 pub mod auth;
-/// The binary protocol: parser, executor, SASL.
 pub mod binary;
-/// One connection's loop: read, parse, execute, reply, flush.
 pub mod connection;
-/// What the text and meta parsers share: frames, tokenizer, error replies.
 pub mod frame;
-/// Accepts connections, enforces --max-connections, drains on shutdown.
 pub mod listener;
-/// The meta protocol (`mg ms md ma me mn`): parser and executor.
 pub mod meta;
-/// Reply encoding shared by the text and meta executors.
 pub mod reply;
-/// The classic text protocol: parser and one module per command family.
 pub mod text;
 
 /// What the connection does after a request.

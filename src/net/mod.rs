@@ -5,7 +5,6 @@ use std::net::SocketAddr;
 
 use tokio::net::TcpListener;
 
-/// Optional rustls TLS for the memcached and HTTP listeners.
 pub mod tls;
 
 /// memcached's default listen backlog (`-b`); std's 128 overflows under a

@@ -4,13 +4,9 @@
 //! against. Pure functions over bytes and numbers; nothing here does I/O
 //! or names another module of the crate.
 
-/// The clock every expiry decision is read against (injectable in tests).
 pub mod clock;
-/// Exptime: relative vs absolute, expired or not, seconds left.
 pub mod exptime;
-/// Keys: 1..=250 bytes, no spaces or control characters.
 pub mod key;
-/// Numbers as memcached's `strtoull`/`strtol` read them.
 pub mod number;
 
 pub use clock::Clock;

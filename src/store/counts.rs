@@ -31,7 +31,7 @@ impl Store {
         Ok(())
     }
 
-    /// Saves the counts for the next start (see [`META_CLEAN_COUNTS`]) and
+    /// Saves the counts for the next start (see `META_CLEAN_COUNTS`) and
     /// syncs. Only for a clean shutdown, once nothing writes any more.
     pub fn save_counts(&self) -> Result<()> {
         let mut v = Vec::with_capacity(17);

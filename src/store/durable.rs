@@ -38,7 +38,7 @@ impl Store {
     }
 
     /// Makes every acknowledged write durable: [`Store::settle`], then
-    /// [`Store::sync_files`].
+    /// `Store::sync_files`.
     pub fn sync(&self) -> Result<()> {
         self.settle()?;
         self.sync_files()

@@ -1,4 +1,4 @@
-//! Runs binary-protocol requests against [`Kv`] with memcached 1.6's
+//! Runs binary-protocol requests against [`crate::kv::Kv`] with memcached 1.6's
 //! statuses, CAS handling and quiet-command rules: quiet variants send
 //! nothing on success (getq/getkq not even on a miss), errors always.
 
