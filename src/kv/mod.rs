@@ -259,11 +259,6 @@ impl Kv {
     }
 }
 
-/// whatever follows the first whitespace).
-/// Runs whole-store work (`flush_all` walks every item) so that it does
-/// not stall the other connections of the calling runtime worker: on the
-/// multi-thread runtime the worker hands its tasks to another thread
-/// meanwhile. Elsewhere (a current-thread runtime, no runtime) it just runs.
 /// The [`state`] bits a new item gets for how its key was given.
 fn key_bits(binary_key: bool) -> u8 {
     if binary_key {
@@ -273,6 +268,10 @@ fn key_bits(binary_key: bool) -> u8 {
     }
 }
 
+/// Runs whole-store work (`flush_all` walks every item) so that it does
+/// not stall the other connections of the calling runtime worker: on the
+/// multi-thread runtime the worker hands its tasks to another thread
+/// meanwhile. Elsewhere (a current-thread runtime, no runtime) it just runs.
 fn off_the_runtime<T>(f: impl FnOnce() -> T) -> T {
     use tokio::runtime::{Handle, RuntimeFlavor};
     match Handle::try_current() {
