@@ -91,6 +91,10 @@ pub struct Config {
     #[arg(long, env = "MEMCACHED_LITE_MAX_BYTES", default_value_t = 0)]
     pub max_bytes: u64,
 
+    /// What ends a key's prefix in `stats detail` (memcached's `-D`).
+    #[arg(long, env = "MEMCACHED_LITE_PREFIX_DELIMITER", default_value_t = ':', value_parser = parse_delimiter)]
+    pub prefix_delimiter: char,
+
     /// Allow the `shutdown` command (memcached's `-A`).
     #[arg(long, env = "MEMCACHED_LITE_ENABLE_SHUTDOWN")]
     pub enable_shutdown: bool,
@@ -145,6 +149,15 @@ impl MirrorConfig {
                 .clone()
                 .unwrap_or_else(|| data_dir.join("store.csv"))
         })
+    }
+}
+
+/// One printable ASCII character (a key byte memcached could split on).
+fn parse_delimiter(s: &str) -> Result<char, String> {
+    let mut chars = s.chars();
+    match (chars.next(), chars.next()) {
+        (Some(c), None) if c.is_ascii_graphic() => Ok(c),
+        _ => Err(format!("expected one printable ASCII character, got {s:?}")),
     }
 }
 
@@ -211,6 +224,7 @@ impl Config {
             max_connections: 1024,
             threads: None,
             max_bytes: 0,
+            prefix_delimiter: ':',
             enable_shutdown: false,
             http_listen: "127.0.0.1:0".parse().expect("valid literal"),
             no_http: false,

@@ -46,6 +46,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     }
     let kv = Arc::new(Kv::new(store, config.store.max_item_size));
     kv.set_memory_limit(config.max_bytes);
+    kv.detail.set_delimiter(config.prefix_delimiter as u8);
     spawn_index_loader(kv.clone());
     let listener = bind(config.listen)
         .with_context(|| format!("binding memcached listener {}", config.listen))?;

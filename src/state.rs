@@ -3,8 +3,12 @@
 //! [`crate::server`] (or a test) and handed to each listener; nothing in it
 //! knows which protocol uses it.
 
-use std::sync::atomic::AtomicU64;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use tokio::sync::watch;
 
@@ -19,7 +23,87 @@ pub struct AppState {
     pub curr_connections: AtomicU64,
     /// memcached connections accepted since start (`total_connections`).
     pub total_connections: AtomicU64,
+    /// What the operator commands set (`verbosity`, `slabs automove`,
+    /// `lru_crawler ...`): reported back by `stats settings`.
+    pub operator: Operator,
+    /// Listeners and open connections, for `stats conns`.
+    conns: Registry,
     shutdown: watch::Sender<bool>,
+}
+
+/// Settings the operator commands change at run time. None of them changes
+/// how this server works (it has no log levels by verbosity, no slab mover,
+/// no background LRU crawler); they are kept so that `stats settings`
+/// reports what was set, as memcached does.
+pub struct Operator {
+    pub verbosity: AtomicU64,
+    pub slab_automove: AtomicU64,
+    pub crawler_enabled: AtomicBool,
+    pub crawler_sleep: AtomicU64,
+    pub crawler_tocrawl: AtomicU64,
+}
+
+impl Default for Operator {
+    /// memcached 1.6.18's defaults.
+    fn default() -> Self {
+        Operator {
+            verbosity: AtomicU64::new(0),
+            slab_automove: AtomicU64::new(1),
+            crawler_enabled: AtomicBool::new(true),
+            crawler_sleep: AtomicU64::new(100),
+            crawler_tocrawl: AtomicU64::new(0),
+        }
+    }
+}
+
+type Registry = Arc<Mutex<BTreeMap<u64, Arc<ConnEntry>>>>;
+
+/// One listener or connection as `stats conns` shows it.
+pub struct ConnEntry {
+    /// The socket's file descriptor (memcached's id too).
+    pub id: u64,
+    /// The peer (the bound address for a listener).
+    pub addr: SocketAddr,
+    /// The listener a connection came through; `None` for a listener.
+    pub listen: Option<SocketAddr>,
+    busy: AtomicBool,
+    last: AtomicU64,
+}
+
+impl ConnEntry {
+    /// memcached's state name.
+    pub fn state(&self) -> &'static str {
+        match (self.listen, self.busy.load(Ordering::Relaxed)) {
+            (None, _) => "conn_listening",
+            (Some(_), true) => "conn_parse_cmd",
+            (Some(_), false) => "conn_waiting",
+        }
+    }
+
+    /// When it last ran a command (unix secs; a listener: when it opened).
+    pub fn last_command(&self) -> u64 {
+        self.last.load(Ordering::Relaxed)
+    }
+
+    /// The connection starts (`busy`) or finishes a batch of commands.
+    pub fn set_busy(&self, busy: bool, now: u64) {
+        self.busy.store(busy, Ordering::Relaxed);
+        if busy {
+            self.last.store(now, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Keeps a [`ConnEntry`] listed until dropped.
+pub struct ConnHandle {
+    pub entry: Arc<ConnEntry>,
+    registry: Registry,
+}
+
+impl Drop for ConnHandle {
+    fn drop(&mut self) {
+        self.registry.lock().remove(&self.entry.id);
+    }
 }
 
 impl AppState {
@@ -30,8 +114,32 @@ impl AppState {
             config,
             curr_connections: AtomicU64::new(0),
             total_connections: AtomicU64::new(0),
+            operator: Operator::default(),
+            conns: Registry::default(),
             shutdown,
         })
+    }
+
+    /// Lists a listener (`listen` None) or a connection in `stats conns`
+    /// while the handle lives.
+    pub fn register(&self, id: u64, addr: SocketAddr, listen: Option<SocketAddr>) -> ConnHandle {
+        let entry = Arc::new(ConnEntry {
+            id,
+            addr,
+            listen,
+            busy: AtomicBool::new(false),
+            last: AtomicU64::new(self.kv.now()),
+        });
+        self.conns.lock().insert(id, entry.clone());
+        ConnHandle {
+            entry,
+            registry: self.conns.clone(),
+        }
+    }
+
+    /// Every listed listener and connection, by id.
+    pub fn connections(&self) -> Vec<Arc<ConnEntry>> {
+        self.conns.lock().values().cloned().collect()
     }
 
     /// Asks the whole server to shut down gracefully.

@@ -8,7 +8,8 @@
 //! The parts: reads and the service's state here; per-key writes in
 //! `write`; whole-store work (flush, listings, export, sweeping, bulk
 //! loads) in `whole`; the meta protocol's extras in `meta`; per-key
-//! locks in [`locks`]; the `stats` counters in [`stats`].
+//! locks in [`locks`]; the `stats` counters in [`stats`]; `stats detail`
+//! prefix counts in [`detail`]; the slab-class view of the store in [`sizes`].
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -18,8 +19,10 @@ use crate::store::commit::Ticket;
 use crate::store::item::state;
 use crate::store::{Store, StoreError};
 
+pub mod detail;
 pub mod locks;
 mod meta;
+pub mod sizes;
 pub mod stats;
 mod whole;
 mod write;
@@ -27,6 +30,7 @@ mod write;
 /// A stored item as the front ends see it: value, flags, exptime, CAS and
 /// the per-item state the meta protocol reports.
 pub use crate::store::Item;
+use detail::Detail;
 use locks::LockManager;
 pub use meta::{ArithOptions, ArithResult, MetaGetOptions, MetaHit, SetOptions};
 use stats::{bump, Stats};
@@ -100,6 +104,10 @@ pub struct Kv {
     store: Store,
     locks: LockManager,
     pub stats: Stats,
+    /// `stats detail`: per-prefix counts, off by default.
+    pub detail: Detail,
+    /// The last `stats items`/`slabs`/`sizes` walk.
+    sizes: sizes::SizeCache,
     max_item_size: usize,
     /// Deadline (unix secs) of a delayed `flush_all`, 0 when none is pending.
     flush_at: AtomicU64,
@@ -143,6 +151,8 @@ impl Kv {
             store,
             locks: LockManager::default(),
             stats: Stats::default(),
+            detail: Detail::default(),
+            sizes: Default::default(),
             max_item_size,
             flush_at: AtomicU64::new(0),
             limit_maxbytes: AtomicU64::new(0),
@@ -236,6 +246,9 @@ impl Kv {
             if self.store.tracks_access() {
                 self.note_access(key, item, now);
             }
+        }
+        if self.detail.enabled() {
+            self.detail.get(key, matches!(found, Lookup::Hit(_)));
         }
         Ok(self.count_get(found))
     }

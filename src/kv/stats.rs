@@ -30,6 +30,7 @@ counters!(
     cmd_set,
     cmd_flush,
     cmd_touch,
+    cmd_meta,
     get_hits,
     get_misses,
     get_expired,
@@ -56,6 +57,7 @@ counters!(
     expired_unfetched,
     evictions,
     reclaimed,
+    lru_crawler_starts,
 );
 
 /// Adds one to a counter.

@@ -17,7 +17,11 @@ impl Kv {
         bump(&self.stats.cmd_touch);
         let _guard = self.locks.lock(key);
         let now = self.now();
-        match self.live(key, now)? {
+        let found = self.live(key, now)?;
+        if self.detail.enabled() {
+            self.detail.get(key, found.is_some());
+        }
+        match found {
             Some(item) => {
                 bump(&self.stats.touch_hits);
                 Ok(Some(self.retouch(key, &item, exptime, now)?))
@@ -82,6 +86,9 @@ impl Kv {
         opts: &SetOptions,
     ) -> Result<StoreOutcome> {
         bump(&self.stats.cmd_set);
+        if self.detail.enabled() {
+            self.detail.set(key);
+        }
         if value.len() > self.max_item_size {
             bump(&self.stats.store_too_large);
             return Err(KvError::TooLarge);
@@ -255,6 +262,9 @@ impl Kv {
 
     /// `delete`, optionally only when the item's CAS matches.
     pub fn delete(&self, key: &[u8], cas: Option<u64>) -> Result<DeleteOutcome> {
+        if self.detail.enabled() {
+            self.detail.delete(key);
+        }
         let _guard = self.locks.lock(key);
         let outcome = match (self.live(key, self.now())?, cas) {
             (None, _) => DeleteOutcome::NotFound,

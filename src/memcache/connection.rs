@@ -15,11 +15,13 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::auth::{self as auth_step, AuthFrame};
 use super::binary::execute as binary_cmd;
+use super::text::crawler::{metadump_step, Metadump};
+use super::text::operator::Classes;
 use super::text::{self, parse::Frame};
 use super::{reply, Flow};
 use crate::auth::Credentials;
 use crate::kv::stats::add;
-use crate::state::AppState;
+use crate::state::{AppState, ConnEntry};
 
 /// Initial read buffer: small, so idle connections stay cheap.
 const INITIAL_READ: usize = 4 * 1024;
@@ -48,6 +50,10 @@ pub struct Connection<S> {
     /// A write ran since the last flush: under `--durability sync` its
     /// reply waits for the group commit.
     uncommitted: bool,
+    /// An `lru_crawler metadump` being streamed: requests after it wait.
+    dump: Option<(Classes, Metadump)>,
+    /// This connection's row in `stats conns`.
+    listed: Option<Arc<ConnEntry>>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
@@ -65,13 +71,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             idle: (idle_secs > 0).then(|| Duration::from_secs(idle_secs)),
             last_command: Instant::now(),
             uncommitted: false,
+            dump: None,
+            listed: None,
         }
+    }
+
+    /// Shows this connection's state in `stats conns`.
+    pub fn listed(mut self, entry: Arc<ConnEntry>) -> Self {
+        self.listed = Some(entry);
+        self
     }
 
     pub async fn run(mut self) -> std::io::Result<()> {
         let mut shutdown = self.shared.shutdown_signal();
         loop {
-            let flow = self.process().await?;
+            self.set_busy(true);
+            let flow = self.process().await;
+            self.set_busy(false);
+            let flow = flow?;
             self.flush().await?;
             if flow == Flow::Close {
                 let _ = self.socket.shutdown().await;
@@ -98,10 +115,28 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         }
     }
 
+    fn set_busy(&self, busy: bool) {
+        if let Some(entry) = &self.listed {
+            entry.set_busy(busy, self.shared.kv.now());
+        }
+    }
+
     /// Handles every complete frame in the input buffer.
     async fn process(&mut self) -> std::io::Result<Flow> {
         let max_item = self.shared.kv.max_item_size();
         loop {
+            if let Some((classes, dump)) = &mut self.dump {
+                let kv = &self.shared.kv;
+                if metadump_step(kv, *classes, dump, &mut self.output) {
+                    self.dump = None;
+                }
+                if self.output.len() >= WRITE_HIGH_WATER {
+                    self.flush().await?;
+                }
+                // A long dump shares the worker with the other connections.
+                tokio::task::yield_now().await;
+                continue;
+            }
             if self.swallow > 0 {
                 let n = self.swallow.min(self.input.len());
                 self.input.advance(n);
@@ -117,7 +152,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                     self.authenticate()
                 };
                 match gate {
-                    Some(Flow::Continue) => continue,
+                    Some(Flow::Continue | Flow::Dump(_)) => continue,
                     Some(Flow::Close) => return Ok(Flow::Close),
                     None => return Ok(Flow::Continue),
                 }
@@ -192,8 +227,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             };
             self.input.advance(consumed);
             self.last_command = Instant::now();
-            if flow == Flow::Close {
-                return Ok(flow);
+            match flow {
+                Flow::Close => return Ok(flow),
+                Flow::Dump(classes) => self.dump = Some((classes, Metadump::default())),
+                Flow::Continue => {}
             }
             if self.output.len() >= WRITE_HIGH_WATER {
                 self.flush().await?;

@@ -2,6 +2,7 @@
 //! (refusing more the way memcached does) and, on shutdown, stops
 //! accepting and waits for every connection to finish its current batch.
 
+use std::os::fd::AsRawFd;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -24,6 +25,8 @@ pub async fn run(
     auth: Option<Arc<Credentials>>,
 ) {
     let mut shutdown = shared.shutdown_signal();
+    let listen = listener.local_addr().ok();
+    let _listed = listen.map(|addr| shared.register(listener.as_raw_fd() as u64, addr, None));
     // Every connection holds a sender; when all are dropped, draining is done.
     let (alive, mut drained) = mpsc::channel::<()>(1);
     loop {
@@ -52,14 +55,26 @@ pub async fn run(
             continue;
         }
         let _ = socket.set_nodelay(true);
+        let listed = shared.register(socket.as_raw_fd() as u64, peer, listen.or(Some(peer)));
         shared.curr_connections.fetch_add(1, Ordering::Relaxed);
         shared.total_connections.fetch_add(1, Ordering::Relaxed);
         let (shared, alive, tls, auth) = (shared.clone(), alive.clone(), tls.clone(), auth.clone());
         tokio::spawn(async move {
+            let entry = listed.entry.clone();
             let ended = match tls {
-                None => Connection::new(socket, shared.clone(), auth).run().await,
+                None => {
+                    Connection::new(socket, shared.clone(), auth)
+                        .listed(entry)
+                        .run()
+                        .await
+                }
                 Some(acceptor) => match crate::net::tls::accept(&acceptor, socket).await {
-                    Ok(stream) => Connection::new(stream, shared.clone(), auth).run().await,
+                    Ok(stream) => {
+                        Connection::new(stream, shared.clone(), auth)
+                            .listed(entry)
+                            .run()
+                            .await
+                    }
                     Err(e) => Err(e),
                 },
             };
@@ -67,6 +82,7 @@ pub async fn run(
                 tracing::debug!(%peer, "connection ended: {e}");
             }
             shared.curr_connections.fetch_sub(1, Ordering::Relaxed);
+            drop(listed);
             drop(alive);
         });
     }

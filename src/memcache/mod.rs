@@ -19,4 +19,6 @@ pub enum Flow {
     Continue,
     /// Flush pending replies, then close (`quit`, `shutdown`).
     Close,
+    /// Stream `lru_crawler metadump` of these classes before reading on.
+    Dump(text::operator::Classes),
 }

@@ -267,21 +267,12 @@ pub fn execute(req: &Request<'_>, shared: &AppState, out: &mut BytesMut) -> Flow
     Flow::Continue
 }
 
-/// `stat [group]`: one packet per statistic, then an empty one.
+/// `stat [group]`: one packet per statistic, then an empty one. `detail
+/// on|off` answers just the empty one and `detail dump` one `detailed`
+/// packet holding the text dump, as memcached does.
 fn stat(req: &Request<'_>, shared: &AppState, out: &mut BytesMut) {
     let h = &req.header;
-    let report = match req.key {
-        b"reset" => {
-            shared.kv.stats.reset();
-            Vec::new()
-        }
-        group => match crate::report::group(shared, group) {
-            Some(report) => report,
-            None => return error(out, h.opcode, h.opaque, status::KEY_ENOENT),
-        },
-    };
-    for (name, value) in report {
-        let value = value.to_string();
+    let packet = |out: &mut BytesMut, name: &[u8], value: &[u8]| {
         binary::response(
             out,
             h.opcode,
@@ -289,9 +280,37 @@ fn stat(req: &Request<'_>, shared: &AppState, out: &mut BytesMut) {
             h.opaque,
             0,
             &[],
-            name.as_bytes(),
-            value.as_bytes(),
-        );
+            name,
+            value,
+        )
+    };
+    match req.key {
+        b"reset" => {
+            shared.kv.stats.reset();
+            shared.kv.detail.clear();
+        }
+        key if key.starts_with(b"detail") => match &key[6..] {
+            rest if rest.starts_with(b" dump") => {
+                let mut dump = BytesMut::new();
+                crate::memcache::text::stats_detail_dump(shared, &mut dump);
+                packet(out, b"detailed", &dump);
+            }
+            rest if rest.starts_with(b" on") => shared.kv.detail.set_enabled(true),
+            rest if rest.starts_with(b" off") => shared.kv.detail.set_enabled(false),
+            _ => return error(out, h.opcode, h.opaque, status::KEY_ENOENT),
+        },
+        group => match crate::report::group(shared, group) {
+            Some(Ok(report)) => {
+                for (name, value) in report {
+                    packet(out, name.as_bytes(), value.to_string().as_bytes());
+                }
+            }
+            Some(Err(e)) => {
+                tracing::error!("binary stat failed in the store: {e}");
+                return error(out, h.opcode, h.opaque, status::EINTERNAL);
+            }
+            None => return error(out, h.opcode, h.opaque, status::KEY_ENOENT),
+        },
     }
-    binary::response(out, h.opcode, status::SUCCESS, h.opaque, 0, &[], &[], &[]);
+    packet(out, &[], &[]);
 }

@@ -1,12 +1,18 @@
 //! The classic text protocol: [`parse`] turns bytes into a request, and
 //! [`execute`] runs it through the command modules (storage, retrieval,
-//! keys, arith, admin), recording it in the command metrics.
+//! keys, arith, admin, stats, and the operator commands of [`operator`]
+//! run by [`crawler`]), recording it in the command metrics.
 
 mod admin;
 mod arith;
+pub mod crawler;
 mod keys;
+pub mod operator;
 pub mod parse;
 mod retrieval;
+mod stats;
+
+pub use stats::detail_dump as stats_detail_dump;
 mod storage;
 
 use bytes::BytesMut;
@@ -47,6 +53,8 @@ const COMMANDS: &[&str] = &[
     "quit",
     "shutdown",
     "meta",
+    "slabs",
+    "lru_crawler",
 ];
 
 /// This front end's metric handles (`protocol="memcache"`).
@@ -81,6 +89,10 @@ fn command_index(req: &Request<'_>) -> usize {
         Request::Quit => 20,
         Request::Shutdown { .. } => 21,
         Request::Meta(_) => 22,
+        Request::Operator(op) => match op {
+            operator::Op::SlabsReassign { .. } | operator::Op::SlabsAutomove { .. } => 23,
+            _ => 24,
+        },
     }
 }
 
@@ -155,17 +167,24 @@ fn run(req: Request<'_>, shared: &AppState, out: &mut BytesMut) -> Flow {
             noreply
         }
         Request::Stats { args } => {
-            admin::stats(shared, args, out);
+            stats::stats(shared, args, out);
             false
         }
         Request::Version => {
             reply::line(out, &format!("VERSION {}", crate::report::PROTOCOL_VERSION));
             false
         }
-        Request::Verbosity { noreply } => {
+        // Kept for `stats settings`; logging is set by MEMCACHED_LITE_LOG.
+        Request::Verbosity { level, noreply } => {
+            let level = level.min(2);
+            shared
+                .operator
+                .verbosity
+                .store(level, std::sync::atomic::Ordering::Relaxed);
             reply::line(out, "OK");
             noreply
         }
+        Request::Operator(op) => return crawler::execute(op, shared, out),
         Request::MetaNoop => {
             reply::line(out, "MN");
             false
@@ -181,6 +200,7 @@ fn run(req: Request<'_>, shared: &AppState, out: &mut BytesMut) -> Flow {
             noreply
         }
         Request::Meta(req) => {
+            crate::kv::stats::bump(&kv.stats.cmd_meta);
             // Meta commands apply their own `q` rules.
             meta::execute::execute(kv, *req, out);
             false

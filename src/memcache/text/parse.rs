@@ -67,8 +67,11 @@ pub enum Request<'a> {
     },
     Version,
     Verbosity {
+        level: u64,
         noreply: bool,
     },
+    /// `slabs ...` and `lru_crawler ...` (see [`super::operator`]).
+    Operator(super::operator::Op),
     Quit,
     /// `shutdown [graceful]`; any other argument is an invalid mode.
     Shutdown {
@@ -195,12 +198,18 @@ pub fn parse(buf: &[u8], max_item_size: usize) -> Frame<'_> {
             }
             b"version" => Request::Version,
             // memcached reads the level and ignores a second argument.
-            b"verbosity" if n == 2 || n == 3 => {
-                if parse_u64(toks[1]).is_none() {
-                    return error(ERR_FORMAT, noreply, line_len);
-                }
-                Request::Verbosity { noreply }
-            }
+            b"verbosity" if n == 2 || n == 3 => match parse_u64(toks[1]) {
+                Some(level) if level <= u32::MAX as u64 => Request::Verbosity { level, noreply },
+                _ => return error(ERR_FORMAT, noreply, line_len),
+            },
+            b"slabs" => match super::operator::slabs(toks) {
+                Ok(op) => Request::Operator(op),
+                Err((msg, noreply)) => return error(msg, noreply, line_len),
+            },
+            b"lru_crawler" => match super::operator::lru_crawler(toks) {
+                Ok(op) => Request::Operator(op),
+                Err(msg) => return error(msg, false, line_len),
+            },
             b"quit" => Request::Quit,
             b"stats" => Request::Stats {
                 args: trim(line.get(5..).unwrap_or(b"")),
@@ -457,11 +466,17 @@ mod tests {
         // A second verbosity argument is ignored, as memcached does.
         assert_eq!(
             req(b"verbosity 1 2\r\n"),
-            Request::Verbosity { noreply: false }
+            Request::Verbosity {
+                level: 1,
+                noreply: false
+            }
         );
         assert_eq!(
             req(b"verbosity 1 noreply\r\n"),
-            Request::Verbosity { noreply: true }
+            Request::Verbosity {
+                level: 1,
+                noreply: true
+            }
         );
         // strtoull skips leading and stops at trailing whitespace (a stray
         // '\r' or tab inside a token), and takes leading zeros.
