@@ -4,6 +4,8 @@
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
+use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn};
+use utoipa::openapi::{ObjectBuilder, Required, Type};
 
 use super::error::ApiError;
 use crate::rules::{valid_key, MAX_KEY};
@@ -26,6 +28,42 @@ impl<S: Send + Sync> FromRequestParts<S> for Key {
             .and_then(|rest| rest.split('/').next())
             .ok_or_else(|| ApiError::BadKey("missing key".into()))?;
         decode(segment).map(Key)
+    }
+}
+
+/// The `{key}` parameter's pattern, on the decoded key. memcached counts a
+/// key's length in bytes (at most [`MAX_KEY`]) while JSON Schema counts
+/// characters, so one regex cannot say "at most 250 UTF-8 bytes"; this one
+/// admits the keys it can prove short enough: up to 250 printable ASCII
+/// characters, up to 125 characters of at most 2 UTF-8 bytes, or up to 62
+/// characters of any width, none a space or control character. The server
+/// accepts every key this matches; it also accepts the longer non-ASCII
+/// keys (and non-UTF-8 bytes) memcached allows, which no string pattern
+/// describes exactly (see docs/http-contract.md).
+pub const KEY_PATTERN: &str =
+    r"^(?:[!-~]{1,250}|[!-~\u0080-\u07FF]{1,125}|[^\u0000-\u0020\u007F]{1,62})$";
+
+/// The `{key}` path parameter as documented (the handlers take [`Key`]).
+pub struct KeyPath;
+
+impl utoipa::IntoParams for KeyPath {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        let schema = ObjectBuilder::new()
+            .schema_type(Type::String)
+            .min_length(Some(1))
+            .max_length(Some(MAX_KEY))
+            .pattern(Some(KEY_PATTERN));
+        vec![ParameterBuilder::new()
+            .name("key")
+            .parameter_in(ParameterIn::Path)
+            .required(Required::True)
+            .description(Some(format!(
+                "The key, percent-encoded in the path; the pattern is on the decoded key. \
+memcached's rule: 1 to {MAX_KEY} bytes (UTF-8 bytes for text), no spaces or control \
+characters; `/` and `%` are allowed when percent-encoded. Otherwise 400 `bad_key`."
+            )))
+            .schema(Some(schema))
+            .build()]
     }
 }
 

@@ -6,6 +6,7 @@
 //! cannot drift from what is served.
 
 pub mod error;
+pub mod json;
 pub mod key;
 pub mod middleware;
 pub mod openapi;
@@ -74,7 +75,10 @@ pub fn app_with_token(shared: Arc<AppState>, token: Option<BearerToken>) -> Rout
     let timeout = Duration::from_secs(shared.config.http_timeout_secs.max(1));
     let (api, doc) = router().split_for_parts();
     let mut app = api
-        .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi::secured(doc)))
+        .merge(
+            SwaggerUi::new("/docs")
+                .external_url_unchecked("/openapi.json", openapi::json_value(doc)),
+        )
         .fallback(not_found);
     if let Some(token) = token {
         app = app.layer(axum::middleware::from_fn_with_state(

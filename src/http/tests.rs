@@ -110,3 +110,123 @@ async fn readiness_turns_503_once_shutdown_is_requested() {
     assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(json(resp).await["message"], "shutting down");
 }
+
+impl Harness {
+    async fn call_json(&self, uri: &str, body: &'static str) -> Response {
+        let req = Request::builder()
+            .method("POST")
+            .uri(uri)
+            .header("content-type", "application/json")
+            .body(Body::from(body))
+            .unwrap();
+        super::app(self.state.clone()).oneshot(req).await.unwrap()
+    }
+}
+
+/// What the OpenAPI document promises, held at the edges of each range.
+#[tokio::test]
+async fn requests_are_refused_exactly_where_the_document_says() {
+    let h = harness();
+    let max = Box::leak(format!("/v1/keys/{}", "k".repeat(250)).into_boxed_str());
+    assert_eq!(h.call("PUT", max, "1").await.status(), StatusCode::CREATED);
+    for limit in ["0", "1001", "-1", "1.5"] {
+        let uri = Box::leak(format!("/v1/keys?limit={limit}").into_boxed_str());
+        let resp = h.call("GET", uri, "").await;
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "limit={limit}");
+        assert_eq!(json(resp).await["error"], "bad_request");
+    }
+    for limit in ["1", "1000"] {
+        let uri = Box::leak(format!("/v1/keys?limit={limit}").into_boxed_str());
+        assert_eq!(h.call("GET", uri, "").await.status(), StatusCode::OK);
+    }
+    // A cursor the document's pattern allows always decodes.
+    for cursor in ["", "aw", "YWI", "YWJj", "_-8"] {
+        let uri = Box::leak(format!("/v1/keys?cursor={cursor}").into_boxed_str());
+        assert_eq!(
+            h.call("GET", uri, "").await.status(),
+            StatusCode::OK,
+            "{cursor}"
+        );
+    }
+    assert_eq!(
+        h.call("GET", "/v1/keys?cursor=a", "").await.status(),
+        StatusCode::BAD_REQUEST
+    );
+}
+
+#[tokio::test]
+async fn json_integers_may_carry_a_zero_fraction_and_nothing_extra() {
+    let h = harness();
+    assert_eq!(
+        h.call("PUT", "/v1/keys/n", "5").await.status(),
+        StatusCode::CREATED
+    );
+    let resp = h.call_json("/v1/keys/n/incr", r#"{"by": 61090.0}"#).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(json(resp).await["value"], 61095);
+    let resp = h.call_json("/v1/keys/n/touch", r#"{"ttl": 60.0}"#).await;
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    for body in [
+        r#"{"by": 1.5}"#,
+        r#"{"by": -1}"#,
+        r#"{"by": 18446744073709551616}"#,
+        r#"{"by": 1, "extra": true}"#,
+        r#"{}"#,
+    ] {
+        let resp = h.call_json("/v1/keys/n/incr", body).await;
+        assert_eq!(resp.status(), StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        assert_eq!(json(resp).await["error"], "invalid_body");
+    }
+    let resp = h
+        .call_json("/v1/keys/n/touch", r#"{"ttl": -9223372036854775809}"#)
+        .await;
+    assert_eq!(resp.status(), StatusCode::UNPROCESSABLE_ENTITY);
+}
+
+#[tokio::test]
+async fn conditions_and_bodies_as_documented() {
+    let h = harness();
+    // No body: an empty value, as the document's optional body says.
+    assert_eq!(
+        h.call("PUT", "/v1/keys/e", "").await.status(),
+        StatusCode::CREATED
+    );
+    let both = Request::builder()
+        .method("PUT")
+        .uri("/v1/keys/e")
+        .header("if-match", "*")
+        .header("if-none-match", "*")
+        .body(Body::from("v"))
+        .unwrap();
+    let resp = super::app(h.state.clone()).oneshot(both).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::PRECONDITION_FAILED);
+    let long_cas = Request::builder()
+        .method("PUT")
+        .uri("/v1/keys/e")
+        .header("if-match", "\"12345678901234567890\"")
+        .body(Body::from("v"))
+        .unwrap();
+    let resp = super::app(h.state.clone()).oneshot(long_cas).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+}
+
+#[test]
+fn the_document_defines_every_schema_it_references() {
+    let doc = super::openapi::to_json();
+    let value: serde_json::Value = serde_json::from_str(&doc).unwrap();
+    let schemas = value["components"]["schemas"].as_object().unwrap();
+    for (i, _) in doc.match_indices("#/components/schemas/") {
+        let name: String = doc[i + 21..]
+            .chars()
+            .take_while(|c| c.is_alphanumeric())
+            .collect();
+        assert!(
+            schemas.contains_key(&name),
+            "{name} is referenced, not defined"
+        );
+    }
+    assert!(
+        !doc.contains("\"operation_id\""),
+        "links must say operationId"
+    );
+}

@@ -72,6 +72,7 @@ pub async fn stats(State(shared): State<Arc<AppState>>) -> Json<StatsReport> {
 pub struct FlushQuery {
     /// Invalidate items after this many seconds instead of now (memcached
     /// `flush_all <delay>`, exptime rules).
+    #[param(schema_with = crate::http::json::i64_field)]
     delay: Option<i64>,
 }
 

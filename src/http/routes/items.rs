@@ -9,11 +9,13 @@ use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
 
+use super::contract::{
+    ArithErrors, ArithRequest, ArithResponse, Binary, DeleteCondition, ItemErrors, JsonBodyErrors,
+    PutConditions, PutQuery, TouchRequest,
+};
 use crate::http::error::{ApiError, ErrorBody};
-use crate::http::key::{self, Key};
+use crate::http::key::{self, Key, KeyPath};
 use crate::kv::Item;
 use crate::kv::{ArithOutcome, DeleteOutcome, StoreMode, StoreOutcome};
 use crate::rules::exptime;
@@ -23,97 +25,6 @@ use crate::state::AppState;
 pub const X_FLAGS: &str = "x-flags";
 /// Seconds until the item expires; absent when it never does.
 pub const X_TTL: &str = "x-ttl";
-
-/// Raw value bytes.
-#[derive(ToSchema)]
-#[schema(value_type = String, format = Binary)]
-pub struct Binary(#[allow(dead_code)] Vec<u8>);
-
-/// Query of `PUT /v1/keys/{key}`.
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct PutQuery {
-    /// Expiry, memcached exptime rules: 0 or absent = never, up to 2592000
-    /// (30 days) = seconds from now, larger = absolute unix time, negative =
-    /// already expired.
-    ttl: Option<i64>,
-    /// Client flags stored with the item (default 0).
-    flags: Option<u32>,
-}
-
-/// Body of `incr` / `decr`.
-#[derive(Debug, Deserialize, ToSchema)]
-pub struct ArithRequest {
-    /// Amount to add or subtract (64-bit unsigned; incr wraps, decr stops at 0).
-    #[schema(example = 1)]
-    pub by: u64,
-}
-
-/// Result of `incr` / `decr`.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct ArithResponse {
-    /// The counter's new value.
-    #[schema(example = 42)]
-    pub value: u64,
-}
-
-/// Body of `touch`.
-#[derive(Debug, Deserialize, ToSchema)]
-pub struct TouchRequest {
-    /// New expiry, memcached exptime rules (0 = never, negative = expire now).
-    #[schema(example = 60)]
-    pub ttl: i64,
-}
-
-/// The errors every `/v1/keys/{key}` operation with a body can answer
-/// (documentation only: handlers return [`ApiError`]).
-#[allow(dead_code)]
-#[derive(utoipa::IntoResponses)]
-enum ItemErrors {
-    /// `bad_key`: the key breaks memcached's key rules or its
-    /// percent-encoding; `bad_request`: a malformed `ttl`/`flags` query,
-    /// condition header or JSON body
-    #[response(status = 400, example = json!({"error": "bad_key", "message": "key must be non-empty and hold no spaces or control characters"}))]
-    BadRequest(ErrorBody),
-    /// No such item (or it expired); PUT answers it only with `If-Match`
-    #[response(status = 404, example = json!({"error": "not_found", "message": "no item with this key"}))]
-    NotFound(ErrorBody),
-}
-
-/// The `{key}` path parameter (extracted by [`Key`]; documentation only).
-#[allow(dead_code)]
-#[derive(IntoParams)]
-#[into_params(parameter_in = Path)]
-struct KeyPath {
-    /// The key, percent-encoded (at most 250 bytes, no spaces or control
-    /// characters)
-    key: String,
-}
-
-/// What `incr` and `decr` answer besides the common errors.
-#[allow(dead_code)]
-#[derive(utoipa::IntoResponses)]
-enum ArithResponses {
-    /// The new value
-    #[response(status = 200, headers(("ETag" = String, description = "The new CAS, quoted")))]
-    Value(ArithResponse),
-    /// The value is not a number
-    #[response(status = 409, example = json!({"error": "non_numeric", "message": "cannot increment or decrement a non-numeric value"}))]
-    NonNumeric(ErrorBody),
-}
-
-/// The errors of operations that take a JSON body.
-#[allow(dead_code)]
-#[derive(utoipa::IntoResponses)]
-enum JsonBodyErrors {
-    /// The body is not `application/json`
-    #[response(status = 415, example = json!({"error": "unsupported_media_type", "message": "Expected request with `Content-Type: application/json`"}))]
-    UnsupportedMediaType(ErrorBody),
-    /// The JSON does not match the request schema (a field missing, of
-    /// the wrong type or out of range)
-    #[response(status = 422, example = json!({"error": "invalid_body", "message": "Failed to deserialize the JSON body into the target type: by: invalid value"}))]
-    InvalidBody(ErrorBody),
-}
 
 /// What an `If-Match` / `If-None-Match` pair asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,6 +36,8 @@ enum Condition {
     Present,
     /// `If-Match: "<cas>"`: only when the CAS matches (memcached `cas`).
     Cas(u64),
+    /// Both `If-Match` and `If-None-Match: *`: never holds.
+    Never,
 }
 
 fn condition(headers: &HeaderMap) -> Result<Condition, ApiError> {
@@ -140,29 +53,53 @@ fn condition(headers: &HeaderMap) -> Result<Condition, ApiError> {
     };
     match (text(header::IF_MATCH)?, text(header::IF_NONE_MATCH)?) {
         (None, None) => Ok(Condition::Always),
-        (Some(_), Some(_)) => Err(ApiError::BadRequest(
-            "send either If-Match or If-None-Match, not both".into(),
-        )),
-        (None, Some(v)) if v == "*" => Ok(Condition::Absent),
-        (None, Some(_)) => Err(ApiError::BadRequest(
-            "If-None-Match supports only `*` (create only if absent)".into(),
-        )),
-        (Some(v), None) if v == "*" => Ok(Condition::Present),
-        (Some(v), None) => parse_etag(&v).map(Condition::Cas).ok_or_else(|| {
-            ApiError::BadRequest(format!(
-                "If-Match must be `*` or one ETag \"<cas>\" as returned by GET, got {v}"
-            ))
-        }),
+        (Some(m), Some(n)) => {
+            // Checked like two lone headers first, so a malformed one is
+            // still a 400.
+            match_condition(&m)?;
+            none_match_condition(&n)?;
+            // RFC 9110 evaluates If-Match, then If-None-Match: the item
+            // would have to exist and not exist. Valid headers, a
+            // condition that never holds: 412, as the document says.
+            Ok(Condition::Never)
+        }
+        (None, Some(v)) => none_match_condition(&v),
+        (Some(v), None) => match_condition(&v),
     }
 }
 
-/// `"123"` (or a bare `123`) to a CAS value.
+fn none_match_condition(v: &str) -> Result<Condition, ApiError> {
+    if v == "*" {
+        Ok(Condition::Absent)
+    } else {
+        Err(ApiError::BadRequest(
+            "If-None-Match supports only `*` (create only if absent)".into(),
+        ))
+    }
+}
+
+fn match_condition(v: &str) -> Result<Condition, ApiError> {
+    if v == "*" {
+        return Ok(Condition::Present);
+    }
+    parse_etag(v).map(Condition::Cas).ok_or_else(|| {
+        ApiError::BadRequest(format!(
+            "If-Match must be `*` or one ETag \"<cas>\" (at most 19 digits) as returned by GET, got {v}"
+        ))
+    })
+}
+
+/// `"123"` (or a bare `123`) to a CAS value: 1 to 19 ASCII digits, the
+/// document's `IF_MATCH_PATTERN` (19 digits always fit a `u64`).
 fn parse_etag(v: &str) -> Option<u64> {
     let inner = v
         .strip_prefix('"')
         .and_then(|s| s.strip_suffix('"'))
         .unwrap_or(v);
-    crate::rules::parse_u64(inner.as_bytes())
+    if inner.is_empty() || inner.len() > 19 || !inner.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    inner.parse().ok()
 }
 
 fn etag(cas: u64) -> HeaderValue {
@@ -256,14 +193,12 @@ pub async fn head_item(
     path = "/v1/keys/{key}",
     tag = "keys",
     operation_id = "put_item",
-    params(
-        KeyPath,
-        PutQuery,
-        ("If-Match" = Option<String>, Header, description = "`\"<cas>\"`: store only if the item's CAS still matches (memcached `cas`); `*`: only if it exists (`replace`)"),
-        ("If-None-Match" = Option<String>, Header, description = "`*`: store only if the key does not exist (memcached `add`)"),
-    ),
+    params(KeyPath, PutQuery, PutConditions),
     request_body(
-        description = "The value bytes (any content type; stored as-is)",
+        // Marked optional by `openapi::finish` (utoipa ties `required` to
+        // the type): no body stores an empty value, as memcached allows.
+        description = "The value bytes (any content type; stored as-is). Optional: no body \
+stores an empty value.",
         content(
             (String = "text/plain"),
             (Binary = "application/octet-stream"),
@@ -277,7 +212,7 @@ pub async fn head_item(
             headers(("ETag" = String, description = "The new CAS, quoted"))),
         ItemErrors,
         (status = 408, description = "The request took longer than `--http-timeout-secs`", body = ErrorBody, example = json!({"error": "timeout", "message": "Request Timeout"})),
-        (status = 412, description = "The condition does not hold", body = ErrorBody, example = json!({"error": "precondition_failed", "message": "the item changed since that ETag (If-Match)"})),
+        (status = 412, description = "The condition does not hold (or both If-Match and If-None-Match were sent)", body = ErrorBody, example = json!({"error": "precondition_failed", "message": "the item changed since that ETag (If-Match)"})),
         (status = 413, description = "Value larger than `--max-item-size`", body = ErrorBody, example = json!({"error": "too_large", "message": "value larger than the item size limit (--max-item-size)"})),
         (status = 507, description = "`--max-bytes` reached with `--eviction noeviction`", body = ErrorBody, example = json!({"error": "insufficient_storage", "message": "out of memory storing object (--max-bytes reached)"})),
     )
@@ -294,6 +229,11 @@ pub async fn put_item(
         Condition::Absent => StoreMode::Add,
         Condition::Present => StoreMode::Replace,
         Condition::Cas(cas) => StoreMode::Cas(cas),
+        Condition::Never => {
+            return Err(ApiError::PreconditionFailed(
+                "If-Match and If-None-Match: * together never hold",
+            ))
+        }
     };
     let outcome = shared
         .kv
@@ -333,10 +273,7 @@ pub async fn put_item(
     path = "/v1/keys/{key}",
     tag = "keys",
     operation_id = "delete_item",
-    params(
-        KeyPath,
-        ("If-Match" = Option<String>, Header, description = "`\"<cas>\"`: delete only if the item's CAS still matches"),
-    ),
+    params(KeyPath, DeleteCondition),
     responses(
         (status = 204, description = "Deleted"),
         ItemErrors,
@@ -351,7 +288,7 @@ pub async fn delete_item(
     let cas = match condition(&headers)? {
         Condition::Always | Condition::Present => None,
         Condition::Cas(cas) => Some(cas),
-        Condition::Absent => {
+        Condition::Absent | Condition::Never => {
             return Err(ApiError::BadRequest(
                 "If-None-Match is not supported on DELETE".into(),
             ))
@@ -387,7 +324,13 @@ fn arith(shared: &AppState, key: &[u8], by: u64, incr: bool) -> Result<Response,
     operation_id = "incr_item",
     params(KeyPath),
     request_body = ArithRequest,
-    responses(ArithResponses, ItemErrors, JsonBodyErrors)
+    responses(
+        (status = 200, description = "The new value", body = ArithResponse,
+            headers(("ETag" = String, description = "The new CAS, quoted"))),
+        ArithErrors,
+        ItemErrors,
+        JsonBodyErrors,
+    )
 )]
 pub async fn incr_item(
     State(shared): State<Arc<AppState>>,
@@ -407,7 +350,13 @@ pub async fn incr_item(
     operation_id = "decr_item",
     params(KeyPath),
     request_body = ArithRequest,
-    responses(ArithResponses, ItemErrors, JsonBodyErrors)
+    responses(
+        (status = 200, description = "The new value", body = ArithResponse,
+            headers(("ETag" = String, description = "The new CAS, quoted"))),
+        ArithErrors,
+        ItemErrors,
+        JsonBodyErrors,
+    )
 )]
 pub async fn decr_item(
     State(shared): State<Arc<AppState>>,
@@ -467,6 +416,17 @@ mod tests {
         assert!(cond(&[("if-match", "\"4x\"")]).is_err());
         assert!(cond(&[("if-match", "\"1\", \"2\"")]).is_err());
         assert!(cond(&[("if-none-match", "\"1\"")]).is_err());
-        assert!(cond(&[("if-match", "*"), ("if-none-match", "*")]).is_err());
+        assert_eq!(
+            cond(&[("if-match", "*"), ("if-none-match", "*")]).unwrap(),
+            Condition::Never
+        );
+        assert!(cond(&[("if-match", "\"1\""), ("if-none-match", "x")]).is_err());
+        assert_eq!(
+            cond(&[("if-match", "\"9999999999999999999\"")]).unwrap(),
+            Condition::Cas(9_999_999_999_999_999_999)
+        );
+        assert!(cond(&[("if-match", "\"10000000000000000000\"")]).is_err());
+        assert!(cond(&[("if-match", "+1")]).is_err());
+        assert!(cond(&[("if-match", "\"\"")]).is_err());
     }
 }

@@ -28,8 +28,15 @@ pub struct ListQuery {
     /// Only keys starting with this (default: every key).
     prefix: Option<String>,
     /// Items per page, 1..=1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
-    /// `next_cursor` of the previous page, to continue after it.
+    /// `next_cursor` of the previous page, to continue after it: unpadded
+    /// base64url of a key (empty = from the start). The pattern is exactly
+    /// what decodes: whole 4-character groups, then 2 or 3 characters whose
+    /// unused low bits are zero.
+    #[param(
+        pattern = r"^(?:[A-Za-z0-9_-]{4})*(?:[A-Za-z0-9_-][AQgw]|[A-Za-z0-9_-]{2}[AEIMQUYcgkosw048])?$"
+    )]
     cursor: Option<String>,
 }
 
