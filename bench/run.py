@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Side-by-side benchmark: memcached-lite vs real memcached (and Redis).
 
-Run through `bash bench/run.sh` (it builds the release binary and raises
+Run through `bash bench/run.sh` (it builds the `profiling` profile: the
+release build plus debug info, at target/profiling/; and raises
 the open-file limit first). Every load comes from `memcached-lite bench`,
 whose client runs on ONE thread; servers alternate A B A B per workload so
 machine drift cancels. Writes bench/results.md, bench/results.json and
@@ -25,7 +26,7 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BIN = os.path.join(ROOT, "target", "release", "memcached-lite")
+BIN = os.path.join(ROOT, "target", "profiling", "memcached-lite")
 COMMANDS = []  # every load/server command, recorded for results.md
 TMP = ["/nonexistent"]  # the run's scratch directory, shown as $TMP
 

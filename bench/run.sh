@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The benchmark, one command: `bash bench/run.sh [--duration S] [--scale 4,5,6,7]`.
-# Builds the release binary, raises the open-file limit (10,000 idle
-# connections are measured), then runs memcached-lite, a real memcached and
-# redis-server side by side on loopback (bench/run.py) and writes
+# Builds the server with the `profiling` profile (the release build plus debug
+# info, so `perf` can attribute samples; target/profiling/), raises the
+# open-file limit (10,000 idle connections are measured), then runs
+# memcached-lite, a real memcached and redis-server side by side on loopback
+# (bench/run.py) and writes
 # bench/results.md, bench/results.json and bench/results.svg.
 # Takes about 10 minutes on 2 cores. Not part of tests/run-all.sh.
 set -euo pipefail
@@ -12,6 +14,6 @@ for tool in memcached redis-server memcaslap; do
 done
 python3 -c 'import matplotlib' 2>/dev/null || python3 -m pip install -q --disable-pip-version-check matplotlib \
   || echo "matplotlib unavailable: no chart" >&2
-cargo build --release --quiet
+cargo build --profile profiling --quiet
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 exec python3 bench/run.py "$@"

@@ -47,7 +47,7 @@ pub struct StoreConfig {
     pub no_memory_index: bool,
 }
 
-/// When a write is acknowledged (see README, "Durability").
+/// When a write is acknowledged (see docs/durability.md, "Durability").
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Durability {
     /// Acknowledge at once; sled writes to disk every --flush-interval-ms.

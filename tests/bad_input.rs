@@ -15,7 +15,7 @@ use reference::{exchange, Memcached};
 enum Reference {
     /// Exactly what memcached-lite answers.
     Same,
-    /// A documented difference (README "Protocol notes"/"Limits").
+    /// A documented difference (docs/protocol.md "Protocol notes"/"Limits").
     Differs(&'static [u8], &'static str),
 }
 use Reference::{Differs, Same};

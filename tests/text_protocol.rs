@@ -475,7 +475,7 @@ fn bad_keys_and_bad_numbers() {
         c.until_end(format!("get {ok}\r\n").as_bytes()),
         format!("VALUE {ok} 0 1\r\nx\r\nEND\r\n")
     );
-    // Control characters in keys (a deliberate difference, see README).
+    // Control characters in keys (a deliberate difference, see docs/protocol.md).
     assert_eq!(c.line(b"set a\x01b 0 0 1\r\n"), BAD_FORMAT);
     assert_eq!(c.line(b"x\r\n"), "ERROR\r\n");
     assert_eq!(c.line(b"get a\x7fb\r\n"), BAD_FORMAT);

@@ -1,6 +1,6 @@
 """One scripted byte-level session sent to a real memcached and to
 memcached-lite; the replies must match byte for byte, except for the
-deliberate differences documented in README "Protocol notes" (ALLOWED below).
+deliberate differences documented in docs/protocol.md "Protocol notes" (ALLOWED below).
 
 Run by hand against two running servers:
     python3 tests/clients/test_side_by_side.py MEMCACHED_PORT LITE_PORT
@@ -173,7 +173,7 @@ STEPS = [
     ("after quit", b"get a\r\n", "reply"),
 ]
 
-# Deliberate differences (README "Protocol notes"): step name -> what each
+# Deliberate differences (docs/protocol.md "Protocol notes"): step name -> what each
 # server answers. A step listed here must answer exactly these bytes.
 ALLOWED = {
     # A get refused for a bad key: memcached 1.6.18 also drops the replies of
