@@ -10,6 +10,10 @@
 //! Entries are keyed by their index (big-endian, so sled's order is the
 //! log's) and encoded with postcard.
 
+// openraft's storage traits fix the error type (`StorageError`, about
+// 200 bytes); the helpers here return it as the traits do.
+#![allow(clippy::result_large_err)]
+
 use std::fmt::Debug;
 use std::marker::PhantomData;
 use std::ops::{Bound, RangeBounds};

@@ -88,7 +88,10 @@ where
         let network = Network::new();
         let raft = Raft::new(id, Arc::new(config), network.clone(), log, sm).await?;
         let first = *peers.keys().next().expect("checked non-empty");
-        if id == first && !raft.is_initialized().await? {
+        if id == first
+            && !raft.is_initialized().await?
+            && !any_peer_in_a_group(&network, id, &peers).await
+        {
             let members: BTreeMap<u64, BasicNode> = peers
                 .iter()
                 .map(|(id, addr)| (*id, BasicNode::new(addr)))
@@ -152,4 +155,28 @@ where
                 .collect(),
         }
     }
+}
+
+/// Whether a peer answers that it belongs to a group already: then this
+/// node lost its data (a wiped volume) and must be caught up by the group,
+/// not form a new one. Unreachable peers count as not (a group forming for
+/// the first time starts its nodes in any order).
+async fn any_peer_in_a_group(network: &Network, me: u64, peers: &BTreeMap<u64, String>) -> bool {
+    for (id, addr) in peers.iter().filter(|(id, _)| **id != me) {
+        let answer = network
+            .post(
+                addr,
+                "/raft/initialized",
+                Vec::new(),
+                std::time::Duration::from_secs(1),
+            )
+            .await;
+        if let Ok(bytes) = answer {
+            if postcard::from_bytes::<bool>(&bytes) == Ok(true) {
+                tracing::info!(peer = id, "peers already form a group: joining it");
+                return true;
+            }
+        }
+    }
+    false
 }

@@ -210,6 +210,7 @@ where
         .route("/raft/vote", post(vote::<C>))
         .route("/raft/snapshot", post(snapshot::<C>))
         .route("/raft/forward", post(forwarded::<C>))
+        .route("/raft/initialized", post(initialized::<C>))
         .with_state(Arc::new(Served { raft, forward }))
 }
 
@@ -220,8 +221,12 @@ fn encode<T: Serialize>(value: &T) -> Response {
     }
 }
 
-fn decode<T: DeserializeOwned>(body: &Bytes) -> Result<T, Response> {
-    postcard::from_bytes(body).map_err(|e| (StatusCode::BAD_REQUEST, e.to_string()).into_response())
+fn decode<T: DeserializeOwned>(body: &Bytes) -> Result<T, postcard::Error> {
+    postcard::from_bytes(body)
+}
+
+fn bad_request(e: postcard::Error) -> Response {
+    (StatusCode::BAD_REQUEST, e.to_string()).into_response()
 }
 
 async fn append<C: Config>(State(s): State<Arc<Served<C>>>, body: Bytes) -> Response
@@ -231,14 +236,14 @@ where
 {
     match decode::<AppendEntriesRequest<C>>(&body) {
         Ok(req) => encode(&s.raft.append_entries(req).await),
-        Err(resp) => resp,
+        Err(e) => bad_request(e),
     }
 }
 
 async fn vote<C: Config>(State(s): State<Arc<Served<C>>>, body: Bytes) -> Response {
     match decode::<VoteRequest<u64>>(&body) {
         Ok(req) => encode(&s.raft.vote(req).await),
-        Err(resp) => resp,
+        Err(e) => bad_request(e),
     }
 }
 
@@ -248,7 +253,16 @@ where
 {
     match decode::<InstallSnapshotRequest<C>>(&body) {
         Ok(req) => encode(&s.raft.install_snapshot(req).await),
-        Err(resp) => resp,
+        Err(e) => bad_request(e),
+    }
+}
+
+/// Whether this node belongs to a group already (asked by a node that
+/// would otherwise form one).
+async fn initialized<C: Config>(State(s): State<Arc<Served<C>>>) -> Response {
+    match s.raft.is_initialized().await {
+        Ok(yes) => encode(&yes),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
     }
 }
 
