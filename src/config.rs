@@ -119,6 +119,58 @@ pub struct Config {
 
     #[command(flatten)]
     pub security: SecurityConfig,
+
+    #[command(flatten)]
+    pub cluster: ClusterConfig,
+}
+
+/// A replicated group (`--peers`): every write is committed on a majority
+/// of the group's nodes before it is acknowledged. Without `--peers` the
+/// server is a single node.
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct ClusterConfig {
+    /// This node's id in `--peers`.
+    #[arg(long, env = "MEMCACHED_LITE_NODE_ID", requires = "peers")]
+    pub node_id: Option<u64>,
+
+    /// Where this node talks Raft with its peers (its own entry in --peers).
+    #[arg(long, env = "MEMCACHED_LITE_RAFT_LISTEN", requires = "peers")]
+    pub raft_listen: Option<SocketAddr>,
+
+    /// The whole group, the same on every node: `1=host:port,2=host:port,...`
+    /// (Raft addresses; hosts may be DNS names). Starting every node with
+    /// the same list forms the group.
+    #[arg(long, env = "MEMCACHED_LITE_PEERS", value_parser = parse_peers, requires_all = ["node_id", "raft_listen"])]
+    pub peers: Option<Peers>,
+
+    /// How long a write waits for a quorum before `SERVER_ERROR no quorum`.
+    #[arg(long, env = "MEMCACHED_LITE_QUORUM_TIMEOUT_MS", default_value_t = 2000)]
+    pub quorum_timeout_ms: u64,
+}
+
+/// The members of a group: id -> Raft address.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Peers(pub std::collections::BTreeMap<u64, String>);
+
+fn parse_peers(s: &str) -> Result<Peers, String> {
+    let mut peers = std::collections::BTreeMap::new();
+    for part in s.split(',').filter(|p| !p.trim().is_empty()) {
+        let (id, addr) = part
+            .trim()
+            .split_once('=')
+            .ok_or_else(|| format!("{part:?}: expected <id>=<host:port>"))?;
+        let id: u64 = id.parse().map_err(|_| format!("{id:?} is not a node id"))?;
+        if !addr.contains(':') {
+            return Err(format!("{addr:?}: expected host:port"));
+        }
+        if peers.insert(id, addr.to_owned()).is_some() {
+            return Err(format!("node id {id} appears twice"));
+        }
+    }
+    if peers.is_empty() {
+        return Err("no peers given".into());
+    }
+    Ok(Peers(peers))
 }
 
 /// The CSV mirror of `serve` (see [`crate::csv::mirror`]).
@@ -235,6 +287,10 @@ impl Config {
                 mirror_interval: std::time::Duration::from_secs(1),
             },
             security: SecurityConfig::default(),
+            cluster: ClusterConfig {
+                quorum_timeout_ms: 2000,
+                ..ClusterConfig::default()
+            },
         }
     }
 

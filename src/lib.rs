@@ -6,6 +6,8 @@
 //!
 //! - [`config`], [`rules`]: flags; memcached's input rules and the clock.
 //! - [`store`]: sled persistence, memory index, write-behind, group commit.
+//! - [`replica`]: Raft plumbing (log, messages, forming a group); [`kv`] proposes
+//!   writes through it and applies committed ones to the store.
 //! - [`kv`]: memcached semantics and the lock manager, the only door to the store.
 //! - [`auth`], [`net`], [`state`], [`report`], [`metrics`]: what front ends share.
 //! - [`csv`], [`memcache`], [`http`]: the front ends, which never name each other
@@ -21,6 +23,7 @@ pub mod kv;
 pub mod memcache;
 pub mod metrics;
 pub mod net;
+pub mod replica;
 pub mod report;
 pub mod rules;
 pub mod server;

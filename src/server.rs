@@ -48,6 +48,10 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     kv.set_memory_limit(config.max_bytes);
     kv.detail.set_delimiter(config.prefix_delimiter as u8);
     spawn_index_loader(kv.clone());
+    let raft_server = match &config.cluster.peers {
+        None => None,
+        Some(_) => Some(join_group(&kv, &config).await?),
+    };
     let listener = bind(config.listen)
         .with_context(|| format!("binding memcached listener {}", config.listen))?;
     let sec = &config.security;
@@ -111,6 +115,11 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         tracing::warn!("connections still busy after 10s; closing anyway");
     }
     let _ = sweeper.await;
+    // Raft stops before the store closes: nothing applies to it after.
+    kv.leave_group().await;
+    if let Some(raft_server) = raft_server {
+        raft_server.abort();
+    }
     if let Some(mirror) = mirror {
         let _ = mirror.await;
     }
@@ -129,6 +138,30 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     }
     tracing::info!("bye");
     Ok(())
+}
+
+/// Makes this node a member of its replicated group and serves Raft's
+/// messages on `--raft-listen`.
+async fn join_group(kv: &Arc<Kv>, config: &Config) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    anyhow::ensure!(
+        config.store.eviction != crate::config::Eviction::Lru,
+        "--eviction lru is not available in a replicated group yet: each node would pick \
+         its own victims"
+    );
+    let addr = config
+        .cluster
+        .raft_listen
+        .context("--peers needs --raft-listen")?;
+    let listener = bind(addr).with_context(|| format!("binding raft listener {addr}"))?;
+    let router = kv
+        .join_group(&config.cluster, &config.store.data_dir)
+        .await?;
+    tracing::info!(%addr, node_id = config.cluster.node_id, "raft listener ready");
+    Ok(tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, router).await {
+            tracing::error!("raft listener failed: {e}");
+        }
+    }))
 }
 
 async fn os_signal() {

@@ -26,8 +26,12 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("rules",    &[]),
     // sled persistence, index, write-behind, group commit
     ("store",    &["rules", "config"]),
-    // memcached semantics + lock manager; the only door to the store
-    ("kv",       &["store", "rules", "config"]),
+    // Raft plumbing (log on disk, messages, forming a group), generic over
+    // what is replicated; uses the store's fdatasync helper for its log
+    ("replica",  &["store", "config"]),
+    // memcached semantics + lock manager; the only door to the store; in a
+    // group it proposes writes through replica and applies committed ones
+    ("kv",       &["replica", "store", "rules", "config"]),
     // secrets and constant-time checks
     ("auth",     &["config"]),
     // bind (backlog), TLS, connection limits
@@ -45,7 +49,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     // HTTP/JSON front end; also serves the CSV export
     ("http",     &["kv", "rules", "config", "state", "report", "metrics", "net", "auth", "csv"]),
     // process wiring: builds the state and starts every front end
-    ("server",   &["config", "rules", "store", "kv", "auth", "net", "state", "report", "metrics",
+    ("server",   &["config", "rules", "store", "replica", "kv", "auth", "net", "state", "report", "metrics",
                    "csv", "memcache", "http"]),
     // bench, replay, healthcheck: clients, nothing of the server
     ("tools",    &[]),

@@ -36,6 +36,8 @@ pub enum ApiError {
     NotFound,
     #[error("no such route; see /docs")]
     NoRoute,
+    #[error("this server is a single node (started without --peers)")]
+    NoGroup,
     /// A conditional request's condition does not hold.
     #[error("{0}")]
     PreconditionFailed(&'static str),
@@ -58,7 +60,7 @@ impl ApiError {
     fn status(&self) -> StatusCode {
         match self {
             ApiError::BadKey(_) | ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            ApiError::NotFound | ApiError::NoRoute => StatusCode::NOT_FOUND,
+            ApiError::NotFound | ApiError::NoRoute | ApiError::NoGroup => StatusCode::NOT_FOUND,
             ApiError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             ApiError::NonNumeric => StatusCode::CONFLICT,
             ApiError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -118,6 +120,8 @@ impl From<KvError> for ApiError {
         match e {
             KvError::TooLarge => ApiError::TooLarge,
             KvError::NoMemory => ApiError::NoMemory,
+            KvError::NoQuorum => ApiError::Unavailable("no quorum".into()),
+            KvError::Replica(why) => ApiError::Unavailable(why.into()),
             other => ApiError::Internal(other.to_string()),
         }
     }

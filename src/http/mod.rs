@@ -13,7 +13,7 @@ pub mod openapi;
 pub mod routes;
 
 use middleware::{durable, observe};
-use routes::{admin, export, items, list};
+use routes::{admin, cluster, export, items, list};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -54,6 +54,7 @@ pub fn router() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(items::decr_item))
         .routes(routes!(items::touch_item))
         .routes(routes!(admin::stats))
+        .routes(routes!(cluster::cluster))
         .routes(routes!(admin::flush))
         .routes(routes!(admin::healthz))
         .routes(routes!(admin::readyz))

@@ -4,7 +4,7 @@
 //! invalidation. Storage and arithmetic extras live in [`Kv::set_with`] and
 //! [`Kv::arith_with`] so that there is one copy of each command's logic.
 
-use super::{bump, expiry, state, DeleteOutcome, Item, Kv, Lookup, Result, StoreError};
+use super::{bump, expiry, state, DeleteOutcome, Item, Kv, KvError, Lookup, Result, StoreError};
 
 /// A read rewrites an item just to refresh its access time at most this
 /// often (memcached's ITEM_UPDATE_INTERVAL), so hot keys do not turn every
@@ -13,7 +13,7 @@ use super::{bump, expiry, state, DeleteOutcome, Item, Kv, Lookup, Result, StoreE
 pub const ACCESS_UPDATE_INTERVAL: u64 = 60;
 
 /// Extras of a storage command beyond [`super::StoreMode`].
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SetOptions {
     /// append/prepend only if the item's CAS equals this (set and replace
     /// use [`super::StoreMode::Cas`]).
@@ -29,7 +29,7 @@ pub struct SetOptions {
 }
 
 /// Extras of incr/decr.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ArithOptions {
     /// Only if the item's CAS equals this.
     pub cas: Option<u64>,
@@ -44,7 +44,7 @@ pub struct ArithOptions {
 }
 
 /// What incr/decr with [`ArithOptions`] did.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ArithResult {
     Value {
         value: u64,
@@ -101,7 +101,34 @@ pub struct MetaHit {
     pub stale: bool,
 }
 
+/// The answer to meta options whose writes the log does not carry yet.
+const NOT_REPLICATED: &str = "not supported in a replicated group yet";
+
 impl Kv {
+    /// `mg` in a replicated group: a read of this node's items; the meta
+    /// options that write on a read (touch, vivify, win tokens, access
+    /// tracking) are not carried by the log yet and are refused.
+    fn replicated_meta_get(&self, key: &[u8], opts: &MetaGetOptions) -> Result<Option<MetaHit>> {
+        if opts.touch.is_some()
+            || opts.vivify.is_some()
+            || opts.recache.is_some()
+            || opts.report_access
+        {
+            return Err(KvError::Replica(NOT_REPLICATED));
+        }
+        let found = self.get(key)?;
+        Ok(found.map(|item| MetaHit {
+            old_exptime: item.exptime(),
+            fetched: item.fetched(),
+            atime: item.atime().unwrap_or(0),
+            created: false,
+            won: false,
+            token_sent: false,
+            stale: false,
+            item,
+        }))
+    }
+
     /// Records a plain read of `item` (the fetched bit, and the access time
     /// at most every [`ACCESS_UPDATE_INTERVAL`]); best effort and
     /// lock-free: if the item changed meanwhile, the new version is simply
@@ -130,6 +157,9 @@ impl Kv {
     /// hand out a win token and record the access; counted like memcached
     /// (a touch when `touch` is set, else a get).
     pub fn meta_get(&self, key: &[u8], opts: &MetaGetOptions) -> Result<Option<MetaHit>> {
+        if self.replicated().is_some() {
+            return self.replicated_meta_get(key, opts);
+        }
         if opts.report_access {
             self.store.enable_access_tracking()?;
         }
@@ -144,7 +174,7 @@ impl Kv {
         let (item, created) = match self.lookup(key, now)? {
             Lookup::Hit(item) => (item, false),
             _ if opts.vivify.is_some() => {
-                let cas = self.store.next_cas()?;
+                let cas = self.fresh_cas()?;
                 let bits = if opts.key_binary {
                     state::KEY_BINARY
                 } else {
@@ -237,6 +267,9 @@ impl Kv {
         exptime: Option<i64>,
         new_cas: Option<u64>,
     ) -> Result<DeleteOutcome> {
+        if self.replicated().is_some() {
+            return Err(KvError::Replica(NOT_REPLICATED));
+        }
         let _guard = self.locks.lock(key);
         let now = self.now();
         let Some(item) = self.live(key, now)? else {
@@ -251,7 +284,7 @@ impl Kv {
         let bits = (item.state() | state::STALE) & !state::TOKEN_SENT;
         let cas = match new_cas {
             Some(cas) => cas,
-            None => self.store.next_cas()?,
+            None => self.fresh_cas()?,
         };
         let atime = item.atime().unwrap_or(now);
         let record = Item::encode_with(item.flags(), exp, cas, bits, atime, &[item.value()]);

@@ -11,6 +11,7 @@
 //! locks in [`locks`]; the `stats` counters in [`stats`]; `stats detail`
 //! prefix counts in [`detail`]; the slab-class view of the store in [`sizes`].
 
+use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::rules::exptime as expiry;
@@ -22,6 +23,7 @@ use crate::store::{Store, StoreError};
 pub mod detail;
 pub mod locks;
 mod meta;
+pub mod replicated;
 pub mod sizes;
 pub mod stats;
 mod whole;
@@ -36,7 +38,7 @@ pub use meta::{ArithOptions, ArithResult, MetaGetOptions, MetaHit, SetOptions};
 use stats::{bump, Stats};
 
 /// How a storage command treats an existing item.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum StoreMode {
     Set,
     Add,
@@ -48,7 +50,7 @@ pub enum StoreMode {
 }
 
 /// What a storage command did.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum StoreOutcome {
     /// Written; `created` is false when an item was replaced.
     Stored { cas: u64, created: bool },
@@ -60,7 +62,7 @@ pub enum StoreOutcome {
     NotFound,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum DeleteOutcome {
     Deleted,
     NotFound,
@@ -68,7 +70,7 @@ pub enum DeleteOutcome {
     Exists,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ArithOutcome {
     Value { value: u64, cas: u64 },
     NotFound,
@@ -95,6 +97,12 @@ pub enum KvError {
     NoMemory,
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A replicated write found no quorum within `--quorum-timeout-ms`.
+    #[error("no quorum")]
+    NoQuorum,
+    /// A replication failure or limit, in words a client may see.
+    #[error("{0}")]
+    Replica(&'static str),
 }
 
 pub type Result<T> = std::result::Result<T, KvError>;
@@ -116,6 +124,8 @@ pub struct Kv {
     started: u64,
     /// What expiry is read against (a manual clock in tests).
     clock: Clock,
+    /// Set once this node belongs to a replicated group.
+    replica: std::sync::OnceLock<std::sync::Arc<replicated::Replicated>>,
 }
 
 enum Lookup {
@@ -158,12 +168,125 @@ impl Kv {
             limit_maxbytes: AtomicU64::new(0),
             started: clock.now(),
             clock,
+            replica: std::sync::OnceLock::new(),
         }
     }
 
-    /// The current unix time as expiry sees it.
+    /// The current unix time as expiry sees it (while a replicated entry
+    /// is applied: the time its leader stamped on it).
     pub fn now(&self) -> u64 {
-        self.clock.now()
+        match APPLYING.with(Cell::get) {
+            Some((now, _)) => now,
+            None => self.clock.now(),
+        }
+    }
+
+    /// A CAS for a new item version: the store's next one, or while a
+    /// replicated entry is applied, the entry's index.
+    fn fresh_cas(&self) -> Result<u64> {
+        match APPLYING.with(Cell::get) {
+            Some((_, cas)) => Ok(cas),
+            None => Ok(self.store.next_cas()?),
+        }
+    }
+
+    /// The group this node belongs to, unless the call comes from applying
+    /// an entry of its log (which runs the command here, locally).
+    fn replicated(&self) -> Option<&std::sync::Arc<replicated::Replicated>> {
+        self.replica
+            .get()
+            .filter(|_| APPLYING.with(Cell::get).is_none())
+    }
+
+    /// Gets `op` committed by the group and returns its answer. The calling
+    /// command waits for the commit, off the runtime worker (front ends
+    /// call commands synchronously).
+    fn replicate(
+        &self,
+        r: &std::sync::Arc<replicated::Replicated>,
+        op: replicated::Op,
+    ) -> Result<replicated::Applied> {
+        wait_for(r.propose(op))
+    }
+
+    /// Runs a committed entry's command here (the state machine's apply):
+    /// with the entry's time and CAS, without proposing it again.
+    fn apply_op(&self, index: u64, now: u64, op: replicated::Op) -> replicated::Applied {
+        use replicated::{Applied, Op};
+        // An entry applied again after a crash finds its own (or a later)
+        // write already there: skip it (see `replicated`).
+        let written_by_later =
+            |key: &[u8]| matches!(self.store.get(key), Ok(Some(item)) if item.cas() >= index);
+        APPLYING.with(|a| a.set(Some((now, index))));
+        let answer = match op {
+            Op::Set {
+                mode,
+                key,
+                flags,
+                exptime,
+                value,
+                opts,
+            } => {
+                if opts.new_cas.is_none() && written_by_later(&key) {
+                    Applied::Nothing
+                } else {
+                    Applied::from_result(
+                        self.set_with(mode, &key, flags, exptime, &value, &opts),
+                        Applied::Stored,
+                    )
+                }
+            }
+            Op::Arith {
+                key,
+                delta,
+                incr,
+                opts,
+            } => {
+                if opts.new_cas.is_none() && written_by_later(&key) {
+                    Applied::Nothing
+                } else {
+                    Applied::from_result(self.arith_with(&key, delta, incr, &opts), Applied::Arith)
+                }
+            }
+            Op::Delete { key, cas } => {
+                Applied::from_result(self.delete(&key, cas), Applied::Deleted)
+            }
+            Op::Touch { key, exptime } => {
+                Applied::from_result(self.touch(&key, exptime), Applied::Touched)
+            }
+            Op::FlushAll { delay } => {
+                Applied::from_result(self.flush_all(delay), |()| Applied::Flushed)
+            }
+        };
+        APPLYING.with(|a| a.set(None));
+        answer
+    }
+
+    /// Makes this node a member of the group `cluster` describes; returns
+    /// the router to serve on `--raft-listen`.
+    pub async fn join_group(
+        self: &std::sync::Arc<Self>,
+        cluster: &crate::config::ClusterConfig,
+        data_dir: &std::path::Path,
+    ) -> anyhow::Result<axum::Router> {
+        let (r, router) = replicated::Replicated::start(self, cluster, data_dir).await?;
+        if self.replica.set(r).is_err() {
+            anyhow::bail!("this node already belongs to a group");
+        }
+        Ok(router)
+    }
+
+    /// This node's view of its group, `None` for a single node.
+    pub fn cluster_status(&self) -> Option<ClusterStatus> {
+        self.replica.get().map(|r| r.status())
+    }
+
+    /// Stops this node's part in its group (at shutdown, before the
+    /// store closes).
+    pub async fn leave_group(&self) {
+        if let Some(r) = self.replica.get() {
+            r.shutdown().await;
+        }
     }
 
     pub fn max_item_size(&self) -> usize {
@@ -269,6 +392,42 @@ impl Kv {
     /// Reads an item without touching any counter (listing, export).
     pub fn peek(&self, key: &[u8]) -> Result<Option<Item>> {
         self.live(key, self.now())
+    }
+}
+
+thread_local! {
+    /// While a replicated entry is applied on this thread: the time and
+    /// CAS its leader decided (see [`replicated`]).
+    static APPLYING: Cell<Option<(u64, u64)>> = const { Cell::new(None) };
+}
+
+/// A node's view of its replicated group (`GET /v1/cluster`).
+pub use crate::replica::Status as ClusterStatus;
+
+/// An answer of the wrong kind from the log (a bug, not a client error).
+fn unexpected(answer: replicated::Applied) -> KvError {
+    tracing::error!("a replicated write answered {answer:?}");
+    KvError::Replica("unexpected answer from the group")
+}
+
+/// Waits for `f` from synchronous code on the runtime: on the
+/// multi-thread runtime the worker hands its other tasks over meanwhile.
+fn wait_for<F>(f: F) -> F::Output
+where
+    F: std::future::Future + Send,
+    F::Output: Send,
+{
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(|| h.block_on(f))
+        }
+        Ok(h) => std::thread::scope(|s| s.spawn(|| h.block_on(f)).join().expect("waiter")),
+        Err(_) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime to wait on")
+            .block_on(f),
     }
 }
 

@@ -16,6 +16,12 @@ impl Kv {
     /// Like memcached, the deadline is one second before `delay`, so
     /// `flush_all 1` takes effect at once.
     pub fn flush_all(&self, delay: i64) -> Result<()> {
+        if let Some(r) = self.replicated() {
+            return match self.replicate(r, super::replicated::Op::FlushAll { delay })? {
+                super::replicated::Applied::Flushed => Ok(()),
+                other => Err(super::unexpected(other)),
+            };
+        }
         bump(&self.stats.cmd_flush);
         let now = self.now();
         let deadline = if delay <= 0 {
@@ -225,6 +231,26 @@ impl Kv {
             true => self.store.save_counts()?,
             false => self.store.sync()?,
         }
+        Ok(())
+    }
+
+    /// Every record as stored, expired or not (a replication snapshot).
+    pub(super) fn raw_records(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        self.store
+            .scan(b"", None)
+            .map(|entry| {
+                let (key, item) = entry?;
+                Ok((key.to_vec(), item.raw().to_vec()))
+            })
+            .collect()
+    }
+
+    /// Replaces every record with `records` (installing a snapshot).
+    pub(super) fn replace_records(&self, records: Vec<(Vec<u8>, Vec<u8>)>) -> Result<()> {
+        self.flush_at.store(0, Ordering::Relaxed);
+        off_the_runtime(|| self.store.clear())?;
+        self.store.apply_batch(records)?;
+        self.store.recount()?;
         Ok(())
     }
 }

@@ -3,10 +3,11 @@
 //! one key never interleave; `--max-bytes` is enforced here before a write
 //! grows the store.
 
+use super::replicated::{Applied, Op};
 use super::stats::bump;
 use super::{
-    expiry, key_bits, state, ArithOptions, ArithOutcome, ArithResult, DeleteOutcome, Item, Kv,
-    KvError, Result, SetOptions, StoreError, StoreMode, StoreOutcome,
+    expiry, key_bits, state, unexpected, ArithOptions, ArithOutcome, ArithResult, DeleteOutcome,
+    Item, Kv, KvError, Result, SetOptions, StoreError, StoreMode, StoreOutcome,
 };
 use crate::rules::parse_u64;
 
@@ -14,6 +15,14 @@ impl Kv {
     /// `gat`/`gats`: fetch and set a new exptime in one locked step.
     /// memcached counts it as a touch only (not in `cmd_get`/`get_hits`).
     pub fn get_and_touch(&self, key: &[u8], exptime: i64) -> Result<Option<Item>> {
+        if self.replicated().is_some() {
+            // The touch goes through the log; the read is this node's.
+            return Ok(if self.touch(key, exptime)? {
+                self.peek(key)?
+            } else {
+                None
+            });
+        }
         bump(&self.stats.cmd_touch);
         let _guard = self.locks.lock(key);
         let now = self.now();
@@ -47,6 +56,16 @@ impl Kv {
 
     /// `touch` (and HTTP touch): new exptime for an existing item.
     pub fn touch(&self, key: &[u8], exptime: i64) -> Result<bool> {
+        if let Some(r) = self.replicated() {
+            let op = Op::Touch {
+                key: key.to_vec(),
+                exptime,
+            };
+            return match self.replicate(r, op)? {
+                Applied::Touched(found) => Ok(found),
+                other => Err(unexpected(other)),
+            };
+        }
         bump(&self.stats.cmd_touch);
         let _guard = self.locks.lock(key);
         let now = self.now();
@@ -85,6 +104,24 @@ impl Kv {
         value: &[u8],
         opts: &SetOptions,
     ) -> Result<StoreOutcome> {
+        if let Some(r) = self.replicated() {
+            if value.len() > self.max_item_size {
+                bump(&self.stats.store_too_large);
+                return Err(KvError::TooLarge);
+            }
+            let op = Op::Set {
+                mode,
+                key: key.to_vec(),
+                flags,
+                exptime,
+                value: value.to_vec(),
+                opts: *opts,
+            };
+            return match self.replicate(r, op)? {
+                Applied::Stored(outcome) => Ok(outcome),
+                other => Err(unexpected(other)),
+            };
+        }
         bump(&self.stats.cmd_set);
         if self.detail.enabled() {
             self.detail.set(key);
@@ -176,7 +213,7 @@ impl Kv {
         let exp = expiry::absolute(exptime, now);
         let cas = match opts.new_cas {
             Some(cas) => cas,
-            None => self.store.next_cas()?,
+            None => self.fresh_cas()?,
         };
         let record = Item::encode_with(flags, exp, cas, key_bits(opts.binary_key), now, &[value]);
         let old = self.store.insert(key, record)?;
@@ -216,7 +253,7 @@ impl Kv {
         }
         let cas = match cas {
             Some(cas) => cas,
-            None => self.store.next_cas()?,
+            None => self.fresh_cas()?,
         };
         self.store
             .insert(key, Item::encode_with(flags, exp, cas, state, now, value))?;
@@ -255,6 +292,13 @@ impl Kv {
     /// Drops a key whose new value was refused as too large: memcached does
     /// this so a failed `set` never leaves the stale value readable.
     pub fn discard(&self, key: &[u8]) -> Result<()> {
+        if let Some(r) = self.replicated() {
+            let op = Op::Delete {
+                key: key.to_vec(),
+                cas: None,
+            };
+            return self.replicate(r, op).map(|_| ());
+        }
         let _guard = self.locks.lock(key);
         self.store.remove(key)?;
         Ok(())
@@ -262,6 +306,16 @@ impl Kv {
 
     /// `delete`, optionally only when the item's CAS matches.
     pub fn delete(&self, key: &[u8], cas: Option<u64>) -> Result<DeleteOutcome> {
+        if let Some(r) = self.replicated() {
+            let op = Op::Delete {
+                key: key.to_vec(),
+                cas,
+            };
+            return match self.replicate(r, op)? {
+                Applied::Deleted(outcome) => Ok(outcome),
+                other => Err(unexpected(other)),
+            };
+        }
         if self.detail.enabled() {
             self.detail.delete(key);
         }
@@ -301,6 +355,18 @@ impl Kv {
         incr: bool,
         opts: &ArithOptions,
     ) -> Result<ArithResult> {
+        if let Some(r) = self.replicated() {
+            let op = Op::Arith {
+                key: key.to_vec(),
+                delta,
+                incr,
+                opts: *opts,
+            };
+            return match self.replicate(r, op)? {
+                Applied::Arith(result) => Ok(result),
+                other => Err(unexpected(other)),
+            };
+        }
         let _guard = self.locks.lock(key);
         let now = self.now();
         let (hits, misses) = if incr {

@@ -58,5 +58,7 @@ pub fn kv_error(out: &mut BytesMut, err: &KvError) {
             tracing::error!("memcached command failed in the store: {e}");
             line(out, ERR_STORAGE);
         }
+        KvError::NoQuorum => line(out, "SERVER_ERROR no quorum"),
+        KvError::Replica(why) => line(out, &format!("SERVER_ERROR {why}")),
     }
 }

@@ -205,6 +205,17 @@ pub fn general(state: &AppState) -> Report {
         &mut out,
     );
     out.push(("commit_syncs", Int(kv.commit_rounds())));
+    if let Some(c) = kv.cluster_status() {
+        out.extend([
+            ("raft_node_id", Int(c.node_id)),
+            ("raft_role", Text(c.role.into())),
+            ("raft_leader_id", Int(c.leader_id.unwrap_or(0))),
+            ("raft_term", Int(c.term)),
+            ("raft_last_log_index", Int(c.last_log_index)),
+            ("raft_applied_index", Int(c.applied_index)),
+            ("raft_members", Int(c.members.len() as u64)),
+        ]);
+    }
     out
 }
 

@@ -22,6 +22,9 @@ use std::sync::Arc;
 use super::commit::{self, Ticket};
 use super::{Result, Store, StoreError};
 
+/// Where [`Store::save_replica_state`] keeps its bytes.
+const META_REPLICA: &[u8] = b"replica_state";
+
 impl Store {
     /// Hands every write the write-behind thread has not given sled yet
     /// to sled now (a no-op without it).
@@ -30,6 +33,22 @@ impl Store {
             b.drain()?;
         }
         Ok(())
+    }
+
+    /// Saves the replicated state machine's position (last applied entry,
+    /// membership). It is written after [`Store::settle`], so sled holds
+    /// every item write of the entries it names before it: sled recovers
+    /// a prefix of its writes, so after a crash the saved position is
+    /// never ahead of the items (entries after it are applied again).
+    pub fn save_replica_state(&self, state: &[u8]) -> Result<()> {
+        self.settle()?;
+        self.meta.insert(META_REPLICA, state)?;
+        Ok(())
+    }
+
+    /// What [`Store::save_replica_state`] saved last, if anything.
+    pub fn replica_state(&self) -> Result<Option<Vec<u8>>> {
+        Ok(self.meta.get(META_REPLICA)?.map(|v| v.to_vec()))
     }
 
     /// Writes acknowledged but not yet given to sled (see [`super::behind`]).
@@ -96,7 +115,7 @@ impl Store {
 }
 
 /// `fdatasync` every regular file below `dir` (sled's db, conf, blobs).
-pub(super) fn sync_dir_files(dir: &Path) -> std::io::Result<()> {
+pub fn sync_dir_files(dir: &Path) -> std::io::Result<()> {
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
         let ty = entry.file_type()?;

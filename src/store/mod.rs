@@ -61,6 +61,7 @@ mod cas;
 pub mod commit;
 mod counts;
 mod durable;
+pub use durable::sync_dir_files;
 pub mod index;
 pub mod item;
 pub mod recency;

@@ -3,6 +3,7 @@
 //! and export/metrics.
 
 pub mod admin;
+pub mod cluster;
 pub mod contract;
 pub mod export;
 pub mod items;

@@ -110,6 +110,11 @@ pub fn execute(req: &Request<'_>, shared: &AppState, out: &mut BytesMut) -> Flow
             tracing::error!("binary command {:#04x} failed in the store: {e}", h.opcode);
             fail(out, status::EINTERNAL)
         }
+        KvError::NoQuorum => fail(out, status::ETMPFAIL),
+        KvError::Replica(why) => {
+            tracing::debug!("binary command {:#04x}: {why}", h.opcode);
+            fail(out, status::NOT_SUPPORTED)
+        }
     };
     match h.opcode {
         op::GET

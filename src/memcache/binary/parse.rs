@@ -62,8 +62,12 @@ pub mod status {
     pub const DELTA_BADVAL: u16 = 0x06;
     pub const UNKNOWN_COMMAND: u16 = 0x81;
     pub const ENOMEM: u16 = 0x82;
+    /// memcached's PROTOCOL_BINARY_RESPONSE_NOT_SUPPORTED.
+    pub const NOT_SUPPORTED: u16 = 0x83;
     /// memcached's PROTOCOL_BINARY_RESPONSE_EINTERNAL.
     pub const EINTERNAL: u16 = 0x84;
+    /// memcached's PROTOCOL_BINARY_RESPONSE_ETMPFAIL (no quorum).
+    pub const ETMPFAIL: u16 = 0x86;
 }
 
 /// A request header, in host byte order.
@@ -286,6 +290,8 @@ pub fn status_text(status: u16) -> &'static str {
     match status {
         status::ENOMEM => "Out of memory",
         status::EINTERNAL => "Internal error",
+        status::NOT_SUPPORTED => "Not supported",
+        status::ETMPFAIL => "Temporary failure",
         status::UNKNOWN_COMMAND => "Unknown command",
         status::KEY_ENOENT => "Not found",
         status::EINVAL => "Invalid arguments",

@@ -1,0 +1,558 @@
+//! memcached semantics over a replicated group: what the Raft log carries
+//! ([`Proposal`]), how a committed entry changes the items (the
+//! [`StateMachine`]), and how a client's write gets into the log from any
+//! node ([`Replicated::propose`]).
+//!
+//! The log carries commands, not results: `set k 0 60 ...`, `incr k 1`.
+//! Every replica applies them in log order with the same inputs, so every
+//! replica decides the same: the proposing leader stamps each entry with
+//! its unix time (relative exptimes and delays become the same absolute
+//! times everywhere), and an item written by entry `i` gets CAS `i`
+//! (unique and increasing across the group, whoever leads).
+//!
+//! CAS = index also makes re-applying idempotent. The applied position is
+//! saved after the items (`Store::save_replica_state`), so after a crash
+//! a node may apply again entries whose writes sled already holds; a
+//! set or incr finding its key with a CAS at or above its own index was
+//! applied already and is skipped, and deletes and flushes are
+//! idempotent. That is also why a group starts from an empty store.
+//!
+//! A follower forwards a write to the leader (memcached clients cannot
+//! follow redirects). Each proposal has an id (node, sequence): the state
+//! machine remembers recent answers by id, so a forward retried after a
+//! leader change is applied once.
+
+// openraft's storage traits fix the error type (`StorageError`, about
+// 200 bytes); the helpers here return it as the traits do.
+#![allow(clippy::result_large_err)]
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::io::Cursor;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::storage::{RaftStateMachine, Snapshot, SnapshotMeta};
+use openraft::{
+    BasicNode, Entry, EntryPayload, LogId, RaftSnapshotBuilder, StorageError, StorageIOError,
+    StoredMembership,
+};
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+
+use super::{
+    ArithOptions, ArithResult, DeleteOutcome, Kv, KvError, SetOptions, StoreMode, StoreOutcome,
+};
+use crate::replica::{ForwardHandler, Node};
+
+openraft::declare_raft_types!(
+    /// The group's Raft types: proposals in, answers out.
+    pub KvRaft:
+        D = Proposal,
+        R = Applied,
+);
+
+/// One log entry's command, stamped by the leader.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Proposal {
+    /// The leader's unix time when it proposed: every replica reads the
+    /// command's exptimes and delays against it.
+    pub now: u64,
+    /// (proposer, sequence): a retried forward is applied once. The
+    /// proposer part is drawn at random when the process starts, so a
+    /// restarted node never reuses an id its earlier run proposed.
+    pub id: (u64, u64),
+    pub op: Op,
+}
+
+/// A client write, as the log carries it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum Op {
+    Set {
+        mode: StoreMode,
+        key: Vec<u8>,
+        flags: u32,
+        exptime: i64,
+        value: Vec<u8>,
+        opts: SetOptions,
+    },
+    Arith {
+        key: Vec<u8>,
+        delta: u64,
+        incr: bool,
+        opts: ArithOptions,
+    },
+    Delete {
+        key: Vec<u8>,
+        cas: Option<u64>,
+    },
+    Touch {
+        key: Vec<u8>,
+        exptime: i64,
+    },
+    FlushAll {
+        delay: i64,
+    },
+}
+
+/// What applying an entry answered.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum Applied {
+    /// A Raft entry of its own (blank, membership): no client waits on it.
+    Nothing,
+    Stored(StoreOutcome),
+    Arith(ArithResult),
+    Deleted(DeleteOutcome),
+    Touched(bool),
+    Flushed,
+    TooLarge,
+    NoMemory,
+    /// The store failed on this node (logged there).
+    Failed,
+}
+
+impl Applied {
+    pub(super) fn from_result<T>(r: Result<T, KvError>, ok: impl FnOnce(T) -> Applied) -> Applied {
+        match r {
+            Ok(v) => ok(v),
+            Err(KvError::TooLarge) => Applied::TooLarge,
+            Err(KvError::NoMemory) => Applied::NoMemory,
+            Err(e) => {
+                tracing::error!("applying a replicated write failed: {e}");
+                Applied::Failed
+            }
+        }
+    }
+
+    /// The answer as the non-replicated method would have returned it.
+    pub fn into_result(self) -> Result<Applied, KvError> {
+        match self {
+            Applied::TooLarge => Err(KvError::TooLarge),
+            Applied::NoMemory => Err(KvError::NoMemory),
+            Applied::Failed => Err(KvError::Replica("the store failed on the leader")),
+            other => Ok(other),
+        }
+    }
+}
+
+/// How many answers the state machine remembers for retried proposals.
+const REMEMBERED: usize = 100_000;
+
+/// The position a node's items are at, saved with them.
+#[derive(Default, Serialize, Deserialize)]
+struct Position {
+    applied: Option<LogId<u64>>,
+    membership: StoredMembership<u64, BasicNode>,
+}
+
+#[derive(Default)]
+struct State {
+    position: Position,
+    answers: HashMap<(u64, u64), Applied>,
+    order: VecDeque<(u64, u64)>,
+    snapshot: Option<(SnapshotMeta<u64, BasicNode>, Vec<u8>)>,
+    snapshots_built: u64,
+}
+
+impl State {
+    fn remember(&mut self, id: (u64, u64), answer: &Applied) {
+        if self.answers.insert(id, answer.clone()).is_none() {
+            self.order.push_back(id);
+            if self.order.len() > REMEMBERED {
+                if let Some(old) = self.order.pop_front() {
+                    self.answers.remove(&old);
+                }
+            }
+        }
+    }
+}
+
+/// The items of a snapshot: every record as stored.
+#[derive(Serialize, Deserialize)]
+struct SnapshotData {
+    records: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+/// Applies committed entries to the store through [`Kv`]. Clones share
+/// their state (openraft builds snapshots from a clone).
+#[derive(Clone)]
+pub struct StateMachine {
+    kv: Weak<Kv>,
+    state: Arc<Mutex<State>>,
+}
+
+fn io_err(e: impl std::fmt::Display) -> StorageError<u64> {
+    StorageIOError::write_state_machine(&std::io::Error::other(e.to_string())).into()
+}
+
+impl StateMachine {
+    fn new(kv: &Arc<Kv>) -> Result<Self, KvError> {
+        let position = match kv.store.replica_state()? {
+            Some(bytes) => postcard::from_bytes(&bytes)
+                .map_err(|_| KvError::Replica("the saved replication state is unreadable"))?,
+            None => Position::default(),
+        };
+        Ok(StateMachine {
+            kv: Arc::downgrade(kv),
+            state: Arc::new(Mutex::new(State {
+                position,
+                ..State::default()
+            })),
+        })
+    }
+
+    fn kv(&self) -> Result<Arc<Kv>, StorageError<u64>> {
+        self.kv
+            .upgrade()
+            .ok_or_else(|| io_err("the server is shutting down"))
+    }
+
+    fn save(&self, kv: &Kv, state: &State) -> Result<(), StorageError<u64>> {
+        let bytes = postcard::to_allocvec(&state.position).map_err(io_err)?;
+        kv.store.save_replica_state(&bytes).map_err(io_err)
+    }
+}
+
+impl RaftSnapshotBuilder<KvRaft> for StateMachine {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<KvRaft>, StorageError<u64>> {
+        let kv = self.kv()?;
+        let (applied, membership) = {
+            let s = self.state.lock();
+            (s.position.applied, s.position.membership.clone())
+        };
+        // Items written by entries after `applied` may be in it too; they
+        // are applied again after an install, which skips them (CAS rule).
+        let records = kv.raw_records().map_err(io_err)?;
+        let data = postcard::to_allocvec(&SnapshotData { records }).map_err(io_err)?;
+        let mut s = self.state.lock();
+        s.snapshots_built += 1;
+        let meta = SnapshotMeta {
+            last_log_id: applied,
+            last_membership: membership,
+            snapshot_id: format!("{}-{}", applied.map_or(0, |l| l.index), s.snapshots_built),
+        };
+        s.snapshot = Some((meta.clone(), data.clone()));
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(data)),
+        })
+    }
+}
+
+impl RaftStateMachine<KvRaft> for StateMachine {
+    type SnapshotBuilder = Self;
+
+    async fn applied_state(
+        &mut self,
+    ) -> Result<(Option<LogId<u64>>, StoredMembership<u64, BasicNode>), StorageError<u64>> {
+        let s = self.state.lock();
+        Ok((s.position.applied, s.position.membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Applied>, StorageError<u64>>
+    where
+        I: IntoIterator<Item = Entry<KvRaft>> + Send,
+        I::IntoIter: Send,
+    {
+        let kv = self.kv()?;
+        let mut answers = Vec::new();
+        let mut s = self.state.lock();
+        for entry in entries {
+            s.position.applied = Some(entry.log_id);
+            let answer = match entry.payload {
+                EntryPayload::Blank => Applied::Nothing,
+                EntryPayload::Membership(m) => {
+                    s.position.membership = StoredMembership::new(Some(entry.log_id), m);
+                    Applied::Nothing
+                }
+                EntryPayload::Normal(p) => match s.answers.get(&p.id) {
+                    Some(done) => done.clone(),
+                    None => {
+                        let answer = kv.apply_op(entry.log_id.index, p.now, p.op);
+                        s.remember(p.id, &answer);
+                        answer
+                    }
+                },
+            };
+            answers.push(answer);
+        }
+        self.save(&kv, &s)?;
+        Ok(answers)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.clone()
+    }
+
+    async fn begin_receiving_snapshot(
+        &mut self,
+    ) -> Result<Box<Cursor<Vec<u8>>>, StorageError<u64>> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta<u64, BasicNode>,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError<u64>> {
+        let kv = self.kv()?;
+        let data = snapshot.into_inner();
+        let decoded: SnapshotData = postcard::from_bytes(&data).map_err(io_err)?;
+        kv.replace_records(decoded.records).map_err(io_err)?;
+        let mut s = self.state.lock();
+        s.position = Position {
+            applied: meta.last_log_id,
+            membership: meta.last_membership.clone(),
+        };
+        s.snapshot = Some((meta.clone(), data));
+        self.save(&kv, &s)
+    }
+
+    async fn get_current_snapshot(
+        &mut self,
+    ) -> Result<Option<Snapshot<KvRaft>>, StorageError<u64>> {
+        let s = self.state.lock();
+        Ok(s.snapshot.as_ref().map(|(meta, data)| Snapshot {
+            meta: meta.clone(),
+            snapshot: Box::new(Cursor::new(data.clone())),
+        }))
+    }
+}
+
+/// This node's membership of a group: proposes writes and answers
+/// forwarded ones.
+pub struct Replicated {
+    node: Node<KvRaft>,
+    /// This process's proposer id (see [`Proposal::id`]).
+    proposer: u64,
+    seq: AtomicU64,
+    timeout: Duration,
+    kv: Weak<Kv>,
+}
+
+/// Why one attempt at a proposal did not get an answer.
+enum Attempt {
+    /// No leader, a leader change, a peer not answering: try again.
+    Retry,
+    /// The time for a quorum ran out.
+    Expired,
+}
+
+impl Replicated {
+    /// Starts this node of the group described by `cluster` over `kv`'s
+    /// store; returns the router to serve on `--raft-listen`.
+    pub async fn start(
+        kv: &Arc<Kv>,
+        cluster: &crate::config::ClusterConfig,
+        data_dir: &std::path::Path,
+    ) -> anyhow::Result<(Arc<Self>, axum::Router)> {
+        let (Some(id), Some(peers)) = (cluster.node_id, cluster.peers.as_ref()) else {
+            anyhow::bail!("--peers needs --node-id and --raft-listen");
+        };
+        let sm = StateMachine::new(kv)?;
+        let fresh = sm.state.lock().position.applied.is_none();
+        if fresh && kv.curr_items() > 0 {
+            anyhow::bail!(
+                "{} holds {} items written by a single-node server; a replicated group starts \
+                 from an empty data directory (load the items through the group, e.g. with \
+                 the CSV export and PUTs)",
+                data_dir.display(),
+                kv.curr_items()
+            );
+        }
+        let node = Node::start(id, peers.0.clone(), &data_dir.join("raft"), sm).await?;
+        let raft = node.raft.clone();
+        let replicated = Arc::new(Replicated {
+            node,
+            proposer: fastrand::u64(..),
+            seq: AtomicU64::new(0),
+            timeout: Duration::from_millis(cluster.quorum_timeout_ms.max(1)),
+            kv: Arc::downgrade(kv),
+        });
+        let weak = Arc::downgrade(&replicated);
+        let forward: ForwardHandler = Arc::new(move |body| {
+            let weak = weak.clone();
+            Box::pin(async move {
+                match weak.upgrade() {
+                    Some(r) => r.serve_forward(&body).await,
+                    None => Err("shutting down".into()),
+                }
+            })
+        });
+        Ok((
+            replicated.clone(),
+            crate::replica::network::router(raft, forward),
+        ))
+    }
+
+    /// Gets `op` committed and applied through the leader, from any node;
+    /// `KvError::NoQuorum` once `--quorum-timeout-ms` has passed.
+    pub async fn propose(&self, op: Op) -> Result<Applied, KvError> {
+        let id = (self.proposer, self.seq.fetch_add(1, Ordering::Relaxed));
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        loop {
+            let attempt = match self.node.leader() {
+                Some(leader) if leader == self.node.id => {
+                    self.write_here(id, op.clone(), deadline).await
+                }
+                Some(leader) => self.forward(leader, id, &op, deadline).await,
+                None => Err(Attempt::Retry),
+            };
+            match attempt {
+                Ok(answer) => return answer.into_result(),
+                Err(Attempt::Expired) => return Err(KvError::NoQuorum),
+                Err(Attempt::Retry) => {}
+            }
+            let pause = Duration::from_millis(20);
+            if tokio::time::Instant::now() + pause >= deadline {
+                return Err(KvError::NoQuorum);
+            }
+            tokio::time::sleep(pause).await;
+        }
+    }
+
+    /// Proposes on this node, which believes it leads.
+    async fn write_here(
+        &self,
+        id: (u64, u64),
+        op: Op,
+        deadline: tokio::time::Instant,
+    ) -> Result<Applied, Attempt> {
+        let now = self.kv.upgrade().map_or(0, |kv| kv.clock.now());
+        let proposal = Proposal { now, id, op };
+        match tokio::time::timeout_at(deadline, self.node.raft.client_write(proposal)).await {
+            Err(_) => Err(Attempt::Expired),
+            Ok(Ok(written)) => Ok(written.data),
+            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => {
+                Err(Attempt::Retry)
+            }
+            Ok(Err(e)) => {
+                tracing::warn!("proposal failed: {e}");
+                Err(Attempt::Retry)
+            }
+        }
+    }
+
+    /// Hands the write to the leader and waits for its answer.
+    async fn forward(
+        &self,
+        leader: u64,
+        id: (u64, u64),
+        op: &Op,
+        deadline: tokio::time::Instant,
+    ) -> Result<Applied, Attempt> {
+        let Some(addr) = self.node.addr_of(leader) else {
+            return Err(Attempt::Retry);
+        };
+        let body = postcard::to_allocvec(&(id, op)).map_err(|_| Attempt::Retry)?;
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match self
+            .node
+            .network
+            .post(&addr, "/raft/forward", body, left)
+            .await
+        {
+            Ok(bytes) => postcard::from_bytes(&bytes).map_err(|_| Attempt::Retry),
+            Err(e) => {
+                tracing::debug!(leader, "forwarding a write: {e}");
+                Err(Attempt::Retry)
+            }
+        }
+    }
+
+    /// The leader's side of [`Replicated::forward`].
+    async fn serve_forward(&self, body: &[u8]) -> Result<Vec<u8>, String> {
+        let (id, op): ((u64, u64), Op) = postcard::from_bytes(body).map_err(|e| e.to_string())?;
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        match self.write_here(id, op, deadline).await {
+            Ok(answer) => postcard::to_allocvec(&answer).map_err(|e| e.to_string()),
+            Err(_) => Err("not committed here; ask the leader again".into()),
+        }
+    }
+
+    /// This node's view of the group.
+    pub fn status(&self) -> crate::replica::Status {
+        self.node.status()
+    }
+
+    /// Stops Raft (at shutdown, before the store closes).
+    pub async fn shutdown(&self) {
+        if let Err(e) = self.node.raft.shutdown().await {
+            tracing::warn!("stopping raft: {e}");
+        }
+    }
+
+    /// Members as `--peers` listed them (id -> Raft address).
+    pub fn peers(&self) -> &BTreeMap<u64, String> {
+        &self.node.peers
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::replica::log::LogStore;
+    use openraft::testing::{StoreBuilder, Suite};
+
+    /// A fresh log and state machine over a fresh store, for openraft's
+    /// own storage suite; the guard keeps the directory and the Kv alive.
+    struct Builder;
+
+    impl StoreBuilder<KvRaft, LogStore<KvRaft>, StateMachine, (tempfile::TempDir, Arc<Kv>)>
+        for Builder
+    {
+        async fn build(
+            &self,
+        ) -> Result<((tempfile::TempDir, Arc<Kv>), LogStore<KvRaft>, StateMachine), StorageError<u64>>
+        {
+            let dir = tempfile::tempdir().map_err(io_err)?;
+            let cfg = crate::config::Config::for_data_dir(dir.path().join("items")).store;
+            let kv = Arc::new(Kv::open(&cfg).map_err(io_err)?);
+            let log = LogStore::open(&dir.path().join("raft")).map_err(io_err)?;
+            let sm = StateMachine::new(&kv).map_err(io_err)?;
+            Ok(((dir, kv), log, sm))
+        }
+    }
+
+    #[test]
+    fn the_log_and_state_machine_pass_openrafts_storage_suite() {
+        Suite::test_all(Builder).unwrap();
+    }
+
+    #[test]
+    fn replaying_an_applied_write_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = crate::config::Config::for_data_dir(dir.path()).store;
+        let kv = Arc::new(Kv::open(&cfg).unwrap());
+        let incr = |index| {
+            kv.apply_op(
+                index,
+                1_800_000_000,
+                Op::Arith {
+                    key: b"n".to_vec(),
+                    delta: 1,
+                    incr: true,
+                    opts: ArithOptions {
+                        vivify: Some((0, 0)),
+                        ..ArithOptions::default()
+                    },
+                },
+            )
+        };
+        incr(5);
+        incr(6);
+        // A crash made the node apply entry 6 again: skipped.
+        assert!(matches!(incr(6), Applied::Nothing));
+        let item = kv.peek(b"n").unwrap().unwrap();
+        assert_eq!((item.value(), item.cas()), (&b"1"[..], 6));
+        assert!(matches!(
+            incr(7),
+            Applied::Arith(ArithResult::Value {
+                value: 2,
+                cas: 7,
+                ..
+            })
+        ));
+    }
+}

@@ -1,0 +1,182 @@
+//! Raft plumbing for a replicated group, generic over what is replicated:
+//! the log on disk ([`log`]), the messages between nodes ([`network`]),
+//! and starting a node ([`Node::start`]): forming the group from
+//! `--peers` the first time, rejoining it after a restart.
+//!
+//! openraft does the consensus. What the log carries and how an entry
+//! changes the items (the state machine) is the key-value layer's
+//! (`kv::replicated`): it proposes client writes here and applies committed
+//! entries to the store. This module knows nothing of memcached.
+
+pub mod log;
+pub mod network;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::Arc;
+
+use openraft::storage::RaftStateMachine;
+use openraft::{BasicNode, Raft, ServerState, SnapshotPolicy};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+pub use network::{Config, ForwardHandler, Network, PostError};
+
+/// A running member of a group.
+pub struct Node<C: Config> {
+    pub raft: Raft<C>,
+    pub id: u64,
+    /// Every member's Raft address, as `--peers` gave them.
+    pub peers: BTreeMap<u64, String>,
+    pub network: Network,
+}
+
+/// What `GET /v1/cluster` and `stats` report of a node.
+#[derive(Clone, Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct Status {
+    pub node_id: u64,
+    /// `leader`, `follower`, `candidate` or `learner`.
+    pub role: &'static str,
+    pub leader_id: Option<u64>,
+    pub term: u64,
+    /// The last entry in this node's log.
+    pub last_log_index: u64,
+    /// The last entry applied to this node's items.
+    pub applied_index: u64,
+    pub members: Vec<Member>,
+}
+
+/// One member of the group.
+#[derive(Clone, Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct Member {
+    pub id: u64,
+    pub raft_addr: String,
+    /// false for a learner (receives the log, does not vote).
+    pub voter: bool,
+}
+
+impl<C: Config> Node<C>
+where
+    C::D: Serialize + DeserializeOwned,
+    C::R: Serialize + DeserializeOwned,
+    C::Entry: Serialize + DeserializeOwned,
+{
+    /// Opens the log in `dir`, starts Raft over `sm`, and on the node with
+    /// the smallest id of a group never formed before, forms it with every
+    /// peer as a voter (the other nodes wait to hear from it, as etcd's
+    /// `--initial-cluster` does). Restarted nodes find their log and vote
+    /// on disk and rejoin.
+    pub async fn start<SM: RaftStateMachine<C>>(
+        id: u64,
+        peers: BTreeMap<u64, String>,
+        dir: &Path,
+        sm: SM,
+    ) -> anyhow::Result<Self> {
+        anyhow::ensure!(peers.contains_key(&id), "--node-id {id} is not in --peers");
+        let config = openraft::Config {
+            cluster_name: "memcached-lite".into(),
+            heartbeat_interval: 100,
+            election_timeout_min: 500,
+            election_timeout_max: 1000,
+            // A snapshot copies every item: not too often.
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(50_000),
+            max_in_snapshot_log_to_keep: 10_000,
+            ..Default::default()
+        }
+        .validate()?;
+        let log = log::LogStore::<C>::open(dir)?;
+        let network = Network::new();
+        let raft = Raft::new(id, Arc::new(config), network.clone(), log, sm).await?;
+        let first = *peers.keys().next().expect("checked non-empty");
+        if id == first
+            && !raft.is_initialized().await?
+            && !any_peer_in_a_group(&network, id, &peers).await
+        {
+            let members: BTreeMap<u64, BasicNode> = peers
+                .iter()
+                .map(|(id, addr)| (*id, BasicNode::new(addr)))
+                .collect();
+            if let Err(e) = raft.initialize(members).await {
+                tracing::warn!("forming the group: {e}");
+            } else {
+                tracing::info!(members = peers.len(), "formed a new replicated group");
+            }
+        }
+        Ok(Node {
+            raft,
+            id,
+            peers,
+            network,
+        })
+    }
+
+    /// The current leader, if this node knows one.
+    pub fn leader(&self) -> Option<u64> {
+        self.raft.metrics().borrow().current_leader
+    }
+
+    /// A member's Raft address: from the membership, else from `--peers`.
+    pub fn addr_of(&self, id: u64) -> Option<String> {
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow();
+        m.membership_config
+            .membership()
+            .get_node(&id)
+            .map(|n| n.addr.clone())
+            .or_else(|| self.peers.get(&id).cloned())
+    }
+
+    /// This node's view of the group.
+    pub fn status(&self) -> Status {
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow();
+        let membership = m.membership_config.membership();
+        let voters: BTreeSet<u64> = membership.voter_ids().collect();
+        Status {
+            node_id: self.id,
+            role: match m.state {
+                ServerState::Leader => "leader",
+                ServerState::Follower => "follower",
+                ServerState::Candidate => "candidate",
+                ServerState::Learner => "learner",
+                ServerState::Shutdown => "shutdown",
+            },
+            leader_id: m.current_leader,
+            term: m.current_term,
+            last_log_index: m.last_log_index.unwrap_or(0),
+            applied_index: m.last_applied.map_or(0, |l| l.index),
+            members: membership
+                .nodes()
+                .map(|(id, node)| Member {
+                    id: *id,
+                    raft_addr: node.addr.clone(),
+                    voter: voters.contains(id),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Whether a peer answers that it belongs to a group already: then this
+/// node lost its data (a wiped volume) and must be caught up by the group,
+/// not form a new one. Unreachable peers count as not (a group forming for
+/// the first time starts its nodes in any order).
+async fn any_peer_in_a_group(network: &Network, me: u64, peers: &BTreeMap<u64, String>) -> bool {
+    for (id, addr) in peers.iter().filter(|(id, _)| **id != me) {
+        let answer = network
+            .post(
+                addr,
+                "/raft/initialized",
+                Vec::new(),
+                std::time::Duration::from_secs(1),
+            )
+            .await;
+        if let Ok(bytes) = answer {
+            if postcard::from_bytes::<bool>(&bytes) == Ok(true) {
+                tracing::info!(peer = id, "peers already form a group: joining it");
+                return true;
+            }
+        }
+    }
+    false
+}

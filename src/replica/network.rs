@@ -1,0 +1,274 @@
+//! Raft's messages between nodes: HTTP/1.1 POSTs with postcard bodies to
+//! each peer's `--raft-listen` address (`/raft/append`, `/raft/vote`,
+//! `/raft/snapshot`), plus `/raft/forward`, by which a follower hands a
+//! client's write to the leader. One pooled HTTP client per node keeps the
+//! connections open; the server side is a small axum router.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use futures_util::future::BoxFuture;
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use openraft::{BasicNode, Raft, RaftTypeConfig};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+/// The node-level type configuration every part of this module assumes.
+pub trait Config:
+    RaftTypeConfig<NodeId = u64, Node = BasicNode, SnapshotData = std::io::Cursor<Vec<u8>>>
+{
+}
+impl<C> Config for C where
+    C: RaftTypeConfig<NodeId = u64, Node = BasicNode, SnapshotData = std::io::Cursor<Vec<u8>>>
+{
+}
+
+/// How the application answers a forwarded write: the body in, the answer out.
+pub type ForwardHandler =
+    Arc<dyn Fn(Bytes) -> BoxFuture<'static, Result<Vec<u8>, String>> + Send + Sync>;
+
+/// Sends raft messages to peers.
+#[derive(Clone)]
+pub struct Network {
+    http: reqwest::Client,
+}
+
+impl Network {
+    pub fn new() -> Self {
+        Network {
+            http: reqwest::Client::builder()
+                .connect_timeout(Duration::from_secs(1))
+                .pool_idle_timeout(Duration::from_secs(60))
+                .build()
+                .expect("an HTTP client without TLS builds"),
+        }
+    }
+
+    /// POSTs `body` to `http://<addr><path>` and returns the answer's bytes.
+    pub async fn post(
+        &self,
+        addr: &str,
+        path: &str,
+        body: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<Bytes, PostError> {
+        let resp = self
+            .http
+            .post(format!("http://{addr}{path}"))
+            .timeout(timeout)
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| {
+                if e.is_connect() {
+                    PostError::Unreachable(e.to_string())
+                } else {
+                    PostError::Network(e.to_string())
+                }
+            })?;
+        let status = resp.status();
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| PostError::Network(e.to_string()))?;
+        if !status.is_success() {
+            return Err(PostError::Network(format!(
+                "{status}: {}",
+                String::from_utf8_lossy(&bytes)
+            )));
+        }
+        Ok(bytes)
+    }
+}
+
+impl Default for Network {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Why a POST to a peer failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PostError {
+    #[error("unreachable: {0}")]
+    Unreachable(String),
+    #[error("network: {0}")]
+    Network(String),
+}
+
+/// One peer, as openraft's replication task sees it.
+pub struct Peer {
+    network: Network,
+    target: u64,
+    addr: String,
+}
+
+impl<C: Config> RaftNetworkFactory<C> for Network
+where
+    C::D: Serialize + DeserializeOwned,
+    C::Entry: Serialize + DeserializeOwned,
+{
+    type Network = Peer;
+
+    async fn new_client(&mut self, target: u64, node: &BasicNode) -> Peer {
+        Peer {
+            network: self.clone(),
+            target,
+            addr: node.addr.clone(),
+        }
+    }
+}
+
+impl Peer {
+    async fn call<Req, Resp, E>(
+        &self,
+        path: &str,
+        req: &Req,
+        option: &RPCOption,
+    ) -> Result<Resp, RPCError<u64, BasicNode, RaftError<u64, E>>>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
+        let body =
+            postcard::to_allocvec(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let bytes = self
+            .network
+            .post(&self.addr, path, body, option.hard_ttl())
+            .await
+            .map_err(|e| match e {
+                PostError::Unreachable(_) => RPCError::Unreachable(Unreachable::new(&e)),
+                PostError::Network(_) => RPCError::Network(NetworkError::new(&e)),
+            })?;
+        let answer: Result<Resp, RaftError<u64, E>> =
+            postcard::from_bytes(&bytes).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        answer.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+    }
+}
+
+impl<C: Config> RaftNetwork<C> for Peer
+where
+    C::D: Serialize + DeserializeOwned,
+    C::Entry: Serialize + DeserializeOwned,
+{
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<C>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<u64>, RPCError<u64, BasicNode, RaftError<u64>>> {
+        self.call("/raft/append", &rpc, &option).await
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<C>,
+        option: RPCOption,
+    ) -> Result<
+        InstallSnapshotResponse<u64>,
+        RPCError<u64, BasicNode, RaftError<u64, InstallSnapshotError>>,
+    > {
+        self.call("/raft/snapshot", &rpc, &option).await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<u64>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<u64>, RPCError<u64, BasicNode, RaftError<u64>>> {
+        self.call("/raft/vote", &rpc, &option).await
+    }
+}
+
+struct Served<C: Config> {
+    raft: Raft<C>,
+    forward: ForwardHandler,
+}
+
+/// The routes a node serves on `--raft-listen`.
+pub fn router<C: Config>(raft: Raft<C>, forward: ForwardHandler) -> Router
+where
+    C::D: Serialize + DeserializeOwned,
+    C::R: Serialize,
+    C::Entry: Serialize + DeserializeOwned,
+{
+    Router::new()
+        .route("/raft/append", post(append::<C>))
+        .route("/raft/vote", post(vote::<C>))
+        .route("/raft/snapshot", post(snapshot::<C>))
+        .route("/raft/forward", post(forwarded::<C>))
+        .route("/raft/initialized", post(initialized::<C>))
+        .with_state(Arc::new(Served { raft, forward }))
+}
+
+fn encode<T: Serialize>(value: &T) -> Response {
+    match postcard::to_allocvec(value) {
+        Ok(bytes) => bytes.into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}
+
+fn decode<T: DeserializeOwned>(body: &Bytes) -> Result<T, postcard::Error> {
+    postcard::from_bytes(body)
+}
+
+fn bad_request(e: postcard::Error) -> Response {
+    (StatusCode::BAD_REQUEST, e.to_string()).into_response()
+}
+
+async fn append<C: Config>(State(s): State<Arc<Served<C>>>, body: Bytes) -> Response
+where
+    C::D: Serialize + DeserializeOwned,
+    C::Entry: Serialize + DeserializeOwned,
+{
+    match decode::<AppendEntriesRequest<C>>(&body) {
+        Ok(req) => encode(&s.raft.append_entries(req).await),
+        Err(e) => bad_request(e),
+    }
+}
+
+async fn vote<C: Config>(State(s): State<Arc<Served<C>>>, body: Bytes) -> Response {
+    match decode::<VoteRequest<u64>>(&body) {
+        Ok(req) => encode(&s.raft.vote(req).await),
+        Err(e) => bad_request(e),
+    }
+}
+
+async fn snapshot<C: Config>(State(s): State<Arc<Served<C>>>, body: Bytes) -> Response
+where
+    C::D: Serialize + DeserializeOwned,
+{
+    match decode::<InstallSnapshotRequest<C>>(&body) {
+        Ok(req) => encode(&s.raft.install_snapshot(req).await),
+        Err(e) => bad_request(e),
+    }
+}
+
+/// Whether this node belongs to a group already (asked by a node that
+/// would otherwise form one).
+async fn initialized<C: Config>(State(s): State<Arc<Served<C>>>) -> Response {
+    match s.raft.is_initialized().await {
+        Ok(yes) => encode(&yes),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
+    }
+}
+
+async fn forwarded<C: Config>(State(s): State<Arc<Served<C>>>, body: Bytes) -> Response {
+    match (s.forward)(body).await {
+        Ok(bytes) => bytes.into_response(),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e).into_response(),
+    }
+}
