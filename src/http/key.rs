@@ -36,16 +36,12 @@ impl<S: Send + Sync> FromRequestParts<S> for Key {
 /// characters, so one regex cannot say "at most 250 UTF-8 bytes"; this one
 /// admits the keys it can prove short enough: up to 250 printable ASCII
 /// characters, up to 125 characters of at most 2 UTF-8 bytes, or up to 62
-/// characters of any width, none a space or control character. It also
-/// leaves out Unicode's other spaces and C1 controls (U+0080-U+00A0,
-/// U+1680, U+2000-U+200A, U+2028, U+2029, U+202F, U+205F, U+3000, U+FEFF):
-/// the server takes them (memcached refuses only bytes up to 0x20 and
-/// 0x7F), but HTTP clients normalize some of them to a plain space on the
-/// way, so a document inviting them promises keys a client cannot send.
-/// The server accepts every key this matches; it also accepts the longer
-/// non-ASCII keys (and non-UTF-8 bytes) memcached allows, which no string
-/// pattern describes exactly (see docs/http-contract.md).
-pub const KEY_PATTERN: &str = r"^(?:[!-~]{1,250}|[!-~\u00A1-\u07FF]{1,125}|[^\u0000-\u0020\u007F-\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000\uFEFF]{1,62})$";
+/// characters of any width, none a space or control character. The server
+/// accepts every key this matches; it also accepts the longer non-ASCII
+/// keys (and non-UTF-8 bytes) memcached allows, which no string pattern
+/// describes exactly (see docs/http-contract.md).
+pub const KEY_PATTERN: &str =
+    r"^(?:[!-~]{1,250}|[!-~\u0080-\u07FF]{1,125}|[^\u0000-\u0020\u007F]{1,62})$";
 
 /// The `{key}` path parameter as documented (the handlers take [`Key`]).
 pub struct KeyPath;

@@ -1,6 +1,8 @@
-//! The metrics table in docs/operations.md lists exactly the metric
-//! families `GET /metrics` serves: a metric added to the server without a
-//! row, or a row for a metric that no longer exists, fails here.
+//! Reference tables that must match the binary: the metrics table in
+//! docs/operations.md lists exactly the metric families `GET /metrics`
+//! serves, and the flags table in docs/configuration.md exactly the flags
+//! `serve --help` prints. A metric or flag added without a row, or a row
+//! for one that no longer exists, fails here.
 
 mod common;
 
@@ -76,4 +78,43 @@ fn the_metrics_table_lists_exactly_what_metrics_serves() {
     for m in ONLY_AFTER_SHUTDOWN {
         assert!(documented.contains(*m), "{m} is not documented");
     }
+}
+
+/// Every `--flag` named in a text.
+fn flags(text: &str) -> BTreeSet<String> {
+    text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
+        .filter(|w| w.starts_with("--") && w.len() > 2)
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn the_flags_table_lists_exactly_what_serve_accepts() {
+    let help = std::process::Command::new(env!("CARGO_BIN_EXE_memcached-lite"))
+        .args(["serve", "--help"])
+        .output()
+        .unwrap();
+    let mut accepted = flags(&String::from_utf8_lossy(&help.stdout));
+    accepted.remove("--help");
+    let page = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/docs/configuration.md"
+    ))
+    .unwrap();
+    let rows: String = page
+        .lines()
+        .filter(|l| l.starts_with("| `--"))
+        .map(|l| l.split(" | ").next().unwrap().to_owned() + "\n")
+        .collect();
+    let documented = flags(&rows);
+    let missing: Vec<_> = accepted.difference(&documented).collect();
+    assert!(
+        missing.is_empty(),
+        "serve flags without a row in docs/configuration.md: {missing:?}"
+    );
+    let stale: Vec<_> = documented.difference(&accepted).collect();
+    assert!(
+        stale.is_empty(),
+        "rows in docs/configuration.md for no flag: {stale:?}"
+    );
 }
