@@ -24,6 +24,34 @@ fn store_with_a_broken_record(dir: &std::path::Path) {
     store.sync().unwrap();
 }
 
+/// Starts the server on `data` with its log in `log_path` at `level`;
+/// returns it with its memcached and HTTP ports once HTTP answers.
+fn serve_logged(
+    data: &std::path::Path,
+    log_path: &std::path::Path,
+    level: &str,
+    extra: &[&str],
+) -> (std::process::Child, u16, u16) {
+    let (port, hport) = (free_port(), free_port());
+    let child = Command::new(env!("CARGO_BIN_EXE_memcached-lite"))
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .args(["--http-listen", &format!("127.0.0.1:{hport}")])
+        .args(extra)
+        .arg("--data-dir")
+        .arg(data)
+        .env("MEMCACHED_LITE_LOG", level)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log_path).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(("127.0.0.1", hport)).is_err() {
+        assert!(Instant::now() < deadline, "server did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (child, port, hport)
+}
+
 fn binary_get(key: &[u8]) -> Vec<u8> {
     let mut p = vec![0x80, 0x00];
     p.extend_from_slice(&(key.len() as u16).to_be_bytes());
@@ -40,22 +68,7 @@ fn store_failures_get_stable_errors_and_the_detail_is_logged() {
     let data = tmp.path().join("data");
     store_with_a_broken_record(&data);
     let log_path = tmp.path().join("server.log");
-    let (port, hport) = (free_port(), free_port());
-    let mut child = Command::new(env!("CARGO_BIN_EXE_memcached-lite"))
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .args(["--http-listen", &format!("127.0.0.1:{hport}")])
-        .arg("--data-dir")
-        .arg(&data)
-        .env("MEMCACHED_LITE_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log_path).unwrap())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while TcpStream::connect(("127.0.0.1", hport)).is_err() {
-        assert!(Instant::now() < deadline, "server did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let (mut child, port, hport) = serve_logged(&data, &log_path, "warn", &[]);
 
     // Text protocol: a stable SERVER_ERROR line, the connection stays usable.
     let mut c = Client::connect(format!("127.0.0.1:{port}").parse().unwrap());
@@ -109,5 +122,35 @@ fn store_failures_get_stable_errors_and_the_detail_is_logged() {
         log.lines()
             .any(|l| l.contains("memcached command failed") && l.contains("corrupt")),
         "{log}"
+    );
+}
+
+/// A refusal the server chose on purpose (507 at `--max-bytes`) is an
+/// answer, not an operator's problem: nothing at ERROR level in the log.
+#[test]
+fn a_chosen_507_is_not_logged_as_an_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let log_path = tmp.path().join("server.log");
+    let data = tmp.path().join("data");
+    let (mut child, _, hport) = serve_logged(&data, &log_path, "info", &["--max-bytes", "2000"]);
+    let http = reqwest::blocking::Client::new();
+    let mut refused = 0;
+    for i in 0..10 {
+        let resp = http
+            .put(format!("http://127.0.0.1:{hport}/v1/keys/k{i}"))
+            .body(vec![b'v'; 500])
+            .send()
+            .unwrap();
+        if resp.status().as_u16() == 507 {
+            refused += 1;
+        }
+    }
+    assert!(refused > 0, "--max-bytes 2000 never refused a 500-byte value");
+    Command::new("kill").arg(child.id().to_string()).status().unwrap();
+    assert!(child.wait().unwrap().success());
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert!(
+        !log.lines().any(|l| l.contains("ERROR")),
+        "a chosen 507 was logged as an error:\n{log}"
     );
 }
