@@ -9,7 +9,8 @@
 //! `write`; whole-store work (flush, listings, export, sweeping, bulk
 //! loads) in `whole`; the meta protocol's extras in `meta`; per-key
 //! locks in [`locks`]; the `stats` counters in [`stats`]; `stats detail`
-//! prefix counts in [`detail`]; the slab-class view of the store in [`sizes`].
+//! prefix counts in [`detail`]; the slab-class view of the store in [`sizes`];
+//! the keys `flush_all` removed, for `get_flushed`, in `flushed`.
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,6 +22,7 @@ use crate::store::item::state;
 use crate::store::{Store, StoreError};
 
 pub mod detail;
+mod flushed;
 pub mod locks;
 mod meta;
 pub mod replicated;
@@ -119,6 +121,9 @@ pub struct Kv {
     max_item_size: usize,
     /// Deadline (unix secs) of a delayed `flush_all`, 0 when none is pending.
     flush_at: AtomicU64,
+    /// Keys flushes removed and no command has looked up since (at most
+    /// 100,000, as 64-bit hashes: about 1.2 MB when full; see `flushed`).
+    flushed: flushed::Flushed,
     /// Memory limit reported as `limit_maxbytes` (0 = unlimited).
     limit_maxbytes: AtomicU64,
     started: u64,
@@ -165,6 +170,7 @@ impl Kv {
             sizes: Default::default(),
             max_item_size,
             flush_at: AtomicU64::new(0),
+            flushed: Default::default(),
             limit_maxbytes: AtomicU64::new(0),
             started: clock.now(),
             clock,
@@ -340,10 +346,14 @@ impl Kv {
     }
 
     /// Every command's read of a key. Like memcached, finding an expired
-    /// item counts as `get_expired` whatever the command.
+    /// item counts as `get_expired` whatever the command; likewise the
+    /// first lookup of a key a flush removed counts `get_flushed` (see
+    /// [`Kv::forget_flushed`]).
     fn lookup(&self, key: &[u8], now: u64) -> Result<Lookup> {
         self.apply_due_flush(now)?;
-        Ok(match self.store.get(key)? {
+        let found = self.store.get(key)?;
+        self.forget_flushed(key, found.is_none());
+        Ok(match found {
             Some(item) if item.is_expired(now) => {
                 bump(&self.stats.get_expired);
                 Lookup::Expired
@@ -351,6 +361,18 @@ impl Kv {
             Some(item) => Lookup::Hit(item),
             None => Lookup::Miss,
         })
+    }
+
+    /// Called by every command that reads or writes `key`: if a flush
+    /// removed it and nothing has looked it up since, forgets it and, when
+    /// the command found no item, counts `get_flushed`, as memcached counts
+    /// unlinking a flushed item the first time any command finds it. An
+    /// item found means the key was written after the flush: not counted.
+    /// One relaxed load while no flushed key is remembered.
+    fn forget_flushed(&self, key: &[u8], missing: bool) {
+        if self.flushed.take(key) && missing {
+            bump(&self.stats.get_flushed);
+        }
     }
 
     fn live(&self, key: &[u8], now: u64) -> Result<Option<Item>> {
@@ -389,7 +411,9 @@ impl Kv {
         }
     }
 
-    /// Reads an item without touching any counter (listing, export).
+    /// Reads an item without counting a get, hit or miss (`me`, tests).
+    /// Its lookup still counts `get_expired`/`get_flushed`, as memcached's
+    /// `me` does.
     pub fn peek(&self, key: &[u8]) -> Result<Option<Item>> {
         self.live(key, self.now())
     }

@@ -31,7 +31,7 @@ impl Kv {
         };
         if deadline <= now {
             self.flush_at.store(0, Ordering::Relaxed);
-            off_the_runtime(|| self.store.clear())?;
+            self.flush_now()?;
         } else {
             self.flush_at.store(deadline, Ordering::Relaxed);
         }
@@ -47,8 +47,26 @@ impl Kv {
                 .compare_exchange(at, 0, Ordering::AcqRel, Ordering::Relaxed)
                 .is_ok()
         {
-            off_the_runtime(|| self.store.clear())?;
+            self.flush_now()?;
         }
+        Ok(())
+    }
+
+    /// A due `flush_all`: removes every item and remembers (up to
+    /// [`super::flushed::MAX_FLUSHED_KEYS`]) which keys it removed, so the
+    /// first later lookup of each counts `get_flushed`.
+    fn flush_now(&self) -> Result<()> {
+        let mut hashes = Vec::new();
+        let cleared = off_the_runtime(|| {
+            self.store.clear_with(|key| {
+                if hashes.len() < super::flushed::MAX_FLUSHED_KEYS {
+                    hashes.push(self.flushed.hash(key));
+                }
+            })
+        });
+        // Even a clear that failed part way removed these.
+        self.flushed.remember(&hashes);
+        cleared?;
         Ok(())
     }
 
@@ -162,6 +180,8 @@ impl Kv {
     /// many were removed.
     pub fn remove_all(&self) -> Result<u64> {
         self.flush_at.store(0, Ordering::Relaxed);
+        // Not a flush: a later miss is a plain one.
+        self.flushed.forget_all();
         Ok(off_the_runtime(|| self.store.clear())?)
     }
 
@@ -248,9 +268,97 @@ impl Kv {
     /// Replaces every record with `records` (installing a snapshot).
     pub(super) fn replace_records(&self, records: Vec<(Vec<u8>, Vec<u8>)>) -> Result<()> {
         self.flush_at.store(0, Ordering::Relaxed);
+        self.flushed.forget_all();
         off_the_runtime(|| self.store.clear())?;
         self.store.apply_batch(records)?;
         self.store.recount()?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{StoreMode, StoreOutcome};
+    use super::*;
+    use crate::rules::Clock;
+
+    fn kv_at(unix_secs: u64) -> (tempfile::TempDir, Kv, Clock) {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = crate::config::Config::for_data_dir(dir.path()).store;
+        let clock = Clock::manual(unix_secs);
+        let kv = Kv::open_with_clock(&cfg, clock.clone()).unwrap();
+        (dir, kv, clock)
+    }
+
+    fn count(kv: &Kv) -> (u64, u64) {
+        let c = |n: &std::sync::atomic::AtomicU64| n.load(Ordering::Relaxed);
+        (c(&kv.stats.get_flushed), c(&kv.stats.get_misses))
+    }
+
+    fn set(kv: &Kv, key: &[u8]) {
+        let stored = kv.set(StoreMode::Set, key, 0, 0, b"v").unwrap();
+        assert!(matches!(stored, StoreOutcome::Stored { .. }));
+    }
+
+    #[test]
+    fn the_first_lookup_of_a_flushed_key_counts_get_flushed_once() {
+        let (_d, kv, _clock) = kv_at(1_000);
+        for key in [b"a", b"b", b"c", b"d"] {
+            set(&kv, key);
+        }
+        kv.flush_all(0).unwrap();
+        assert!(kv.get(b"a").unwrap().is_none());
+        assert!(kv.get(b"a").unwrap().is_none());
+        assert_eq!(count(&kv), (1, 2), "once per key, every get a miss");
+        assert!(kv.get(b"never").unwrap().is_none());
+        assert_eq!(count(&kv), (1, 3), "a key not flushed is a plain miss");
+        // gat and mg find flushed items as get does (gat misses are touch misses).
+        assert!(kv.get_and_touch(b"b", 0).unwrap().is_none());
+        assert!(kv.meta_get(b"c", &Default::default()).unwrap().is_none());
+        assert_eq!(count(&kv), (3, 4));
+        // Like memcached, any command's lookup counts it, a delete's too.
+        kv.delete(b"d", None).unwrap();
+        assert!(kv.get(b"d").unwrap().is_none());
+        assert_eq!(count(&kv), (4, 5));
+    }
+
+    #[test]
+    fn a_key_written_after_the_flush_is_not_flushed() {
+        let (_d, kv, _clock) = kv_at(1_000);
+        set(&kv, b"a");
+        set(&kv, b"b");
+        kv.flush_all(0).unwrap();
+        // memcached's set finds the flushed item first: counted once.
+        set(&kv, b"a");
+        assert_eq!(count(&kv), (1, 0));
+        kv.delete(b"a", None).unwrap();
+        assert!(kv.get(b"a").unwrap().is_none());
+        assert_eq!(count(&kv), (1, 1), "deleted after the write: a plain miss");
+        // An import's replace is not a flush.
+        kv.remove_all().unwrap();
+        assert!(kv.get(b"b").unwrap().is_none());
+        assert_eq!(count(&kv), (1, 2));
+    }
+
+    #[test]
+    fn a_delayed_flush_counts_once_it_is_due() {
+        let (_d, kv, clock) = kv_at(1_000);
+        set(&kv, b"a");
+        set(&kv, b"b");
+        kv.flush_all(3).unwrap();
+        assert!(kv.get(b"a").unwrap().is_some(), "not due yet");
+        set(&kv, b"c");
+        clock.advance(2);
+        assert!(kv.get(b"a").unwrap().is_none(), "due one second early");
+        assert!(kv.get(b"a").unwrap().is_none());
+        assert!(kv.get(b"c").unwrap().is_none(), "written before it was due");
+        assert_eq!(count(&kv), (2, 3));
+        // A second flush keeps what the first left unread.
+        set(&kv, b"d");
+        kv.flush_all(0).unwrap();
+        for key in [b"b", b"d", b"b"] {
+            assert!(kv.get(key).unwrap().is_none());
+        }
+        assert_eq!(count(&kv), (4, 6));
     }
 }

@@ -217,6 +217,8 @@ impl Kv {
         };
         let record = Item::encode_with(flags, exp, cas, key_bits(opts.binary_key), now, &[value]);
         let old = self.store.insert(key, record)?;
+        // The lookup memcached's set makes first finds a flushed item.
+        self.forget_flushed(key, old.is_none());
         bump(&self.stats.total_items);
         let created = match old.map(Item::from_raw) {
             None | Some(Err(_)) => true,
@@ -300,7 +302,9 @@ impl Kv {
             return self.replicate(r, op).map(|_| ());
         }
         let _guard = self.locks.lock(key);
-        self.store.remove(key)?;
+        let removed = self.store.remove(key)?;
+        // memcached looks the key up to unlink it: a flushed item counts.
+        self.forget_flushed(key, removed.is_none());
         Ok(())
     }
 

@@ -19,6 +19,12 @@ impl Store {
     /// but sled and the index always agree. Access bookkeeping on an item
     /// (same CAS value) does not save it.
     pub fn clear(&self) -> Result<u64> {
+        self.clear_with(|_| {})
+    }
+
+    /// [`Store::clear`], calling `on_removed` with the key of every item
+    /// it removes (`flush_all` remembers them for `get_flushed`).
+    pub fn clear_with(&self, mut on_removed: impl FnMut(&[u8])) -> Result<u64> {
         self.settle()?;
         let mut removed = 0;
         for kv in self.items.iter() {
@@ -28,11 +34,13 @@ impl Store {
                     // Unreadable (should not happen): remove it all the same.
                     if self.remove(&key)?.is_some() {
                         removed += 1;
+                        on_removed(&key);
                     }
                     break;
                 };
                 if self.remove_if_unchanged(&key, &item)? {
                     removed += 1;
+                    on_removed(&key);
                     break;
                 }
                 match self.raw(&key)? {
