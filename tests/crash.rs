@@ -424,6 +424,24 @@ fn round(
                 s.spawn(move || writer_loop(front, id, round, seed, stop, log));
             }
         }
+        // The random moment counts from the first acknowledgement: on a
+        // busy machine the first sync round alone can take longer than
+        // the shortest run, and a round with nothing acknowledged checks
+        // nothing.
+        let first_ack = Instant::now() + Duration::from_secs(20);
+        while log
+            .lock()
+            .unwrap()
+            .keys
+            .values()
+            .all(|h| h.acked.is_empty())
+        {
+            assert!(
+                Instant::now() < first_ack,
+                "round {round}: no write acknowledged in 20 s"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
         std::thread::sleep(Duration::from_millis(
             run_ms.0 + rng.below(run_ms.1 - run_ms.0),
         ));
