@@ -145,8 +145,14 @@ fn a_chosen_507_is_not_logged_as_an_error() {
             refused += 1;
         }
     }
-    assert!(refused > 0, "--max-bytes 2000 never refused a 500-byte value");
-    Command::new("kill").arg(child.id().to_string()).status().unwrap();
+    assert!(
+        refused > 0,
+        "--max-bytes 2000 never refused a 500-byte value"
+    );
+    Command::new("kill")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
     assert!(child.wait().unwrap().success());
     let log = std::fs::read_to_string(&log_path).unwrap();
     assert!(
