@@ -146,6 +146,22 @@ pub struct ClusterConfig {
     /// How long a write waits for a quorum before `SERVER_ERROR no quorum`.
     #[arg(long, env = "MEMCACHED_LITE_QUORUM_TIMEOUT_MS", default_value_t = 2000)]
     pub quorum_timeout_ms: u64,
+
+    /// Reads in a group: `linearizable` sees every write acknowledged
+    /// before it (the leader confirms it still leads, and the node waits to
+    /// have applied that far); `local` reads this node's items at once.
+    #[arg(long, env = "MEMCACHED_LITE_READ_CONSISTENCY", value_enum, default_value_t = ReadConsistency::Linearizable)]
+    pub read_consistency: ReadConsistency,
+}
+
+/// How reads are served in a replicated group.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ReadConsistency {
+    /// Every read sees every write acknowledged before it started.
+    #[default]
+    Linearizable,
+    /// This node's items as they are: may be a few milliseconds behind.
+    Local,
 }
 
 /// The members of a group: id -> Raft address.

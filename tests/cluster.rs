@@ -323,8 +323,8 @@ fn without_a_quorum_writes_fail_clearly_and_in_time() {
     assert_eq!(put.status().as_u16(), 503);
     let body: serde_json::Value = put.json().unwrap();
     assert_eq!(body["message"], "no quorum");
-    // Reads of what this node holds still work.
-    assert_eq!(c.until_end(b"get k\r\n"), "END\r\n");
+    // A linearizable read cannot confirm a leader either.
+    assert_eq!(c.line(b"get k\r\n"), "SERVER_ERROR no quorum\r\n");
 }
 
 #[test]
@@ -352,4 +352,22 @@ fn a_wiped_node_catches_up_and_holds_the_same_items() {
         &export[..200.min(export.len())]
     );
     assert_eq!(export, g.export(leader));
+}
+
+#[test]
+fn a_follower_reads_every_write_acknowledged_before_it() {
+    let g = Group::start(3);
+    let leader = g.wait_leader();
+    let (mut writer, mut reader) = (g.client(leader), g.client((leader + 1) % 3));
+    for k in 0..100 {
+        let set = format!("set fresh{k} 0 0 2\r\nv{}\r\n", k % 10);
+        assert_eq!(writer.line(set.as_bytes()), "STORED\r\n");
+        // Linearizable reads (the default): no waiting for the follower
+        // to catch up; the read itself waits for the leader's read index.
+        assert_eq!(
+            reader.until_end(format!("get fresh{k}\r\n").as_bytes()),
+            format!("VALUE fresh{k} 0 2\r\nv{}\r\nEND\r\n", k % 10),
+            "the follower missed an acknowledged write"
+        );
+    }
 }

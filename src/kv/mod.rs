@@ -350,6 +350,9 @@ impl Kv {
     /// first lookup of a key a flush removed counts `get_flushed` (see
     /// [`Kv::forget_flushed`]).
     fn lookup(&self, key: &[u8], now: u64) -> Result<Lookup> {
+        if let Some(r) = self.replicated().filter(|r| r.linearizable_reads()) {
+            wait_for(r.read_barrier())?;
+        }
         self.apply_due_flush(now)?;
         let found = self.store.get(key)?;
         self.forget_flushed(key, found.is_none());

@@ -324,6 +324,8 @@ impl RaftStateMachine<KvRaft> for StateMachine {
 /// forwarded ones.
 pub struct Replicated {
     node: Node<KvRaft>,
+    /// Whether reads wait for a read index (see [`Replicated::read_barrier`]).
+    linearizable: bool,
     /// This process's proposer id (see [`Proposal::id`]).
     proposer: u64,
     seq: AtomicU64,
@@ -365,6 +367,7 @@ impl Replicated {
         let raft = node.raft.clone();
         let replicated = Arc::new(Replicated {
             node,
+            linearizable: cluster.read_consistency == crate::config::ReadConsistency::Linearizable,
             proposer: fastrand::u64(..),
             seq: AtomicU64::new(0),
             timeout: Duration::from_millis(cluster.quorum_timeout_ms.max(1)),
@@ -410,6 +413,67 @@ impl Replicated {
             }
             tokio::time::sleep(pause).await;
         }
+    }
+
+    /// Whether reads go through [`Replicated::read_barrier`].
+    pub fn linearizable_reads(&self) -> bool {
+        self.linearizable
+    }
+
+    /// Waits until a read here sees every write acknowledged before this
+    /// call: the leader confirms with a quorum that it still leads and
+    /// names its commit point (a read index), and this node waits until it
+    /// has applied that far. `KvError::NoQuorum` after `--quorum-timeout-ms`.
+    pub async fn read_barrier(&self) -> Result<(), KvError> {
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        loop {
+            let done = match self.node.leader() {
+                Some(leader) if leader == self.node.id => {
+                    match tokio::time::timeout_at(deadline, self.node.raft.ensure_linearizable())
+                        .await
+                    {
+                        Err(_) => return Err(KvError::NoQuorum),
+                        Ok(result) => result.is_ok(),
+                    }
+                }
+                Some(leader) => self.follower_read_index(leader, deadline).await,
+                None => false,
+            };
+            if done {
+                return Ok(());
+            }
+            let pause = Duration::from_millis(20);
+            if tokio::time::Instant::now() + pause >= deadline {
+                return Err(KvError::NoQuorum);
+            }
+            tokio::time::sleep(pause).await;
+        }
+    }
+
+    /// Asks the leader for a read index and waits to have applied it.
+    async fn follower_read_index(&self, leader: u64, deadline: tokio::time::Instant) -> bool {
+        let Some(addr) = self.node.addr_of(leader) else {
+            return false;
+        };
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let Ok(bytes) = self
+            .node
+            .network
+            .post(&addr, "/raft/read-index", Vec::new(), left)
+            .await
+        else {
+            return false;
+        };
+        let Ok(index) = postcard::from_bytes::<u64>(&bytes) else {
+            return false;
+        };
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        self.node
+            .raft
+            .wait(Some(left))
+            .applied_index_at_least(Some(index), "a linearizable read")
+            .await
+            .is_ok()
     }
 
     /// Proposes on this node, which believes it leads.

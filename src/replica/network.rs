@@ -211,6 +211,7 @@ where
         .route("/raft/snapshot", post(snapshot::<C>))
         .route("/raft/forward", post(forwarded::<C>))
         .route("/raft/initialized", post(initialized::<C>))
+        .route("/raft/read-index", post(read_index::<C>))
         .with_state(Arc::new(Served { raft, forward }))
 }
 
@@ -262,6 +263,16 @@ where
 async fn initialized<C: Config>(State(s): State<Arc<Served<C>>>) -> Response {
     match s.raft.is_initialized().await {
         Ok(yes) => encode(&yes),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
+    }
+}
+
+/// The leader's side of a linearizable read on a follower: confirms its
+/// leadership with a quorum and answers the log index the follower must
+/// have applied before it reads.
+async fn read_index<C: Config>(State(s): State<Arc<Served<C>>>) -> Response {
+    match s.raft.ensure_linearizable().await {
+        Ok(read) => encode(&read.map_or(0, |l| l.index)),
         Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
     }
 }
