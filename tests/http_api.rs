@@ -778,6 +778,7 @@ fn openapi_document_is_served_and_checked_in() {
         ("/v1/keys/{key}/decr", "post"),
         ("/v1/keys/{key}/touch", "post"),
         ("/v1/stats", "get"),
+        ("/v1/cluster", "get"),
         ("/v1/flush", "post"),
         ("/healthz", "get"),
         ("/readyz", "get"),
