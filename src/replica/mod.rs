@@ -75,9 +75,13 @@ where
         anyhow::ensure!(peers.contains_key(&id), "--node-id {id} is not in --peers");
         let config = openraft::Config {
             cluster_name: "memcached-lite".into(),
-            heartbeat_interval: 100,
-            election_timeout_min: 500,
-            election_timeout_max: 1000,
+            // openraft also uses the heartbeat interval as the timeout of
+            // each append (which includes the follower's fdatasync): on a
+            // busy 2-core machine 100 ms was too short and a follower
+            // could stay unreplicated.
+            heartbeat_interval: 250,
+            election_timeout_min: 1000,
+            election_timeout_max: 2000,
             // A snapshot copies every item: not too often.
             snapshot_policy: SnapshotPolicy::LogsSinceLast(50_000),
             max_in_snapshot_log_to_keep: 10_000,
