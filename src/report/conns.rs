@@ -14,9 +14,9 @@ pub fn conns(state: &AppState) -> Rows {
     let mut out = Rows::new();
     for c in state.connections() {
         let row = |f: &str, v: StatValue| (Cow::Owned(format!("{}:{f}", c.id)), v);
-        out.push(row("addr", StatValue::Text(format!("tcp:{}", c.addr))));
-        if let Some(listen) = c.listen {
-            out.push(row("listen_addr", StatValue::Text(format!("tcp:{listen}"))));
+        out.push(row("addr", StatValue::Text(c.addr.to_string())));
+        if let Some(listen) = &c.listen {
+            out.push(row("listen_addr", StatValue::Text(listen.to_string())));
         }
         out.push(row("state", StatValue::Text(c.state().into())));
         out.push(row(
