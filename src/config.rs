@@ -369,3 +369,29 @@ pub enum LogFormat {
     /// One JSON object per line, for log collectors.
     Json,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listen_takes_an_address_or_none() {
+        let l: Listen = "127.0.0.1:11211".parse().unwrap();
+        assert_eq!(l.addr(), Some("127.0.0.1:11211".parse().unwrap()));
+        assert_eq!(l.to_string(), "127.0.0.1:11211");
+        let none: Listen = "none".parse().unwrap();
+        assert_eq!(none.addr(), None);
+        assert_eq!(none.to_string(), "none");
+        assert!("localhost:11211".parse::<Listen>().is_err());
+    }
+
+    #[test]
+    fn unix_mask_is_octal() {
+        assert_eq!(parse_mode("0700"), Ok(0o700));
+        assert_eq!(parse_mode("660"), Ok(0o660));
+        assert_eq!(parse_mode("0o777"), Ok(0o777));
+        assert!(parse_mode("0800").is_err());
+        assert!(parse_mode("1777").is_err());
+        assert!(parse_mode("rw").is_err());
+    }
+}

@@ -445,3 +445,39 @@ fn listen_none_leaves_no_memcached_tcp_port() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--listen none needs --unix-socket"));
 }
+
+#[test]
+fn bench_loads_a_unix_socket() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = sock(&tmp);
+    let mut child = spawn(
+        tmp.path(),
+        &[
+            "--listen",
+            "none",
+            "--no-http",
+            "--unix-socket",
+            path.to_str().unwrap(),
+        ],
+    );
+    wait_for_socket(&path, &mut child);
+    let target = format!("unix:{}", path.display());
+    let out = bin()
+        .args(["bench", "--json", "--server", &target, "--connections", "4"])
+        .args(["--requests", "400", "--ratio", "1:1", "--key-space", "50"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        report.contains(&format!("\"server\":\"{target}\"")),
+        "{report}"
+    );
+    assert!(report.contains("\"ops\":400"), "{report}");
+    assert!(report.contains("\"errors\":0"), "{report}");
+    assert!(terminate(child).success());
+}
