@@ -84,7 +84,7 @@ pub struct Config {
     pub unix_socket: Option<PathBuf>,
 
     /// Permission bits of the --unix-socket file, octal (memcached's `-a`).
-    #[arg(long, env = "MEMCACHED_LITE_UNIX_MASK", default_value = "0700", value_parser = parse_mode)]
+    #[arg(long, env = "MEMCACHED_LITE_UNIX_MASK", value_name = "MODE", default_value = "0700", value_parser = parse_mode)]
     pub unix_mask: u32,
 
     /// Most simultaneous memcached connections (memcached's `-c`).
@@ -303,7 +303,8 @@ pub struct SecurityConfig {
     #[arg(long, env = "MEMCACHED_LITE_HTTP_TOKEN_FILE")]
     pub http_token_file: Option<PathBuf>,
 
-    /// PEM certificate chain; with `--tls-key`, listeners speak TLS only.
+    /// PEM certificate chain; with `--tls-key`, the TCP listeners speak TLS
+    /// only (a --unix-socket stays plain, as memcached's does).
     #[arg(long, env = "MEMCACHED_LITE_TLS_CERT", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
 

@@ -1,8 +1,9 @@
 //! `stats conns`: one block per listener and open memcached connection, in
 //! memcached's format (`<id>:addr`, `<id>:listen_addr`, `<id>:state`,
-//! `<id>:secs_since_last_cmd`). The id is the socket's file descriptor, as
-//! in memcached. A connection running commands shows `conn_parse_cmd`, an
-//! idle one `conn_waiting`.
+//! `<id>:secs_since_last_cmd`; addresses are `tcp:<ip:port>` or
+//! `unix:<path>`). The id is the socket's file descriptor, as in memcached.
+//! A connection running commands shows `conn_parse_cmd`, an idle one
+//! `conn_waiting`.
 
 use std::borrow::Cow;
 
