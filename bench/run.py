@@ -270,7 +270,7 @@ def alternate(servers, rounds, args, allow_errors=False):
         for server, proto in servers:
             rep = bench(server, *args, protocol=proto, allow_errors=allow_errors)
             runs[server.name].append(rep)
-            log(f"    round {r + 1} {server.name:22} {rep['ops_per_sec']:>10.0f} ops/s  "
+            log(f"    round {r + 1} {server.name:30} {rep['ops_per_sec']:>10.0f} ops/s  "
                 f"p50 {rep['p50_ms']:.3f}  p99 {rep['p99_ms']:.3f}  p99.9 {rep['p999_ms']:.3f} ms")
     return {name: summarize(reps) for name, reps in runs.items()}
 
