@@ -26,7 +26,7 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BIN = os.path.join(ROOT, "target", "profiling", "memcached-lite")
+BIN = os.environ.get("MEMCACHED_LITE_BIN", os.path.join(ROOT, "target", "profiling", "memcached-lite"))
 COMMANDS = []  # every load/server command, recorded for results.md
 TMP = ["/nonexistent"]  # the run's scratch directory, shown as $TMP
 
@@ -128,7 +128,7 @@ class Server:
                 self.proc.wait()
 
 
-def lite(data_dir, max_conns=1024, durability=None, mirror=False, flush_ms=None):
+def lite(data_dir, max_conns=1024, durability=None, mirror=False, flush_ms=None, unix=None):
     """memcached-lite: periodic durability (or `--durability sync`), without
     the CSV mirror unless `mirror` (the mirror is a CSV snapshot, like Redis's
     RDB which the Redis here runs without; rows with it on are extra);
@@ -138,6 +138,8 @@ def lite(data_dir, max_conns=1024, durability=None, mirror=False, flush_ms=None)
         extra.append("--no-csv-mirror")
     if flush_ms:
         extra += ["--flush-interval-ms", str(flush_ms)]
+    if unix:
+        extra += ["--unix-socket", unix]
     name = "memcached-lite"
     if durability:
         name += f" ({durability})"
@@ -155,6 +157,69 @@ def memcached(max_conns=1024):
     return Server("memcached", lambda p: [
         "memcached", "-t", "2", "-m", "1024", "-U", "0", "-l", "127.0.0.1", "-p", str(p),
         "-c", str(max_conns)] + root)
+
+
+class UnixMemcached(Server):
+    """Real memcached on a unix socket only (its `-s` turns TCP off)."""
+
+    def __init__(self, path, max_conns=1024):
+        self.path = path
+        root = ["-u", "root"] if os.geteuid() == 0 else []
+        super().__init__("memcached (unix socket)", lambda _p: [
+            "memcached", "-t", "2", "-m", "1024", "-U", "0", "-s", path, "-a", "0700",
+            "-c", str(max_conns)] + root)
+
+    def wait_ready(self, payload, until, limit=60.0):
+        deadline = time.monotonic() + limit
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited: {self.argv}")
+            try:
+                with socket.socket(socket.AF_UNIX) as s:
+                    s.settimeout(1.0)
+                    s.connect(self.path)
+                    s.sendall(payload)
+                    if s.recv(4096).endswith(until):
+                        return time.monotonic() - self.started
+            except OSError:
+                pass
+            time.sleep(0.005)
+        raise RuntimeError(f"{self.name} not ready after {limit}s")
+
+    @property
+    def addr(self):
+        return f"unix:{self.path}"
+
+
+class ViaSocket:
+    """A memcached-lite server reached through its `--unix-socket` instead of TCP."""
+
+    def __init__(self, server, path):
+        self.server, self.path = server, path
+        self.name = server.name + " (unix socket)"
+
+    @property
+    def addr(self):
+        return f"unix:{self.path}"
+
+
+def unix_rows(tmp, rounds, args):
+    """Workload 1 over loopback TCP and over a unix socket, for memcached-lite
+    (one process, both listeners) and memcached (one process per transport:
+    its `-s` disables TCP)."""
+    sock = os.path.join(tmp, "lite.sock")
+    A = lite(os.path.join(tmp, "lite-unix"), unix=sock)
+    B = memcached()
+    U = UnixMemcached(os.path.join(tmp, "memcached.sock"))
+    try:
+        for s in (A, B, U):
+            if populate(s, 100_000)["errors"]:
+                raise RuntimeError(f"{s.name} refused sets while populating")
+        return alternate([(A, "memcache"), (ViaSocket(A, sock), "memcache"), (B, "memcache"), (U, "memcache")],
+                         rounds, args)
+    finally:
+        for s in (A, B, U):
+            s.stop()
 
 
 def redis(data_dir):
@@ -205,7 +270,7 @@ def alternate(servers, rounds, args, allow_errors=False):
         for server, proto in servers:
             rep = bench(server, *args, protocol=proto, allow_errors=allow_errors)
             runs[server.name].append(rep)
-            log(f"    round {r + 1} {server.name:22} {rep['ops_per_sec']:>10.0f} ops/s  "
+            log(f"    round {r + 1} {server.name:30} {rep['ops_per_sec']:>10.0f} ops/s  "
                 f"p50 {rep['p50_ms']:.3f}  p99 {rep['p99_ms']:.3f}  p99.9 {rep['p999_ms']:.3f} ms")
     return {name: summarize(reps) for name, reps in runs.items()}
 
@@ -292,6 +357,8 @@ def main():
     ap.add_argument("--scale", default="4,5,6,7", help="powers of ten for the scale curve")
     ap.add_argument("--idle-connections", type=int, default=10_000)
     ap.add_argument("--out", default=os.path.join(ROOT, "bench"))
+    ap.add_argument("--only-unix", action="store_true",
+                    help="run only workload 1 over TCP vs a unix socket and print it (results files untouched)")
     ap.add_argument("--render-only", action="store_true",
                     help="rewrite results.md and the chart from results.json without measuring")
     opts = ap.parse_args()
@@ -308,6 +375,17 @@ def main():
     if hard != resource.RLIM_INFINITY and hard < want:
         sys.exit(f"open-file hard limit {hard} < {want}; raise it (ulimit -Hn) first")
     resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+
+    if opts.only_unix:
+        WARMUP[0] = opts.warmup
+        tmp = tempfile.mkdtemp(prefix="mcl-bench-")
+        TMP[0] = tmp
+        try:
+            res = unix_rows(tmp, opts.rounds, UNIX_W1 + ["--duration", opts.duration])
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        print(json.dumps(res, indent=1))
+        return
 
     t0 = time.monotonic()
     facts = machine_facts()
@@ -361,6 +439,9 @@ def main():
         finally:
             A.stop()
             B.stop()
+
+        log("== workload 1 over a unix socket vs loopback TCP")
+        workloads["1u"] = unix_rows(tmp, opts.rounds, w1 + d)
 
         def w1_and_w3(lite_server, redis_dir):
             """Workloads 1 and 3 on a fresh memcached-lite variant, memcached (and Redis for 3)."""
@@ -483,11 +564,15 @@ def main():
     chart(results, os.path.join(opts.out, "results.svg"))
 
 
+# Workload 1's shape, for --only-unix (main() builds the same list as w1).
+UNIX_W1 = ["--connections", 50, "--pipeline", 1, "--ratio", "1:10", "--data-size", 100, "--key-space", 100_000]
+
 TITLES = {
     "1": "1: get:set 10:1, 50 conns, 100 B, 100k keys",
     "2": "2: as 1, pipeline 16",
     "3": "3: set-only, 1 KB values",
     "4": "4: get-only, all keys present",
+    "1u": "1 over a unix socket (`--unix-socket`, memcached `-s`) and loopback TCP",
 }
 
 
@@ -518,8 +603,9 @@ def render(r):
             lines.append(f"| {title} | {name} | {s['ops_per_sec']:,.0f} | {s['p50_ms']:.3f} | {s['p99_ms']:.3f} | "
                          f"{s['p999_ms']:.3f} | {ratio:.2f}x | {p99r:.2f}x | {', '.join(f'{x:,}' for x in s['runs'])} |")
 
-    for k in ["1", "2", "3", "4"]:
-        rows(TITLES[k], r["workloads"][k])
+    for k in ["1", "2", "3", "4", "1u"]:
+        if k in r["workloads"]:
+            rows(TITLES[k], r["workloads"][k])
     for exp, res in r["scale"].items():
         rows(f"5: workload 1 at 10^{exp} keys", res)
     for k, res in r.get("sync", {}).items():
@@ -598,7 +684,8 @@ def render(r):
     lines += ["", "## Machine", "", "```", f"nproc: {f['nproc']}", f['lscpu'], f['free'],
               f"kernel {f['kernel']}; load at start {f['load']}", f['memcached'], f['redis'], f['rustc'], "```",
               "", "## Exact commands", "",
-              "`$MEMCACHED_LITE`, `$MEMCACHED`, `$REDIS` stand for each server's loopback address, `$PORT` for a free "
+              "`$MEMCACHED_LITE`, `$MEMCACHED`, `$REDIS` stand for each server's loopback address (`unix:<path>` in "
+              "the unix-socket rows), `$PORT` for a free "
               "port, `$TMP` for the run's scratch directory; memaslap.cfg holds "
               "`key 20 20 1 / value 100 100 1 / cmd 0 0.0909, 1 0.9091`.",
               "", "```"]

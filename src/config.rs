@@ -73,9 +73,19 @@ pub struct Config {
     #[command(flatten)]
     pub store: StoreConfig,
 
-    /// Address of the memcached (TCP) listener.
+    /// Address of the memcached (TCP) listener; `none` for no TCP listener
+    /// (then --unix-socket is required).
     #[arg(long, env = "MEMCACHED_LITE_LISTEN", default_value = "127.0.0.1:11211")]
-    pub listen: SocketAddr,
+    pub listen: Listen,
+
+    /// Also serve the memcached protocols on this unix socket (memcached's
+    /// `-s`). Same limits and auth as TCP; never TLS (see docs/unix-socket.md).
+    #[arg(long, env = "MEMCACHED_LITE_UNIX_SOCKET", value_name = "PATH")]
+    pub unix_socket: Option<PathBuf>,
+
+    /// Permission bits of the --unix-socket file, octal (memcached's `-a`).
+    #[arg(long, env = "MEMCACHED_LITE_UNIX_MASK", value_name = "MODE", default_value = "0700", value_parser = parse_mode)]
+    pub unix_mask: u32,
 
     /// Most simultaneous memcached connections (memcached's `-c`).
     #[arg(long, env = "MEMCACHED_LITE_MAX_CONNECTIONS", default_value_t = 1024)]
@@ -220,6 +230,49 @@ impl MirrorConfig {
     }
 }
 
+/// `--listen`: a TCP address, or `none` for no memcached TCP listener (a
+/// server reached only through `--unix-socket`). Parses and prints as the
+/// address itself, so `--listen 127.0.0.1:11211` reads as it always did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Listen(pub Option<SocketAddr>);
+
+impl Listen {
+    /// The TCP address, `None` for `--listen none`.
+    pub fn addr(self) -> Option<SocketAddr> {
+        self.0
+    }
+}
+
+impl std::str::FromStr for Listen {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s.eq_ignore_ascii_case("none") {
+            return Ok(Listen(None));
+        }
+        s.parse()
+            .map(|a| Listen(Some(a)))
+            .map_err(|_| format!("expected host:port (an IP address) or none, got {s:?}"))
+    }
+}
+
+impl std::fmt::Display for Listen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(addr) => addr.fmt(f),
+            None => f.write_str("none"),
+        }
+    }
+}
+
+/// Octal permission bits such as `0700` or `660` (at most `0777`).
+fn parse_mode(s: &str) -> Result<u32, String> {
+    u32::from_str_radix(s.strip_prefix("0o").unwrap_or(s), 8)
+        .ok()
+        .filter(|m| *m <= 0o777)
+        .ok_or_else(|| format!("expected octal permission bits like 0700, got {s:?}"))
+}
+
 /// One printable ASCII character (a key byte memcached could split on).
 fn parse_delimiter(s: &str) -> Result<char, String> {
     let mut chars = s.chars();
@@ -266,7 +319,8 @@ pub struct SecurityConfig {
     #[arg(long, env = "MEMCACHED_LITE_HTTP_TOKEN_FILE")]
     pub http_token_file: Option<PathBuf>,
 
-    /// PEM certificate chain; with `--tls-key`, listeners speak TLS only.
+    /// PEM certificate chain; with `--tls-key`, the TCP listeners speak TLS
+    /// only (a --unix-socket stays plain, as memcached's does).
     #[arg(long, env = "MEMCACHED_LITE_TLS_CERT", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
 
@@ -289,6 +343,8 @@ impl Config {
                 no_memory_index: false,
             },
             listen: "127.0.0.1:0".parse().expect("valid literal"),
+            unix_socket: None,
+            unix_mask: 0o700,
             max_connections: 1024,
             threads: None,
             max_bytes: 0,
@@ -329,4 +385,30 @@ pub enum LogFormat {
     Text,
     /// One JSON object per line, for log collectors.
     Json,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listen_takes_an_address_or_none() {
+        let l: Listen = "127.0.0.1:11211".parse().unwrap();
+        assert_eq!(l.addr(), Some("127.0.0.1:11211".parse().unwrap()));
+        assert_eq!(l.to_string(), "127.0.0.1:11211");
+        let none: Listen = "none".parse().unwrap();
+        assert_eq!(none.addr(), None);
+        assert_eq!(none.to_string(), "none");
+        assert!("localhost:11211".parse::<Listen>().is_err());
+    }
+
+    #[test]
+    fn unix_mask_is_octal() {
+        assert_eq!(parse_mode("0700"), Ok(0o700));
+        assert_eq!(parse_mode("660"), Ok(0o660));
+        assert_eq!(parse_mode("0o777"), Ok(0o777));
+        assert!(parse_mode("0800").is_err());
+        assert!(parse_mode("1777").is_err());
+        assert!(parse_mode("rw").is_err());
+    }
 }

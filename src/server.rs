@@ -10,6 +10,8 @@ use anyhow::Context;
 
 use crate::config::Config;
 use crate::kv::Kv;
+use crate::memcache::listener::Listener;
+use crate::net::unix::SocketFile;
 use crate::net::{bind, warn_if_exposed};
 use crate::state::AppState;
 use crate::store::Store;
@@ -52,8 +54,6 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         None => None,
         Some(_) => Some(join_group(&kv, &config).await?),
     };
-    let listener = bind(config.listen)
-        .with_context(|| format!("binding memcached listener {}", config.listen))?;
     let sec = &config.security;
     let auth = sec
         .auth_file
@@ -62,8 +62,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .transpose()?
         .map(Arc::new);
     let tls = crate::net::tls::acceptor(sec.tls_cert.as_deref(), sec.tls_key.as_deref())?;
-    warn_if_exposed(config.listen, auth.is_some());
-    tracing::info!(addr = %listener.local_addr()?, tls = tls.is_some(), auth = auth.is_some(), "memcached listener ready");
+    let (listeners, socket_file) = bind_memcached(&config, auth.is_some(), tls.is_some())?;
     let http_listener = if config.no_http {
         None
     } else {
@@ -78,12 +77,17 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let sweeper = tokio::spawn(kv.clone().run_sweeper(shared.shutdown_signal()));
     let token = crate::auth::BearerToken::from_config(&shared.config.security)?;
     let http_tls = tls.clone();
-    let memcache = tokio::spawn(crate::memcache::listener::run(
-        listener,
-        shared.clone(),
-        tls,
-        auth,
-    ));
+    let memcache: Vec<_> = listeners
+        .into_iter()
+        .map(|l| {
+            tokio::spawn(crate::memcache::listener::run(
+                l,
+                shared.clone(),
+                tls.clone(),
+                auth.clone(),
+            ))
+        })
+        .collect();
     let http =
         http_listener.map(|l| tokio::spawn(crate::http::run(l, shared.clone(), token, http_tls)));
     let mirror = mirror_path.clone().map(|path| {
@@ -103,7 +107,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     }
     shared.request_shutdown();
     let drained = tokio::time::timeout(Duration::from_secs(10), async {
-        let _ = memcache.await;
+        for listener in memcache {
+            let _ = listener.await;
+        }
         if let Some(http) = http {
             if let Ok(Err(e)) = http.await {
                 tracing::warn!("HTTP server failed: {e}");
@@ -115,6 +121,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         tracing::warn!("connections still busy after 10s; closing anyway");
     }
     let _ = sweeper.await;
+    // Nothing accepts on it any more: the next start finds no file to check.
+    drop(socket_file);
     // Raft stops before the store closes: nothing applies to it after.
     kv.leave_group().await;
     if let Some(raft_server) = raft_server {
@@ -138,6 +146,35 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     }
     tracing::info!("bye");
     Ok(())
+}
+
+/// Binds the memcached listeners: TCP unless `--listen none`, and the unix
+/// socket with `--unix-socket`. The socket file stays until the returned
+/// guard is dropped.
+fn bind_memcached(
+    config: &Config,
+    auth: bool,
+    tls: bool,
+) -> anyhow::Result<(Vec<Listener>, Option<SocketFile>)> {
+    let mut listeners = Vec::new();
+    if let Some(addr) = config.listen.addr() {
+        let l = bind(addr).with_context(|| format!("binding memcached listener {addr}"))?;
+        warn_if_exposed(addr, auth);
+        tracing::info!(addr = %l.local_addr()?, tls, auth, "memcached listener ready");
+        listeners.push(Listener::Tcp(l));
+    }
+    let Some(path) = &config.unix_socket else {
+        anyhow::ensure!(
+            !listeners.is_empty(),
+            "--listen none needs --unix-socket: nothing would serve the memcached protocols"
+        );
+        return Ok((listeners, None));
+    };
+    let (l, file) = crate::net::unix::bind(path, config.unix_mask)
+        .with_context(|| format!("binding unix socket {}", path.display()))?;
+    tracing::info!(path = %file.path().display(), mode = format!("{:04o}", config.unix_mask), auth, "memcached unix socket ready (no TLS)");
+    listeners.push(Listener::Unix(l));
+    Ok((listeners, Some(file)))
 }
 
 /// Makes this node a member of its replicated group and serves Raft's

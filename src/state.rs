@@ -4,7 +4,6 @@
 //! knows which protocol uses it.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -62,10 +61,11 @@ type Registry = Arc<Mutex<BTreeMap<u64, Arc<ConnEntry>>>>;
 pub struct ConnEntry {
     /// The socket's file descriptor (memcached's id too).
     pub id: u64,
-    /// The peer (the bound address for a listener).
-    pub addr: SocketAddr,
+    /// The peer (the bound address for a listener), as `stats conns`
+    /// prints it: `tcp:127.0.0.1:40000` or `unix:/run/memcached.sock`.
+    pub addr: Arc<str>,
     /// The listener a connection came through; `None` for a listener.
-    pub listen: Option<SocketAddr>,
+    pub listen: Option<Arc<str>>,
     busy: AtomicBool,
     last: AtomicU64,
 }
@@ -73,7 +73,7 @@ pub struct ConnEntry {
 impl ConnEntry {
     /// memcached's state name.
     pub fn state(&self) -> &'static str {
-        match (self.listen, self.busy.load(Ordering::Relaxed)) {
+        match (&self.listen, self.busy.load(Ordering::Relaxed)) {
             (None, _) => "conn_listening",
             (Some(_), true) => "conn_parse_cmd",
             (Some(_), false) => "conn_waiting",
@@ -122,7 +122,7 @@ impl AppState {
 
     /// Lists a listener (`listen` None) or a connection in `stats conns`
     /// while the handle lives.
-    pub fn register(&self, id: u64, addr: SocketAddr, listen: Option<SocketAddr>) -> ConnHandle {
+    pub fn register(&self, id: u64, addr: Arc<str>, listen: Option<Arc<str>>) -> ConnHandle {
         let entry = Arc::new(ConnEntry {
             id,
             addr,

@@ -1,5 +1,5 @@
 //! The memcached front end: the text, meta and binary protocols over TCP
-//! (optionally TLS), with `--auth-file` and SASL. Each protocol has a pure
+//! (optionally TLS) and a unix socket, with `--auth-file` and SASL. Each protocol has a pure
 //! parser (`parse`) and an executor (`execute` or one module per command
 //! family) that calls [`crate::kv`]; [`connection`] ties them to a socket
 //! and [`listener`] accepts connections.

@@ -1,11 +1,13 @@
 //! What every listener shares: binding with memcached's backlog, the
-//! warning for an exposed unauthenticated listener, and TLS.
+//! warning for an exposed unauthenticated listener, TLS, and the unix
+//! socket's file.
 
 use std::net::SocketAddr;
 
 use tokio::net::TcpListener;
 
 pub mod tls;
+pub mod unix;
 
 /// memcached's default listen backlog (`-b`); std's 128 overflows under a
 /// burst of connects, and each overflow costs the client a 1 s SYN retry.

@@ -27,14 +27,33 @@ pub fn settings(state: &AppState) -> Report {
     vec![
         ("maxbytes", Int(state.kv.memory_limit())),
         ("maxconns", Int(c.max_connections as u64)),
-        ("tcpport", Int(c.listen.port() as u64)),
+        // memcached's `-p 0` (no TCP) reads as port 0 and `inter` NULL.
+        (
+            "tcpport",
+            Int(c.listen.addr().map_or(0, |a| a.port() as u64)),
+        ),
         ("udpport", Int(0)),
-        ("inter", Text(c.listen.ip().to_string())),
+        (
+            "inter",
+            text(
+                &c.listen
+                    .addr()
+                    .map_or("NULL".into(), |a| a.ip().to_string()),
+            ),
+        ),
         ("verbosity", load(&ops.verbosity)),
         ("oldest", Int(0)),
         ("evictions", on_off(c.store.eviction == Eviction::Lru)),
-        ("domain_socket", text("NULL")),
-        ("umask", Int(700)),
+        (
+            "domain_socket",
+            text(
+                &c.unix_socket
+                    .as_ref()
+                    .map_or("NULL".into(), |p| p.display().to_string()),
+            ),
+        ),
+        // Printed in octal, as memcached's `%o` does.
+        ("umask", Text(format!("{:o}", c.unix_mask))),
         ("shutdown_command", yes_no(c.enable_shutdown)),
         ("growth_factor", text("1.25")),
         ("chunk_size", Int(48)),

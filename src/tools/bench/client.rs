@@ -9,13 +9,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
 use hdrhistogram::Histogram;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpStream, UnixStream};
 
 use super::protocol::{self, Protocol, Reply};
 use super::report::{self, Counts, Report};
 use super::workload::{KeyPattern, Op, Ratio, Workload};
-use super::BenchArgs;
+use super::{BenchArgs, Target};
 
 /// When a run ends.
 #[derive(Debug, Clone, Copy)]
@@ -58,12 +58,7 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
     let stop = args.stop()?;
     let mut streams = Vec::with_capacity(args.connections as usize);
     for _ in 0..args.connections {
-        let stream = tokio::time::timeout(Duration::from_secs(10), TcpStream::connect(args.server))
-            .await
-            .map_err(|_| anyhow!("connecting to {} timed out", args.server))?
-            .with_context(|| format!("connecting to {}", args.server))?;
-        stream.set_nodelay(true)?;
-        streams.push(stream);
+        streams.push(connect(&args.server).await?);
     }
     let start = Instant::now();
     let plan = Arc::new(Plan {
@@ -87,7 +82,10 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
     let tasks: Vec<_> = streams
         .into_iter()
         .enumerate()
-        .map(|(i, s)| tokio::spawn(drive(s, plan.clone(), i as u64)))
+        .map(|(i, s)| match s {
+            Stream::Tcp(s) => tokio::spawn(drive(s, plan.clone(), i as u64)),
+            Stream::Unix(s) => tokio::spawn(drive(s, plan.clone(), i as u64)),
+        })
         .collect();
     let mut counts = Counts::default();
     let mut hist = report::new_histogram();
@@ -126,9 +124,32 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
     Ok(report)
 }
 
+enum Stream {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+/// One connection to `target`, within 10 s.
+async fn connect(target: &Target) -> anyhow::Result<Stream> {
+    let connect = async {
+        Ok::<_, std::io::Error>(match target {
+            Target::Tcp(addr) => {
+                let s = TcpStream::connect(addr).await?;
+                s.set_nodelay(true)?;
+                Stream::Tcp(s)
+            }
+            Target::Unix(path) => Stream::Unix(UnixStream::connect(path).await?),
+        })
+    };
+    tokio::time::timeout(Duration::from_secs(10), connect)
+        .await
+        .map_err(|_| anyhow!("connecting to {target} timed out"))?
+        .with_context(|| format!("connecting to {target}"))
+}
+
 /// One connection's loop.
-async fn drive(
-    mut stream: TcpStream,
+async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
     plan: Arc<Plan>,
     seed: u64,
 ) -> anyhow::Result<(Counts, Histogram<u64>)> {

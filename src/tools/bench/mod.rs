@@ -20,9 +20,10 @@ pub use workload::{KeyPattern, Ratio};
 /// Flags of `memcached-lite bench` (names follow memtier_benchmark's).
 #[derive(clap::Args, Clone, Debug)]
 pub struct BenchArgs {
-    /// Server to load (loopback only is sensible: this is a load test).
+    /// Server to load: `host:port`, or `unix:/path` for a unix socket
+    /// (loopback only is sensible: this is a load test).
     #[arg(long, default_value = "127.0.0.1:11211")]
-    pub server: SocketAddr,
+    pub server: Target,
 
     /// Wire protocol of the server.
     #[arg(long, value_enum, default_value_t = Protocol::Memcache)]
@@ -67,6 +68,38 @@ pub struct BenchArgs {
     /// Print the report as one JSON line instead of text.
     #[arg(long)]
     pub json: bool,
+}
+
+/// Where `bench` connects.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Target {
+    Tcp(SocketAddr),
+    /// `unix:/path`: a unix socket (`serve --unix-socket`, memcached's `-s`).
+    Unix(std::path::PathBuf),
+}
+
+impl std::str::FromStr for Target {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.strip_prefix("unix:") {
+            Some(path) if !path.is_empty() => Ok(Target::Unix(path.into())),
+            Some(_) => Err("unix: needs a path, e.g. unix:/tmp/mc.sock".into()),
+            None => s
+                .parse()
+                .map(Target::Tcp)
+                .map_err(|_| format!("expected host:port or unix:/path, got {s:?}")),
+        }
+    }
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::Tcp(addr) => addr.fmt(f),
+            Target::Unix(path) => write!(f, "unix:{}", path.display()),
+        }
+    }
 }
 
 impl BenchArgs {
