@@ -1,0 +1,216 @@
+//! Taking back writes a failed group commit refused (`--durability sync`).
+//!
+//! A sync-mode write is visible (in the memory index, maybe handed to
+//! sled) before the committer's round makes it durable, and is
+//! acknowledged only after that round. If a round fails, every write since
+//! the last good round is refused (their waiters get the error), so those
+//! writes must vanish again: otherwise a client would read a value it was
+//! told was not stored, and sled would make it durable in the next good
+//! round.
+//!
+//! How: each write records in the [`Journal`] its generation, its key and
+//! the record it replaced. A good round covering generation `T` drops the
+//! entries up to `T` (those writes are on disk). After a failed round the
+//! committer calls [`Journal::roll_back`]: for each key, the record before
+//! its *earliest* remaining entry is the one the last good round left on
+//! disk, so the key goes back to it: in the index as a dirty write (the
+//! next round hands it to sled, undoing whatever sled got of the refused
+//! writes), or in sled itself without the index.
+//!
+//! The gate: writers hold it shared from the health check to the end of
+//! their write (generation and journal entry included); the roll-back
+//! holds it exclusively, after [`super::fault::Health`] was marked failed.
+//! So no write is half-done while keys are put back, and every write after
+//! it is refused before it starts; the generations refused are exactly
+//! those after the last good round up to the roll-back's end.
+//!
+//! What remains: between a refused write and the end of its round (a few
+//! milliseconds) another client may read its value, as it may read any
+//! write not yet durable; and if sled's own log write failed, sled keeps
+//! the refused records until a restart (see [`super::fault`]).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock, RwLockReadGuard};
+use sled::IVec;
+
+use super::index::{Found, Index};
+use super::Item;
+
+struct Entry {
+    gen: u64,
+    key: Box<[u8]>,
+    prev: Option<IVec>,
+}
+
+/// The writes not yet known durable, with what each replaced.
+#[derive(Default)]
+pub struct Journal {
+    gate: RwLock<()>,
+    entries: Mutex<Vec<Entry>>,
+}
+
+/// What a roll-back changes: the store's parts the committer thread holds.
+pub struct Target {
+    pub index: Option<Arc<Index>>,
+    pub items: sled::Tree,
+    pub curr_items: Arc<AtomicU64>,
+    pub bytes: Arc<AtomicU64>,
+    pub written: Arc<AtomicU64>,
+}
+
+impl Journal {
+    /// Held by a writer from its health check to its journal entry.
+    pub fn gate(&self) -> RwLockReadGuard<'_, ()> {
+        self.gate.read()
+    }
+
+    /// A write with generation `gen` replaced `prev` under `key`.
+    pub fn record(&self, gen: u64, key: &[u8], prev: Option<IVec>) {
+        self.entries.lock().push(Entry {
+            gen,
+            key: key.into(),
+            prev,
+        });
+    }
+
+    /// Every write up to `gen` is on disk: forget them.
+    pub fn committed(&self, gen: u64) {
+        self.entries.lock().retain(|e| e.gen > gen);
+    }
+
+    /// Puts every key written since the last good round back to its
+    /// committed record; returns the write generation after it, which
+    /// ends the range of refused writes. The caller marked the store
+    /// failed first, so no new write starts.
+    pub fn roll_back(&self, to: &Target) -> u64 {
+        let _all = self.gate.write();
+        let mut entries = std::mem::take(&mut *self.entries.lock());
+        entries.sort_by_key(|e| e.gen);
+        let mut first: HashMap<Box<[u8]>, Option<IVec>> = HashMap::new();
+        for e in entries {
+            first.entry(e.key).or_insert(e.prev);
+        }
+        let keys = first.len();
+        for (key, prev) in first {
+            let cur = match &to.index {
+                Some(ix) => {
+                    let mut shard = ix.lock(&key);
+                    let cur = match shard.current() {
+                        Found::Record(r) => Some(r),
+                        Found::Absent => None,
+                        Found::Unknown => to.items.get(&key).ok().flatten(),
+                    };
+                    shard.set_unsaved(prev.clone());
+                    cur
+                }
+                None => {
+                    let put = match &prev {
+                        Some(r) => to.items.insert(&key, r.clone()),
+                        None => to.items.remove(&key),
+                    };
+                    match put {
+                        Ok(cur) => cur,
+                        Err(e) => {
+                            tracing::error!("cannot put back a refused write in sled: {e}");
+                            continue;
+                        }
+                    }
+                }
+            };
+            let size = |r: &Option<IVec>| r.as_ref().map(|r| Item::footprint(key.len(), r.len()));
+            let (was, now) = (size(&cur), size(&prev));
+            let items = now.is_some() as u64;
+            let bytes = now.unwrap_or(0);
+            to.curr_items
+                .fetch_add(items.wrapping_sub(was.is_some() as u64), Ordering::Relaxed);
+            to.bytes
+                .fetch_add(bytes.wrapping_sub(was.unwrap_or(0)), Ordering::Relaxed);
+        }
+        if keys > 0 {
+            tracing::warn!("took back {keys} refused writes");
+        }
+        // The restores themselves are writes the next round must cover.
+        to.written.fetch_add(1, Ordering::AcqRel) + 1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::super::testkit::reopen;
+    use super::super::{fault, Fault, Store, StoreError};
+    use crate::config::{Config, Durability};
+
+    /// The CAS of `key`'s record (each write here has its own).
+    fn cas(s: &Store, key: &[u8]) -> Option<u64> {
+        s.get(key).unwrap().map(|i| i.cas())
+    }
+
+    async fn commit(s: &Store) -> Result<(), StoreError> {
+        let t = s.commit_ticket(s.take_own_writes(), 0).expect("sync mode");
+        s.wait_durable(t).await
+    }
+
+    /// An `fdatasync` failing with EIO: the writes of the failed round are
+    /// refused and taken back (never readable), new writes are refused
+    /// before they change anything, and once syncs work again the store
+    /// resumes by itself; a restart finds exactly the acknowledged writes.
+    #[tokio::test]
+    async fn a_failed_commit_takes_its_writes_back_and_the_store_resumes() {
+        for no_index in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            let mut cfg = Config::for_data_dir(dir.path()).store;
+            cfg.durability = Durability::Sync;
+            cfg.no_memory_index = no_index;
+            cfg.flush_interval_ms = 3_600_000;
+            let r = |n: u64| crate::store::Item::encode(0, 0, n, &[b"v"]);
+            {
+                let s = Store::open(&cfg).unwrap();
+                s.load_index().unwrap();
+                s.insert(b"k", r(1)).unwrap();
+                s.insert(b"gone", r(2)).unwrap();
+                commit(&s).await.unwrap();
+
+                fault::fail_syncs_under(dir.path(), Some(libc::EIO));
+                s.insert(b"k", r(3)).unwrap();
+                s.insert(b"new", r(4)).unwrap();
+                s.remove(b"gone").unwrap();
+                assert!(matches!(
+                    commit(&s).await,
+                    Err(StoreError::Refused(Fault::Io))
+                ));
+                assert_eq!(cas(&s, b"k"), Some(1), "no_index={no_index}");
+                assert_eq!(cas(&s, b"new"), None);
+                assert_eq!(cas(&s, b"gone"), Some(2));
+                assert_eq!(s.curr_items(), 2);
+                assert!(s.storage_problem().unwrap().starts_with("disk I/O error"));
+                assert!(matches!(
+                    s.insert(b"k", r(5)),
+                    Err(StoreError::Refused(Fault::Io))
+                ));
+                assert_eq!(cas(&s, b"k"), Some(1));
+                s.take_own_writes();
+
+                fault::fail_syncs_under(dir.path(), None);
+                let deadline = Instant::now() + Duration::from_secs(5);
+                while s.storage_problem().is_some() {
+                    assert!(Instant::now() < deadline, "no recovery");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                assert!(s.storage_errors() >= 1);
+                s.insert(b"k", r(6)).unwrap();
+                commit(&s).await.unwrap();
+            }
+            cfg.no_memory_index = true;
+            let s = reopen(&cfg);
+            assert_eq!(cas(&s, b"k"), Some(6));
+            assert_eq!(cas(&s, b"new"), None);
+            assert_eq!(cas(&s, b"gone"), Some(2));
+            assert_eq!(s.curr_items(), 2);
+        }
+    }
+}
