@@ -363,6 +363,12 @@ impl Kv {
         }
     }
 
+    /// Whether writes go through a replicated group (and are applied to the
+    /// store by its apply task, not by the caller's thread).
+    pub fn is_replicated(&self) -> bool {
+        self.replica.get().is_some()
+    }
+
     /// Why the store refuses writes now (a full or failing disk), if it does.
     pub fn storage_problem(&self) -> Option<String> {
         self.store.storage_problem()

@@ -11,7 +11,9 @@
 //! before the first write stand.
 //!
 //! Which writes are the batch's own comes from [`Kv::take_own_writes`],
-//! taken around each request (nothing yields in between).
+//! taken around each request (nothing yields in between). A replicated
+//! write is applied to the store by the group's apply task, not on this
+//! thread: a batch with one waits for every write since it began.
 
 use bytes::BytesMut;
 
@@ -32,8 +34,14 @@ pub enum Kind {
 /// The pending batch of one connection.
 #[derive(Default)]
 pub struct Batch {
+    /// The write generation before the batch's first request.
+    since: Option<u64>,
     /// Generations of this batch's writes (lowest, highest).
     own: Option<(u64, u64)>,
+    /// A request that may write did so on another thread (a replicated
+    /// write is applied by the group's apply task): the batch then waits
+    /// for every write since `since`, as it cannot tell its own.
+    elsewhere: bool,
     /// Each reply from the first write on: where it starts and ends in the
     /// output buffer, and how to replace it.
     replies: Vec<(usize, usize, Kind)>,
@@ -41,19 +49,27 @@ pub struct Batch {
 
 impl Batch {
     /// Before a request: forgets writes that are not this request's.
-    pub fn before(&self, kv: &Kv) {
+    pub fn before(&mut self, kv: &Kv) {
         kv.take_own_writes();
+        if self.since.is_none() {
+            self.since = Some(kv.generation());
+        }
     }
 
-    /// After a request whose reply is `output[start..end]`.
-    pub fn after(&mut self, kv: &Kv, start: usize, end: usize, kind: Kind) {
-        if let Some((lo, hi)) = kv.take_own_writes() {
-            self.own = Some(match self.own {
-                Some((l, h)) => (l.min(lo), h.max(hi)),
-                None => (lo, hi),
-            });
+    /// After a request whose reply is `output[start..end]`; `mutating`:
+    /// the request may write.
+    pub fn after(&mut self, kv: &Kv, (start, end): (usize, usize), kind: Kind, mutating: bool) {
+        match kv.take_own_writes() {
+            Some((lo, hi)) => {
+                self.own = Some(match self.own {
+                    Some((l, h)) => (l.min(lo), h.max(hi)),
+                    None => (lo, hi),
+                });
+            }
+            None if mutating && kv.is_replicated() => self.elsewhere = true,
+            None => {}
         }
-        if self.own.is_some() {
+        if self.own.is_some() || self.elsewhere {
             self.replies.push((start, end, kind));
         }
     }
@@ -61,11 +77,16 @@ impl Batch {
     /// Waits for the commit of the batch's writes (none: at once); if it
     /// failed, rewrites their replies in `output` to the error.
     pub async fn commit(&mut self, kv: &Kv, output: &mut BytesMut) {
-        let Some(own) = self.own.take() else {
-            return;
-        };
+        let since = self.since.take().unwrap_or(0);
+        let own = self.own.take();
+        let elsewhere = std::mem::take(&mut self.elsewhere);
         let replies = std::mem::take(&mut self.replies);
-        let Some(ticket) = kv.commit_ticket(Some(own), 0) else {
+        let ticket = match (own, elsewhere) {
+            (_, true) => kv.commit_ticket(None, since),
+            (Some(own), false) => kv.commit_ticket(Some(own), since),
+            (None, false) => return,
+        };
+        let Some(ticket) = ticket else {
             return;
         };
         let Err(e) = kv.wait_durable(ticket).await else {

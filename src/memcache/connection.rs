@@ -172,7 +172,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                         }
                         binary_cmd::Step::Done { flow, len, skip } => {
                             let end = self.output.len();
-                            self.batch.after(&self.shared.kv, start, end, kind);
+                            // Any binary frame may write.
+                            self.batch.after(&self.shared.kv, (start, end), kind, true);
                             self.swallow = skip;
                             (flow, len)
                         }
@@ -189,6 +190,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             }
             let start = self.output.len();
             self.batch.before(&self.shared.kv);
+            let mut mutating = false;
             let (flow, consumed) = match text::parse::parse(&self.input, max_item) {
                 Frame::Incomplete { need } => {
                     // Size for the whole frame only once half of it has
@@ -200,6 +202,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 }
                 Frame::Close => return Ok(Flow::Close),
                 Frame::Request { req, len } => {
+                    mutating = text::mutates(&req);
                     (text::execute(req, &self.shared, &mut self.output), len)
                 }
                 Frame::Error { msg, noreply, len } => {
@@ -218,6 +221,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 } => {
                     text::METRICS.error();
                     if let Some(key) = discard {
+                        mutating = true;
                         if let Err(e) = self.shared.kv.discard(key) {
                             tracing::warn!("dropping oversized key's old value failed: {e}");
                         }
@@ -231,7 +235,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             };
             let end = self.output.len();
             self.batch
-                .after(&self.shared.kv, start, end, BatchKind::Text);
+                .after(&self.shared.kv, (start, end), BatchKind::Text, mutating);
             self.input.advance(consumed);
             self.last_command = Instant::now();
             match flow {

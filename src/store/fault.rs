@@ -8,8 +8,10 @@
 //!   piles up in memory and nothing new becomes readable. The thread that
 //!   failed retries on its own (every [`RETRY`]) and marks it healthy again
 //!   once a round succeeds, so writes resume without a restart. Each change
-//!   of state is logged once, and every failed attempt is counted
-//!   ([`Health::errors`], `storage_errors` in `stats` and `/metrics`).
+//!   of state is logged, at most a line per [`LOG_EVERY`] (a disk on the
+//!   edge of full may flap every retry), and every failed attempt is
+//!   counted ([`Health::errors`], `storage_errors` in `stats` and
+//!   `/metrics`).
 //! - Free space is checked before each round ([`check_space`]): below
 //!   [`HEADROOM`] the round fails as out of disk space *without writing*.
 //!   This matters because sled 0.34 cannot recover from a failed write of
@@ -30,7 +32,7 @@
 use std::fs::File;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
@@ -109,7 +111,14 @@ pub struct Health {
     /// Failed flush or sync attempts (retries included), and CSV mirror
     /// writes that failed.
     errors: AtomicU64,
+    /// When a change of state was last logged, and how many changes went
+    /// unlogged since: a disk on the edge of full may flap between the
+    /// states every retry, and the log must not follow it.
+    logged: Mutex<(Option<Instant>, u64)>,
 }
+
+/// Changes of state are logged at most this often.
+const LOG_EVERY: Duration = Duration::from_secs(10);
 
 impl Health {
     /// `Err` while writes are refused.
@@ -129,10 +138,12 @@ impl Health {
         *self.detail.lock() = format!("{fault}: {what}: {e}");
         let before = self.state.swap(fault.code(), Ordering::AcqRel);
         if before != fault.code() {
-            tracing::error!(
-                "{what} failed: {e}; refusing writes ({fault}) and retrying every {} ms",
-                RETRY.as_millis()
-            );
+            if let Some(unlogged) = self.may_log() {
+                tracing::error!(
+                    "{what} failed: {e}; refusing writes ({fault}) and retrying every {} ms{unlogged}",
+                    RETRY.as_millis()
+                );
+            }
         }
         fault
     }
@@ -141,8 +152,27 @@ impl Health {
     /// changes.
     pub fn recovered(&self) {
         if self.state.swap(0, Ordering::AcqRel) != 0 {
-            tracing::info!("storage writable again; accepting writes");
+            if let Some(unlogged) = self.may_log() {
+                tracing::info!("storage writable again; accepting writes{unlogged}");
+            }
         }
+    }
+
+    /// Whether a change of state may be logged now ([`LOG_EVERY`]); if so,
+    /// a note of the changes left unlogged before it.
+    fn may_log(&self) -> Option<String> {
+        let mut logged = self.logged.lock();
+        let now = Instant::now();
+        if logged.0.is_some_and(|t| now.duration_since(t) < LOG_EVERY) {
+            logged.1 += 1;
+            return None;
+        }
+        let unlogged = std::mem::take(&mut logged.1);
+        logged.0 = Some(now);
+        Some(match unlogged {
+            0 => String::new(),
+            n => format!(" ({n} changes of state not logged since the last line)"),
+        })
     }
 
     /// Counts a storage error that does not refuse writes (the CSV mirror).

@@ -129,9 +129,8 @@ impl Journal {
             to.bytes
                 .fetch_add(bytes.wrapping_sub(was.unwrap_or(0)), Ordering::Relaxed);
         }
-        if keys > 0 {
-            tracing::warn!("took back {keys} refused writes");
-        }
+        // Each failure is logged (at a bounded rate) by `Health`.
+        tracing::debug!("took back the writes of {keys} keys");
         // The restores themselves are writes the next round must cover.
         to.written.fetch_add(1, Ordering::AcqRel) + 1
     }
