@@ -215,23 +215,25 @@ pub fn check_space(dir: &Path) -> std::io::Result<()> {
 /// so tests can make it fail ([`fail_syncs_under`]).
 pub fn sync_data(file: &File, path: &Path) -> std::io::Result<()> {
     #[cfg(test)]
-    if let Some((dir, errno)) = &*FAIL_SYNCS.lock() {
-        if path.starts_with(dir) {
-            return Err(std::io::Error::from_raw_os_error(*errno));
-        }
+    if let Some((_, errno)) = FAIL_SYNCS.lock().iter().find(|(d, _)| path.starts_with(d)) {
+        return Err(std::io::Error::from_raw_os_error(*errno));
     }
     let _ = path;
     file.sync_data()
 }
 
 #[cfg(test)]
-static FAIL_SYNCS: Mutex<Option<(std::path::PathBuf, i32)>> = Mutex::new(None);
+static FAIL_SYNCS: Mutex<Vec<(std::path::PathBuf, i32)>> = Mutex::new(Vec::new());
 
 /// Tests: make every `fdatasync` of a file below `dir` fail with `errno`
-/// (`None`: stop).
+/// (`None`: stop). Tests running at once each use their own directory.
 #[cfg(test)]
 pub fn fail_syncs_under(dir: &Path, errno: Option<i32>) {
-    *FAIL_SYNCS.lock() = errno.map(|e| (dir.to_path_buf(), e));
+    let mut failing = FAIL_SYNCS.lock();
+    failing.retain(|(d, _)| d != dir);
+    if let Some(e) = errno {
+        failing.push((dir.to_path_buf(), e));
+    }
 }
 
 thread_local! {

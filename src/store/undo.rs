@@ -212,4 +212,102 @@ mod tests {
             assert_eq!(s.curr_items(), 2);
         }
     }
+
+    /// Writers racing commits that fail and succeed by turns (an injected
+    /// EIO switched every few milliseconds): after every refusal the key
+    /// reads as last acknowledged, the index and sled agree once the store
+    /// recovers, and a reopen finds each key at its last acknowledged write.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn writers_racing_failing_commits_keep_exactly_the_acknowledged_writes() {
+        use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+        use std::sync::Arc;
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = Config::for_data_dir(dir.path()).store;
+        cfg.durability = Durability::Sync;
+        cfg.flush_interval_ms = 1;
+        let s = Arc::new(Store::open(&cfg).unwrap());
+        s.load_index().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let ids = Arc::new(AtomicU64::new(1));
+        // Acknowledged and refused writes so far, of all writers.
+        let seen = Arc::new([AtomicU64::new(0), AtomicU64::new(0)]);
+        let writers: Vec<_> = (0..4u64)
+            .map(|w| {
+                let (s, stop, ids) = (s.clone(), stop.clone(), ids.clone());
+                let seen = seen.clone();
+                tokio::spawn(async move {
+                    let mut acked = std::collections::HashMap::new();
+                    let (mut ok, mut refused) = (0u64, 0u64);
+                    let mut i = 0u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        i += 1;
+                        let key = format!("w{w}-{}", i % 16).into_bytes();
+                        let id = ids.fetch_add(1, Ordering::Relaxed);
+                        let done =
+                            match s.insert(&key, crate::store::Item::encode(0, 0, id, &[b"v"])) {
+                                Ok(_) => commit(&s).await,
+                                Err(e) => Err(e),
+                            };
+                        match done {
+                            Ok(()) => {
+                                ok += 1;
+                                seen[0].fetch_add(1, Ordering::Relaxed);
+                                acked.insert(key, id);
+                            }
+                            Err(StoreError::Refused(Fault::Io)) => {
+                                refused += 1;
+                                seen[1].fetch_add(1, Ordering::Relaxed);
+                                assert_eq!(cas(&s, &key), acked.get(&key).copied());
+                            }
+                            Err(e) => panic!("unexpected: {e}"),
+                        }
+                        // A refused write returns at once: let the other
+                        // tasks (the one switching the fault) run.
+                        tokio::task::yield_now().await;
+                    }
+                    (acked, ok, refused)
+                })
+            })
+            .collect();
+        // Until both outcomes were seen often (at least 60 switches, at
+        // most 10 s on a loaded machine).
+        let started = Instant::now();
+        let mut round = 0u64;
+        while round < 60
+            || (seen.iter().any(|n| n.load(Ordering::Relaxed) < 50)
+                && started.elapsed() < Duration::from_secs(10))
+        {
+            let errno = round.is_multiple_of(2).then_some(libc::EIO);
+            fault::fail_syncs_under(dir.path(), errno);
+            tokio::time::sleep(Duration::from_millis(8 + round % 7)).await;
+            round += 1;
+        }
+        fault::fail_syncs_under(dir.path(), None);
+        stop.store(true, Ordering::Relaxed);
+        let mut expected = std::collections::HashMap::new();
+        let (mut ok, mut refused) = (0, 0);
+        for w in writers {
+            let (acked, o, r) = w.await.unwrap();
+            expected.extend(acked);
+            ok += o;
+            refused += r;
+        }
+        assert!(ok > 0 && refused > 0, "ok {ok}, refused {refused}");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while s.storage_problem().is_some() {
+            assert!(Instant::now() < deadline, "no recovery");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // One more good round: the taken-back records reach sled.
+        s.insert(b"last", crate::store::Item::encode(0, 0, u64::MAX, &[b"v"]))
+            .unwrap();
+        commit(&s).await.unwrap();
+        super::super::testkit::assert_index_matches_tree(&s);
+        drop(Arc::into_inner(s).expect("writers are done"));
+        cfg.no_memory_index = true;
+        let s = reopen(&cfg);
+        for (key, id) in expected {
+            assert_eq!(cas(&s, &key), Some(id), "{}", String::from_utf8_lossy(&key));
+        }
+    }
 }
