@@ -2,7 +2,7 @@
 //!
 //! Every store mutation bumps a write generation. A caller that must not
 //! acknowledge before its writes are on disk takes a [`Ticket`] (the
-//! generation after its writes) and awaits it. One committer thread runs
+//! generations of its writes) and awaits it. One committer thread runs
 //! `flush + fdatasync` in a loop; each round covers every write whose
 //! generation was reached when the round started, so however many clients
 //! wait, there is one disk sync per round, not one per write.

@@ -8,7 +8,7 @@
 //!   piles up in memory and nothing new becomes readable. The thread that
 //!   failed retries on its own (every [`RETRY`]) and marks it healthy again
 //!   once a round succeeds, so writes resume without a restart. Each change
-//!   of state is logged, at most a line per [`LOG_EVERY`] (a disk on the
+//!   of state is logged, at most a line per 10 s (a disk on the
 //!   edge of full may flap every retry), and every failed attempt is
 //!   counted ([`Health::errors`], `storage_errors` in `stats` and
 //!   `/metrics`).
@@ -26,7 +26,7 @@
 //!   failed: the [`super::undo`] journal puts their keys back to their
 //!   committed records, so reads never return a refused value.
 //!
-//! Tests make `fdatasync` fail through [`sync_data`] ([`fail_syncs_under`]),
+//! Tests make `fdatasync` fail through [`sync_data`] (`fail_syncs_under`),
 //! which is the only way the store calls it.
 
 use std::fs::File;
@@ -212,7 +212,7 @@ pub fn check_space(dir: &Path) -> std::io::Result<()> {
 }
 
 /// `fdatasync`: every durability barrier of the store goes through here,
-/// so tests can make it fail ([`fail_syncs_under`]).
+/// so tests can make it fail (`fail_syncs_under`).
 pub fn sync_data(file: &File, path: &Path) -> std::io::Result<()> {
     #[cfg(test)]
     if let Some((_, errno)) = FAIL_SYNCS.lock().iter().find(|(d, _)| path.starts_with(d)) {

@@ -21,7 +21,9 @@
 //!
 //! Beside them: [`item`] (a record's encoding), [`index`] (the in-memory
 //! copy of every record reads use), [`behind`] (the write-behind queue),
-//! [`commit`] (group commit) and [`recency`] (LRU stamps). What an exptime
+//! [`commit`] (group commit), [`recency`] (LRU stamps), [`fault`] (a full
+//! or failing disk: refusing writes, retrying, the free-space check) and
+//! [`undo`] (taking back the writes of a failed group commit). What an exptime
 //! means comes from [`crate::rules`].
 //!
 //! # How a write flows
@@ -55,6 +57,8 @@
 //! [`behind`]: crate::store::behind
 //! [`commit`]: crate::store::commit
 //! [`recency`]: crate::store::recency
+//! [`fault`]: crate::store::fault
+//! [`undo`]: crate::store::undo
 
 pub mod behind;
 mod cas;
