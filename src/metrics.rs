@@ -240,7 +240,7 @@ pub fn render_recorded() -> String {
 /// (name, type, help, labels, value) of each scrape-time value.
 type ScrapeValue = (&'static str, &'static str, &'static str, &'static str, u64);
 
-fn scrape_values(state: &AppState) -> [ScrapeValue; 8] {
+fn scrape_values(state: &AppState) -> [ScrapeValue; 9] {
     let kv = &state.kv;
     let mc = r#"{protocol="memcache"}"#;
     let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
@@ -300,6 +300,13 @@ fn scrape_values(state: &AppState) -> [ScrapeValue; 8] {
             "Items evicted under --eviction lru to make room.",
             "",
             load(&kv.stats.evictions),
+        ),
+        (
+            "storage_errors_total",
+            "counter",
+            "Failed store flushes and syncs (retries included) and CSV mirror writes.",
+            "",
+            kv.storage_errors(),
         ),
     ]
 }

@@ -143,6 +143,9 @@ pub async fn run(kv: Arc<Kv>, path: PathBuf, interval: Duration, mut stop: watch
                     written = Some(generation);
                 }
                 Ok(Err(e)) => {
+                    // The old image stays whole (see `replace_atomically`)
+                    // and serving goes on; the error is counted.
+                    kv.count_storage_error();
                     let msg = format!("{e:#}");
                     if failing.as_deref() != Some(msg.as_str()) {
                         tracing::warn!("{msg} (will retry every interval)");

@@ -50,6 +50,10 @@ pub enum ApiError {
     NoMemory,
     #[error("{0}")]
     Unavailable(String),
+    /// The disk is full or failing: the write was refused, or its commit
+    /// failed and it was taken back (507, `insufficient_storage`).
+    #[error("write refused: {0}")]
+    Storage(String),
     /// A failure the client cannot act on: the detail (a sled or I/O
     /// error) is logged with the request id; the body says only this.
     #[error("internal error; the server log has the details (look up the x-request-id)")]
@@ -64,7 +68,7 @@ impl ApiError {
             ApiError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             ApiError::NonNumeric => StatusCode::CONFLICT,
             ApiError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::NoMemory => StatusCode::INSUFFICIENT_STORAGE,
+            ApiError::NoMemory | ApiError::Storage(_) => StatusCode::INSUFFICIENT_STORAGE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -117,6 +121,10 @@ impl IntoResponse for ApiError {
 
 impl From<KvError> for ApiError {
     fn from(e: KvError) -> Self {
+        if let Some(fault) = e.storage_fault() {
+            tracing::debug!("http write refused: {e}");
+            return ApiError::Storage(fault.to_string());
+        }
         match e {
             KvError::TooLarge => ApiError::TooLarge,
             KvError::NoMemory => ApiError::NoMemory,

@@ -107,6 +107,18 @@ pub enum KvError {
     Replica(&'static str),
 }
 
+impl KvError {
+    /// The disk fault behind a store error (a full disk, a read-only or
+    /// failing data directory), which clients are told in words rather
+    /// than as a generic storage failure.
+    pub fn storage_fault(&self) -> Option<crate::store::Fault> {
+        match self {
+            KvError::Store(e) => e.fault(),
+            _ => None,
+        }
+    }
+}
+
 pub type Result<T> = std::result::Result<T, KvError>;
 
 /// The shared key-value service.
@@ -308,16 +320,28 @@ impl Kv {
         self.limit_maxbytes.load(Ordering::Relaxed)
     }
 
-    /// Under `--durability sync`, a ticket covering every write completed so
-    /// far; `None` in periodic mode, where nothing waits for the disk.
-    /// Front ends take it after a batch of writes and await
-    /// [`Kv::wait_durable`] before acknowledging any of them.
-    pub fn commit_ticket(&self) -> Option<Ticket> {
-        self.store.commit_ticket()
+    /// Under `--durability sync`, a ticket covering the writes with
+    /// generations `own` (a front end's own, see [`Kv::take_own_writes`]),
+    /// or, when it does not know them, every write after generation
+    /// `since`; `None` in periodic mode, where nothing waits for the disk.
+    /// Front ends await [`Kv::wait_durable`] on it before acknowledging
+    /// any write it covers.
+    pub fn commit_ticket(&self, own: Option<(u64, u64)>, since: u64) -> Option<Ticket> {
+        self.store.commit_ticket(own, since)
     }
 
-    /// Resolves once every write up to `ticket` is on disk (group commit:
-    /// one disk sync serves every writer waiting at the time).
+    /// The write generations (lowest, highest) of the writes this thread
+    /// made since the last call. A front end runs a command's store calls
+    /// without yielding, so taking them before and after each command
+    /// tells exactly which writes were the command's: a failed commit
+    /// refuses a ticket only if it refused one of those.
+    pub fn take_own_writes(&self) -> Option<(u64, u64)> {
+        self.store.take_own_writes()
+    }
+
+    /// Resolves once every write of `ticket` is on disk (group commit:
+    /// one disk sync serves every writer waiting at the time); fails if a
+    /// failed commit refused any of them.
     pub async fn wait_durable(&self, ticket: Ticket) -> Result<()> {
         self.store
             .wait_durable(ticket)
@@ -333,11 +357,38 @@ impl Kv {
     /// Waits until this caller's completed writes are durable, as the
     /// durability mode requires (a no-op in periodic mode). The HTTP front
     /// end calls this before answering 2xx to a write.
-    pub async fn commit(&self) -> Result<()> {
-        match self.commit_ticket() {
+    ///
+    /// `since` is the write generation before the request started; the
+    /// ticket covers the writes this thread made since the last
+    /// [`Kv::take_own_writes`] (when they were made on a blocking thread,
+    /// every write since `since`).
+    pub async fn commit(&self, since: u64) -> Result<()> {
+        match self.commit_ticket(self.take_own_writes(), since) {
             Some(t) => self.wait_durable(t).await,
             None => Ok(()),
         }
+    }
+
+    /// Whether writes go through a replicated group (and are applied to the
+    /// store by its apply task, not by the caller's thread).
+    pub fn is_replicated(&self) -> bool {
+        self.replica.get().is_some()
+    }
+
+    /// Why the store refuses writes now (a full or failing disk), if it does.
+    pub fn storage_problem(&self) -> Option<String> {
+        self.store.storage_problem()
+    }
+
+    /// Storage errors so far: failed flushes and syncs (retries included)
+    /// and failed CSV mirror writes.
+    pub fn storage_errors(&self) -> u64 {
+        self.store.storage_errors()
+    }
+
+    /// Counts a CSV mirror write that failed.
+    pub fn count_storage_error(&self) {
+        self.store.count_storage_error()
     }
 
     /// Unix time the service started.

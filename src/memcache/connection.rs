@@ -14,6 +14,7 @@ use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::auth::{self as auth_step, AuthFrame};
+use super::batch::{Batch, Kind as BatchKind};
 use super::binary::execute as binary_cmd;
 use super::text::crawler::{metadump_step, Metadump};
 use super::text::operator::Classes;
@@ -47,9 +48,9 @@ pub struct Connection<S> {
     /// `--idle-timeout`: close after this long without a complete command.
     idle: Option<Duration>,
     last_command: Instant,
-    /// A write ran since the last flush: under `--durability sync` its
-    /// reply waits for the group commit.
-    uncommitted: bool,
+    /// Writes since the last flush: under `--durability sync` their
+    /// replies wait for the group commit (see [`super::batch`]).
+    batch: Batch,
     /// An `lru_crawler metadump` being streamed: requests after it wait.
     dump: Option<(Classes, Metadump)>,
     /// This connection's row in `stats conns`.
@@ -70,7 +71,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             sasl_pending: false,
             idle: (idle_secs > 0).then(|| Duration::from_secs(idle_secs)),
             last_command: Instant::now(),
-            uncommitted: false,
+            batch: Batch::default(),
             dump: None,
             listed: None,
         }
@@ -158,8 +159,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 }
             }
             if self.is_binary() {
+                let start = self.output.len();
+                let kind = binary_kind(&self.input);
+                self.batch.before(&self.shared.kv);
                 let (flow, len) =
-                    // Conservatively: any binary frame may have written.
                     match binary_cmd::step(&self.input, &self.shared, &mut self.output) {
                         binary_cmd::Step::Incomplete { need } => {
                             if need > self.input.capacity() {
@@ -168,7 +171,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                             return Ok(Flow::Continue);
                         }
                         binary_cmd::Step::Done { flow, len, skip } => {
-                            self.uncommitted = true;
+                            let end = self.output.len();
+                            // Any binary frame may write.
+                            self.batch.after(&self.shared.kv, (start, end), kind, true);
                             self.swallow = skip;
                             (flow, len)
                         }
@@ -183,6 +188,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 }
                 continue;
             }
+            let start = self.output.len();
+            self.batch.before(&self.shared.kv);
+            let mut mutating = false;
             let (flow, consumed) = match text::parse::parse(&self.input, max_item) {
                 Frame::Incomplete { need } => {
                     // Size for the whole frame only once half of it has
@@ -194,7 +202,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 }
                 Frame::Close => return Ok(Flow::Close),
                 Frame::Request { req, len } => {
-                    self.uncommitted |= text::mutates(&req);
+                    mutating = text::mutates(&req);
                     (text::execute(req, &self.shared, &mut self.output), len)
                 }
                 Frame::Error { msg, noreply, len } => {
@@ -213,7 +221,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 } => {
                     text::METRICS.error();
                     if let Some(key) = discard {
-                        self.uncommitted = true;
+                        mutating = true;
                         if let Err(e) = self.shared.kv.discard(key) {
                             tracing::warn!("dropping oversized key's old value failed: {e}");
                         }
@@ -225,6 +233,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                     (Flow::Continue, len)
                 }
             };
+            let end = self.output.len();
+            self.batch
+                .after(&self.shared.kv, (start, end), BatchKind::Text, mutating);
             self.input.advance(consumed);
             self.last_command = Instant::now();
             match flow {
@@ -336,17 +347,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     }
 
     async fn flush(&mut self) -> std::io::Result<()> {
-        if std::mem::take(&mut self.uncommitted) {
-            // One wait per batch: every write of the batch is acknowledged
-            // by the same group commit. If it fails, close without replying.
-            if let Some(ticket) = self.shared.kv.commit_ticket() {
-                self.shared
-                    .kv
-                    .wait_durable(ticket)
-                    .await
-                    .map_err(std::io::Error::other)?;
-            }
-        }
+        // One wait per batch: every write of the batch is acknowledged by
+        // the same group commit; if it fails, each of their replies
+        // becomes the error.
+        self.batch.commit(&self.shared.kv, &mut self.output).await;
         if !self.output.is_empty() {
             // `flush` pushes out what TLS still buffers (a no-op for TCP).
             let write = async {
@@ -370,6 +374,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             }
         }
         Ok(())
+    }
+}
+
+/// How a binary request at the start of `input` is answered, for
+/// [`Batch`] (a frame shorter than its header is not executed yet).
+fn binary_kind(input: &[u8]) -> BatchKind {
+    match input.get(..16) {
+        Some(h) => BatchKind::Binary {
+            opcode: h[1],
+            opaque: u32::from_be_bytes([h[12], h[13], h[14], h[15]]),
+        },
+        None => BatchKind::Binary {
+            opcode: 0,
+            opaque: 0,
+        },
     }
 }
 

@@ -5,6 +5,7 @@
 //! and [`listener`] accepts connections.
 
 pub mod auth;
+pub mod batch;
 pub mod binary;
 pub mod connection;
 pub mod frame;

@@ -51,6 +51,12 @@ pub const ERR_STORAGE: &str = "SERVER_ERROR storage failure";
 
 /// The memcached error line for a failed store operation.
 pub fn kv_error(out: &mut BytesMut, err: &KvError) {
+    if let Some(fault) = err.storage_fault() {
+        // A full or failing disk: refused before writing, or taken back
+        // after its commit failed. The store logs the fault once.
+        line(out, &format!("SERVER_ERROR {fault}"));
+        return;
+    }
     match err {
         KvError::TooLarge => line(out, super::frame::ERR_TOO_LARGE),
         KvError::NoMemory => line(out, "SERVER_ERROR out of memory storing object"),

@@ -205,6 +205,7 @@ pub fn general(state: &AppState) -> Report {
         &mut out,
     );
     out.push(("commit_syncs", Int(kv.commit_rounds())));
+    out.push(("storage_errors", Int(kv.storage_errors())));
     if let Some(c) = kv.cluster_status() {
         out.extend([
             ("raft_node_id", Int(c.node_id)),

@@ -27,6 +27,7 @@
 //! index's *current* state, so sled always ends at the latest write
 //! whatever the order of the hand-overs.
 
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -51,19 +52,29 @@ pub struct WriteBehind {
     handing: Mutex<()>,
     /// [`BACKLOG_LIMIT`], lowered by tests to force writing through.
     limit: AtomicUsize,
-    /// The last hand-over error, so a persistent one is logged once.
-    failing: AtomicBool,
+    /// Marked failed when a round fails, so writes are refused until one
+    /// succeeds again (see [`super::fault`]).
+    health: Arc<super::fault::Health>,
+    /// The data directory, whose free space each round checks first.
+    dir: PathBuf,
 }
 
 impl WriteBehind {
-    pub fn new(index: Arc<Index>, db: sled::Db, items: sled::Tree) -> Self {
+    pub fn new(
+        index: Arc<Index>,
+        db: sled::Db,
+        items: sled::Tree,
+        health: Arc<super::fault::Health>,
+        dir: PathBuf,
+    ) -> Self {
         WriteBehind {
             index,
             db,
             items,
             handing: Mutex::new(()),
             limit: AtomicUsize::new(BACKLOG_LIMIT),
-            failing: AtomicBool::new(false),
+            health,
+            dir,
         }
     }
 
@@ -117,16 +128,25 @@ impl WriteBehind {
         Ok(())
     }
 
-    /// One round: hand every queued key to sled, then flush sled's
-    /// buffers to the OS.
-    fn round(&self) -> super::Result<()> {
-        self.drain()?;
-        self.db.flush()?;
+    /// One round: check the free space (see [`super::fault::check_space`]),
+    /// hand every queued key to sled, then flush sled's buffers to the OS.
+    fn round(&self) -> std::io::Result<()> {
+        super::fault::check_space(&self.dir)?;
+        self.drain().map_err(|e| match e {
+            super::StoreError::Sled(e) => super::fault::io_of(e),
+            super::StoreError::Io(e) => e,
+            other => std::io::Error::other(other),
+        })?;
+        self.db.flush().map_err(super::fault::io_of)?;
         Ok(())
     }
 
     /// Starts the thread that runs a round every `interval` until the
-    /// worker is dropped, and a last round then.
+    /// worker is dropped, and a last round then. A failed round marks the
+    /// store failed, so new writes are refused while the queued ones
+    /// (already acknowledged, as periodic mode does) wait in memory; the
+    /// thread then retries every [`super::fault::RETRY`] at most, and the
+    /// first good round accepts writes again.
     pub fn start(self: &Arc<Self>, interval: Duration) -> std::io::Result<Worker> {
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {
@@ -135,22 +155,20 @@ impl WriteBehind {
                 .name("write-behind".into())
                 .spawn(move || loop {
                     let stopping = stop.load(Ordering::Acquire);
-                    match behind.round() {
+                    let pause = match behind.round() {
                         Ok(()) => {
-                            if behind.failing.swap(false, Ordering::Relaxed) {
-                                tracing::info!("write-behind reaching sled again");
-                            }
+                            behind.health.recovered();
+                            interval
                         }
                         Err(e) => {
-                            if !behind.failing.swap(true, Ordering::Relaxed) {
-                                tracing::error!("write-behind cannot write to sled: {e}");
-                            }
+                            behind.health.failed("write-behind flush", &e);
+                            interval.min(super::fault::RETRY)
                         }
-                    }
+                    };
                     if stopping {
                         return;
                     }
-                    std::thread::park_timeout(interval);
+                    std::thread::park_timeout(pause);
                 })?
         };
         Ok(Worker {

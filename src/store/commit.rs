@@ -2,7 +2,7 @@
 //!
 //! Every store mutation bumps a write generation. A caller that must not
 //! acknowledge before its writes are on disk takes a [`Ticket`] (the
-//! generation after its writes) and awaits it. One committer thread runs
+//! generations of its writes) and awaits it. One committer thread runs
 //! `flush + fdatasync` in a loop; each round covers every write whose
 //! generation was reached when the round started, so however many clients
 //! wait, there is one disk sync per round, not one per write.
@@ -10,7 +10,7 @@
 //! Waiting is async (a `watch` channel), so no tokio worker ever blocks on
 //! the disk.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fs::File;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -20,10 +20,18 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-/// A point in the write history: waiting on it returns once every write up
-/// to it is on disk.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Ticket(pub(crate) u64);
+use super::fault::{Fault, Health};
+use super::undo::{Journal, Target};
+
+/// A writer's writes, as the generations `lo..=hi` they span: waiting on
+/// it returns once every write up to `hi` is on disk, or fails if a failed
+/// round refused one of them (refused ranges are suffixes of the history,
+/// so checking the ends is exact; see [`super::undo`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ticket {
+    pub(crate) lo: u64,
+    pub(crate) hi: u64,
+}
 
 /// Makes every write so far durable: hands the write-behind queue to sled
 /// (in key order, one batch per round), then sled's `flush` (which only
@@ -58,20 +66,27 @@ impl Syncer {
         }
     }
 
-    /// One durability barrier for everything written before the call.
+    /// One durability barrier for everything written before the call. It
+    /// writes nothing when less than [`super::fault::HEADROOM`] is free.
     pub fn sync(&mut self) -> std::io::Result<()> {
+        super::fault::check_space(&self.dir)?;
         if let Some(b) = &self.behind {
             // Every write whose generation the round covers was queued
             // before its generation was bumped, so it is in this drain.
-            b.drain().map_err(std::io::Error::other)?;
+            b.drain().map_err(|e| match e {
+                super::StoreError::Sled(e) => super::fault::io_of(e),
+                super::StoreError::Io(e) => e,
+                other => std::io::Error::other(other),
+            })?;
         }
-        self.db.flush().map_err(std::io::Error::other)?;
+        self.db.flush().map_err(super::fault::io_of)?;
+        let log = self.dir.join("db");
         if self.log.is_none() {
-            self.log = Some(File::open(self.dir.join("db"))?);
+            self.log = Some(File::open(&log)?);
             // First round: make the directory entries themselves durable.
             super::durable::sync_dir_files(&self.dir)?;
         }
-        self.log.as_ref().expect("opened above").sync_data()?;
+        super::fault::sync_data(self.log.as_ref().expect("opened above"), &log)?;
         self.sync_new_blobs()
     }
 
@@ -107,7 +122,7 @@ impl Syncer {
                     new_entry |= known.is_none();
                     synced_any = true;
                     match File::open(&path) {
-                        Ok(f) => f.sync_data()?,
+                        Ok(f) => super::fault::sync_data(&f, &path)?,
                         Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                         Err(e) => return Err(e),
                     }
@@ -126,20 +141,46 @@ impl Syncer {
     }
 }
 
+/// Refused ranges kept for late waiters (a range per failed round).
+const KEEP_REFUSED: usize = 1024;
+
 /// What the committer has achieved so far.
 #[derive(Clone, Debug, Default)]
 struct Progress {
     /// Every write up to this generation is on disk.
     durable: u64,
-    /// The last round failed for writes up to this generation.
-    failed: u64,
-    error: Option<Arc<str>>,
+    /// Generations a failed round refused (and took back): each range
+    /// runs from just after the last good round to the end of the
+    /// roll-back (see [`super::undo`]), with the fault.
+    refused: VecDeque<(u64, u64, Fault)>,
+}
+
+impl Progress {
+    fn refusal(&self, t: Ticket) -> Option<Fault> {
+        self.refused
+            .iter()
+            .find(|(lo, hi, _)| *lo <= t.hi && t.lo <= *hi)
+            .map(|r| r.2)
+    }
 }
 
 /// Why waiting for durability failed.
 #[derive(Debug, thiserror::Error)]
-#[error("could not make the write durable: {0}")]
-pub struct CommitError(Arc<str>);
+pub enum CommitError {
+    /// A round failed and took the write back (see [`super::undo`]).
+    #[error("{0}")]
+    Refused(Fault),
+    #[error("the group committer stopped")]
+    Stopped,
+}
+
+/// The store's parts a round and a roll-back need, beside the [`Syncer`].
+pub struct Parts {
+    pub written: Arc<AtomicU64>,
+    pub health: Arc<Health>,
+    pub journal: Arc<Journal>,
+    pub target: Target,
+}
 
 /// The committer thread and the handles writers use to wait on it.
 pub struct Committer {
@@ -154,19 +195,33 @@ impl Committer {
     /// Starts the committer thread. It also runs a round at least every
     /// `idle_flush`, so writes nobody waits on (noreply, sweeper) reach the
     /// disk as in periodic mode.
-    pub fn start(mut syncer: Syncer, written: Arc<AtomicU64>, idle_flush: Duration) -> Self {
+    ///
+    /// A failed round marks the store failed (writes are refused from
+    /// then on), takes back every write since the last good round and
+    /// tells their waiters; then the thread retries a round every
+    /// [`super::fault::RETRY`] (which also hands the taken-back records to
+    /// sled) until one succeeds and the store accepts writes again.
+    pub fn start(mut syncer: Syncer, parts: Parts, idle_flush: Duration) -> Self {
         let (tx, progress) = watch::channel(Progress::default());
         let stop = Arc::new(AtomicBool::new(false));
         let rounds = Arc::new(AtomicU64::new(0));
+        let written = parts.written.clone();
         let thread = {
-            let (written, stop, rounds) = (written.clone(), stop.clone(), rounds.clone());
+            let (stop, rounds) = (stop.clone(), rounds.clone());
             std::thread::Builder::new()
                 .name("group-commit".into())
                 .spawn(move || {
+                    let Parts {
+                        written,
+                        health,
+                        journal,
+                        target: to,
+                    } = parts;
                     let mut durable = 0;
+                    let mut failing = false;
                     loop {
                         let target = written.load(Ordering::Acquire);
-                        if target == durable {
+                        if target == durable && !failing {
                             if stop.load(Ordering::Acquire) {
                                 return;
                             }
@@ -180,16 +235,28 @@ impl Committer {
                         match syncer.sync() {
                             Ok(()) => {
                                 durable = target;
+                                journal.committed(target);
+                                if std::mem::take(&mut failing) {
+                                    health.recovered();
+                                }
                                 tx.send_modify(|p| p.durable = target);
                             }
                             Err(e) => {
-                                tracing::error!("group commit failed: {e}");
-                                tx.send_modify(|p| {
-                                    p.failed = target;
-                                    p.error = Some(e.to_string().into());
-                                });
-                                durable = target;
-                                std::thread::sleep(Duration::from_millis(10));
+                                let fault = health.failed("group commit", &e);
+                                let upto = journal.roll_back(&to);
+                                if upto > durable {
+                                    tx.send_modify(|p| {
+                                        if p.refused.len() == KEEP_REFUSED {
+                                            p.refused.pop_front();
+                                        }
+                                        p.refused.push_back((durable + 1, upto, fault));
+                                    });
+                                }
+                                failing = true;
+                                if stop.load(Ordering::Acquire) {
+                                    return;
+                                }
+                                std::thread::park_timeout(super::fault::RETRY);
                             }
                         }
                     }
@@ -210,30 +277,36 @@ impl Committer {
         self.rounds.load(Ordering::Relaxed)
     }
 
-    /// The generation covering every write completed so far.
-    pub fn ticket(&self) -> Ticket {
-        Ticket(self.written.load(Ordering::Acquire))
+    /// A ticket for the writes with generations `lo..=hi` (a writer's own,
+    /// see [`super::fault::take_own_writes`]), or, when the writer does not
+    /// know them, for every write after generation `since` so far.
+    pub fn ticket(&self, own: Option<(u64, u64)>, since: u64) -> Ticket {
+        match own {
+            Some((lo, hi)) => Ticket { lo, hi },
+            None => Ticket {
+                lo: since + 1,
+                hi: self.written.load(Ordering::Acquire),
+            },
+        }
     }
 
-    /// Resolves once every write up to `ticket` is on disk.
+    /// Resolves once every write of `ticket` is on disk, or fails if a
+    /// failed round refused any of them.
     pub async fn wait(&self, ticket: Ticket) -> Result<(), CommitError> {
         let mut rx = self.progress.clone();
-        if rx.borrow().durable >= ticket.0 {
-            return Ok(());
-        }
-        if let Some(t) = self.thread.as_ref() {
-            t.thread().unpark();
+        let settled = |p: &Progress| p.refusal(ticket).is_some() || p.durable >= ticket.hi;
+        if !settled(&rx.borrow()) {
+            if let Some(t) = self.thread.as_ref() {
+                t.thread().unpark();
+            }
         }
         let p = rx
-            .wait_for(|p| p.durable >= ticket.0 || p.failed >= ticket.0)
+            .wait_for(settled)
             .await
-            .map_err(|_| CommitError("committer stopped".into()))?;
-        if p.durable >= ticket.0 {
-            Ok(())
-        } else {
-            Err(CommitError(
-                p.error.clone().unwrap_or_else(|| "unknown".into()),
-            ))
+            .map_err(|_| CommitError::Stopped)?;
+        match p.refusal(ticket) {
+            Some(f) => Err(CommitError::Refused(f)),
+            None => Ok(()),
         }
     }
 }
@@ -263,11 +336,11 @@ mod tests {
         let store = Store::open(&cfg).unwrap();
         let c = store.committer.as_ref().expect("sync mode starts it");
         // Nothing written yet: nothing to wait for.
-        c.wait(c.ticket()).await.unwrap();
+        c.wait(c.ticket(None, 0)).await.unwrap();
         let before = c.rounds();
         store.insert(b"k", Item::encode(0, 0, 1, &[b"v"])).unwrap();
-        let t = c.ticket();
-        assert!(t > super::Ticket(0));
+        let t = c.ticket(crate::store::fault::take_own_writes(), 0);
+        assert_eq!((t.lo, t.hi), (1, 1), "the write's own generation");
         c.wait(t).await.unwrap();
         assert!(c.rounds() > before, "no sync ran for a waited write");
         // The round handed the queued write to sled before syncing it.

@@ -61,13 +61,10 @@ impl Store {
     }
 
     /// Books a write of `key` that replaced `old` (`None`: there was none)
-    /// with a record of `new_size` bytes (`None`: a removal): bumps the
-    /// write generation if anything changed, and updates the recency
-    /// stamps and the counts.
+    /// with a record of `new_size` bytes (`None`: a removal): updates the
+    /// recency stamps and the counts (the write itself took the next write
+    /// generation).
     pub(super) fn account(&self, key: &[u8], old: Option<&sled::IVec>, new_size: Option<u64>) {
-        if old.is_some() || new_size.is_some() {
-            self.written.fetch_add(1, Ordering::Release);
-        }
         if let Some(r) = &self.recency {
             match new_size {
                 Some(_) => r.touch(key),

@@ -16,8 +16,6 @@
 
 use std::fs::File;
 use std::path::Path;
-use std::sync::atomic::AtomicU64;
-use std::sync::Arc;
 
 use super::commit::{self, Ticket};
 use super::{Result, Store, StoreError};
@@ -71,21 +69,31 @@ impl Store {
         Ok(())
     }
 
-    /// Under `--durability sync`, a ticket covering every write completed so
-    /// far; `None` in periodic mode, where nothing waits for the disk.
-    pub fn commit_ticket(&self) -> Option<Ticket> {
-        self.committer.as_ref().map(commit::Committer::ticket)
+    /// Under `--durability sync`, a ticket covering the writes with
+    /// generations `own` (a writer's own, see [`Store::take_own_writes`]),
+    /// or, when the writer does not know them, every write after
+    /// generation `since`; `None` in periodic mode, where nothing waits
+    /// for the disk.
+    pub fn commit_ticket(&self, own: Option<(u64, u64)>, since: u64) -> Option<Ticket> {
+        self.committer.as_ref().map(|c| c.ticket(own, since))
     }
 
-    /// Resolves once every write up to `ticket` is on disk (group commit:
-    /// one disk sync serves every writer waiting at the time). At once in
-    /// periodic mode.
+    /// The write generations of this thread's writes since the last call,
+    /// as (lowest, highest) (see [`super::fault::take_own_writes`]).
+    pub fn take_own_writes(&self) -> Option<(u64, u64)> {
+        super::fault::take_own_writes()
+    }
+
+    /// Resolves once every write of `ticket` is on disk (group commit:
+    /// one disk sync serves every writer waiting at the time); fails with
+    /// [`StoreError::Refused`] if a failed round refused any of them. At
+    /// once in periodic mode.
     pub async fn wait_durable(&self, ticket: Ticket) -> Result<()> {
         match &self.committer {
-            Some(c) => c
-                .wait(ticket)
-                .await
-                .map_err(|e| StoreError::Io(std::io::Error::other(e))),
+            Some(c) => c.wait(ticket).await.map_err(|e| match e {
+                commit::CommitError::Refused(f) => StoreError::Refused(f),
+                other => StoreError::Io(std::io::Error::other(other)),
+            }),
             None => Ok(()),
         }
     }
@@ -100,12 +108,19 @@ impl Store {
     /// (noreply, the sweeper) are pending, as periodic mode would flush
     /// them.
     pub(super) fn start_committer(&self) -> commit::Committer {
-        commit::Committer::start(self.syncer(), self.write_generation(), self.flush_interval)
-    }
-
-    /// The write generation counter the group committer follows.
-    fn write_generation(&self) -> Arc<AtomicU64> {
-        self.written.clone()
+        let parts = commit::Parts {
+            written: self.written.clone(),
+            health: self.health.clone(),
+            journal: self.journal.clone().unwrap_or_default(),
+            target: super::undo::Target {
+                index: self.index.clone(),
+                items: self.items.clone(),
+                curr_items: self.curr_items.clone(),
+                bytes: self.bytes.clone(),
+                written: self.written.clone(),
+            },
+        };
+        commit::Committer::start(self.syncer(), parts, self.flush_interval)
     }
 
     /// A durability handle for the group committer's thread.
@@ -124,7 +139,7 @@ pub fn sync_dir_files(dir: &Path) -> std::io::Result<()> {
         } else if ty.is_file() {
             // A file renamed away meanwhile (the CSV mirror's temp file) needs no sync.
             match File::open(entry.path()) {
-                Ok(f) => f.sync_data()?,
+                Ok(f) => super::fault::sync_data(&f, &entry.path())?,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => return Err(e),
             }
@@ -146,14 +161,20 @@ mod tests {
         let mut cfg = Config::for_data_dir(dir.path()).store;
         {
             let s = Store::open(&cfg).unwrap();
-            assert_eq!(s.commit_ticket(), None, "periodic mode waits for nothing");
+            assert_eq!(
+                s.commit_ticket(None, 0),
+                None,
+                "periodic mode waits for nothing"
+            );
             assert_eq!(s.commit_rounds(), 0);
         }
         cfg.durability = Durability::Sync;
         cfg.flush_interval_ms = 3_600_000;
         let s = reopen(&cfg);
         s.insert(b"k", Item::encode(0, 0, 1, &[b"v"])).unwrap();
-        let t = s.commit_ticket().expect("sync mode starts the committer");
+        let t = s
+            .commit_ticket(s.take_own_writes(), 0)
+            .expect("sync mode starts the committer");
         s.wait_durable(t).await.unwrap();
         assert!(s.commit_rounds() > 0);
         assert_eq!(s.unsaved_writes(), 0);

@@ -21,7 +21,9 @@
 //!
 //! Beside them: [`item`] (a record's encoding), [`index`] (the in-memory
 //! copy of every record reads use), [`behind`] (the write-behind queue),
-//! [`commit`] (group commit) and [`recency`] (LRU stamps). What an exptime
+//! [`commit`] (group commit), [`recency`] (LRU stamps), [`fault`] (a full
+//! or failing disk: refusing writes, retrying, the free-space check) and
+//! [`undo`] (taking back the writes of a failed group commit). What an exptime
 //! means comes from [`crate::rules`].
 //!
 //! # How a write flows
@@ -55,6 +57,8 @@
 //! [`behind`]: crate::store::behind
 //! [`commit`]: crate::store::commit
 //! [`recency`]: crate::store::recency
+//! [`fault`]: crate::store::fault
+//! [`undo`]: crate::store::undo
 
 pub mod behind;
 mod cas;
@@ -62,10 +66,13 @@ pub mod commit;
 mod counts;
 mod durable;
 pub use durable::sync_dir_files;
+pub mod fault;
+pub use fault::Fault;
 pub mod index;
 pub mod item;
 pub mod recency;
 mod sweep;
+pub mod undo;
 mod write;
 
 use std::path::{Path, PathBuf};
@@ -96,6 +103,22 @@ pub enum StoreError {
     Io(#[from] std::io::Error),
     #[error("data directory {0} is in use by another process (is a server running on it?)")]
     Locked(PathBuf),
+    /// The write was refused, or its commit failed: the disk is full or
+    /// failing (see [`fault`]).
+    #[error("{0}")]
+    Refused(Fault),
+}
+
+impl StoreError {
+    /// The disk fault behind this error, if it is one: what clients are told.
+    pub fn fault(&self) -> Option<Fault> {
+        match self {
+            StoreError::Refused(f) => Some(*f),
+            StoreError::Io(e) => Some(Fault::of(e)).filter(|f| *f != Fault::Io),
+            StoreError::Sled(sled::Error::Io(e)) => Some(Fault::of(e)).filter(|f| *f != Fault::Io),
+            _ => None,
+        }
+    }
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -114,10 +137,14 @@ pub struct Store {
     cas_reserve: Mutex<()>,
     /// Item and byte counts, which may wrap below zero for a moment (see
     /// [`counts`]).
-    curr_items: AtomicU64,
-    bytes: AtomicU64,
+    curr_items: Arc<AtomicU64>,
+    bytes: Arc<AtomicU64>,
     /// Write generation: bumped after every mutation (see [`commit`]).
     written: Arc<AtomicU64>,
+    /// Whether writes are accepted (see [`fault`]).
+    health: Arc<fault::Health>,
+    /// Sync mode: the writes a failed round must take back (see [`undo`]).
+    journal: Option<Arc<undo::Journal>>,
     /// Last-access stamps, kept only under `--eviction lru`.
     recency: Option<Recency>,
     /// Every record in memory for reads (`None` with `--no-memory-index`).
@@ -180,9 +207,16 @@ impl Store {
         let reserved = cas::reserved(&meta)?;
         let track_access = meta.contains_key(META_TRACK_ACCESS)?;
         let index = (!cfg.no_memory_index).then(|| Arc::new(Index::default()));
-        let behind = index
-            .as_ref()
-            .map(|ix| Arc::new(WriteBehind::new(ix.clone(), db.clone(), items.clone())));
+        let health = Arc::new(fault::Health::default());
+        let behind = index.as_ref().map(|ix| {
+            Arc::new(WriteBehind::new(
+                ix.clone(),
+                db.clone(),
+                items.clone(),
+                health.clone(),
+                cfg.data_dir.clone(),
+            ))
+        });
         // In sync mode the group committer hands the queue over each round.
         let interval = std::time::Duration::from_millis(cfg.flush_interval_ms.max(1));
         let behind_worker = match (&behind, cfg.durability) {
@@ -197,9 +231,11 @@ impl Store {
             next_cas: AtomicU64::new(reserved.max(1)),
             cas_limit: AtomicU64::new(reserved.max(1)),
             cas_reserve: Mutex::new(()),
-            curr_items: AtomicU64::new(0),
-            bytes: AtomicU64::new(0),
+            curr_items: Arc::new(AtomicU64::new(0)),
+            bytes: Arc::new(AtomicU64::new(0)),
             written: Arc::new(AtomicU64::new(0)),
+            health,
+            journal: (cfg.durability == Durability::Sync).then(Default::default),
             recency: (cfg.eviction == Eviction::Lru).then(Recency::default),
             index,
             behind,
@@ -278,6 +314,22 @@ impl Store {
     /// The data directory this store lives in.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Why writes are refused now (a full or failing disk), if they are.
+    pub fn storage_problem(&self) -> Option<String> {
+        self.health.problem()
+    }
+
+    /// Failed flushes and syncs so far, retries and CSV mirror writes
+    /// included.
+    pub fn storage_errors(&self) -> u64 {
+        self.health.errors()
+    }
+
+    /// Counts a storage error that refuses nothing (a CSV mirror write).
+    pub fn count_storage_error(&self) {
+        self.health.count_error()
     }
 }
 

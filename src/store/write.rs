@@ -11,7 +11,7 @@
 use std::sync::atomic::Ordering;
 
 use super::index::Found;
-use super::{Item, Result, Store};
+use super::{Item, Result, Store, StoreError};
 
 impl Store {
     /// Writes an encoded record (see [`Item::encode`]); returns the record
@@ -68,24 +68,44 @@ impl Store {
     /// With the index, the index changes under the key's shard lock and
     /// sled's part is queued for the write-behind (see [`super::behind`]),
     /// or, if too much is queued, done under the same lock.
+    ///
+    /// Refused while the disk is full or failing ([`super::fault`]): the
+    /// check comes first, so a refused write changes nothing. A write that
+    /// changed something gets the next write generation (under the shard
+    /// lock with the index, so the committer's rounds see it queued), and
+    /// in sync mode a journal entry (see [`super::undo`]), all under the
+    /// journal's gate.
     fn write(
         &self,
         key: &[u8],
         new: Option<sled::IVec>,
         expect: Option<&sled::IVec>,
     ) -> Result<Option<Option<sled::IVec>>> {
+        let _gate = self.journal.as_ref().map(|j| j.gate());
+        if let Err(fault) = self.health.check() {
+            return Err(StoreError::Refused(fault));
+        }
         let Some(ix) = &self.index else {
-            return Ok(match expect {
-                None => Some(match new {
-                    Some(r) => self.items.insert(key, r)?,
-                    None => self.items.remove(key)?,
-                }),
+            let stores = new.is_some();
+            let done = match expect {
+                None => Some(
+                    match new {
+                        Some(r) => self.items.insert(key, r),
+                        None => self.items.remove(key),
+                    }
+                    .map_err(|e| self.sled_failed(e))?,
+                ),
                 Some(e) => self
                     .items
-                    .compare_and_swap(key, Some(e), new)?
+                    .compare_and_swap(key, Some(e), new.clone())
+                    .map_err(|e| self.sled_failed(e))?
                     .ok()
                     .map(|()| Some(e.clone())),
-            });
+            };
+            if let Some(old) = &done {
+                self.written_one(key, old, stores);
+            }
+            return Ok(done);
         };
         let mut shard = ix.lock(key);
         let old = match shard.current() {
@@ -98,20 +118,50 @@ impl Store {
         if expect.is_some_and(|e| old.as_ref() != Some(e)) {
             return Ok(None);
         }
+        let changes = new.is_some();
         match &self.behind {
             Some(b) if !b.is_backlogged() => shard.set_unsaved(new),
             _ => match new {
                 Some(r) => {
-                    self.items.insert(key, r.clone())?;
+                    self.items
+                        .insert(key, r.clone())
+                        .map_err(|e| self.sled_failed(e))?;
                     shard.set(r);
                 }
                 None => {
-                    self.items.remove(key)?;
+                    self.items.remove(key).map_err(|e| self.sled_failed(e))?;
                     shard.remove();
                 }
             },
         }
+        self.written_one(key, &old, changes);
+        drop(shard);
         Ok(Some(old))
+    }
+
+    /// Books a write that replaced `old` (`new`: it stored a record): the
+    /// next generation, the writer's own-writes range, the journal entry.
+    fn written_one(&self, key: &[u8], old: &Option<sled::IVec>, new: bool) {
+        if old.is_none() && !new {
+            return; // removing nothing changed nothing
+        }
+        let gen = self.written.fetch_add(1, Ordering::AcqRel) + 1;
+        super::fault::note_own_write(gen);
+        if let Some(j) = &self.journal {
+            j.record(gen, key, old.clone());
+        }
+    }
+
+    /// A sled write failed: that is a storage fault too (sled keeps a
+    /// failed log write's error until a restart, see [`super::fault`]).
+    fn sled_failed(&self, e: sled::Error) -> StoreError {
+        match e {
+            sled::Error::Io(e) => {
+                self.health.failed("writing to sled", &e);
+                StoreError::Io(e)
+            }
+            other => StoreError::Sled(other),
+        }
     }
 
     /// Remembers that a record with an exptime exists (before it is

@@ -21,6 +21,7 @@ TOOL = "/usr/share/memcached/scripts/memcached-tool"
 LITE_ONLY = {
     "memcached_lite_version",  # this server's own release
     "commit_syncs",  # group-commit disk syncs (--durability sync)
+    "storage_errors",  # failed flushes/syncs of the store and CSV mirror
     "data_dir",  # where the sled store lives
     "flush_interval_ms",  # periodic mode's loss window
     "durability",  # periodic or sync

@@ -19,10 +19,18 @@ pub async fn commit_writes(
     next: Next,
 ) -> Response {
     let writes = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    // The handler's own writes are noted on the thread that made them
+    // (see `Kv::commit`); nothing else's may count as this request's.
+    let since = shared.kv.generation();
+    shared.kv.take_own_writes();
     let response = next.run(req).await;
-    if writes && response.status().is_success() {
-        if let Err(e) = shared.kv.commit().await {
-            return ApiError::Internal(format!("write not made durable: {e}")).into_response();
+    if !(writes && response.status().is_success()) {
+        shared.kv.take_own_writes();
+    } else {
+        if let Err(e) = shared.kv.commit(since).await {
+            // A refused write: 507 with the reason (a full or failing
+            // disk), like a write refused before it was made.
+            return ApiError::from(e).into_response();
         }
     }
     response

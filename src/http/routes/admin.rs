@@ -147,6 +147,11 @@ pub async fn readyz(State(shared): State<Arc<AppState>>) -> Result<Json<Health>,
         tracing::warn!("readiness: the store is not readable: {e}");
         ApiError::Unavailable("store not readable".into())
     })?;
+    // A full or failing disk: reads are served, writes refused until the
+    // store's retries succeed (it logs the change itself).
+    if let Some(why) = shared.kv.storage_problem() {
+        return Err(ApiError::Unavailable(format!("writes refused: {why}")));
+    }
     Ok(Json(Health {
         status: "ready".into(),
     }))

@@ -73,6 +73,22 @@ fn error(out: &mut BytesMut, opcode: u8, opaque: u32, status: u16) {
     );
 }
 
+/// The reply to a write the store refused because its disk is full or
+/// failing (`ETMPFAIL`, the reason as the body); the connection also uses
+/// it for a batch whose commit failed.
+pub fn refused(out: &mut BytesMut, opcode: u8, opaque: u32, why: &str) {
+    binary::response(
+        out,
+        opcode,
+        status::ETMPFAIL,
+        opaque,
+        0,
+        &[],
+        &[],
+        why.as_bytes(),
+    );
+}
+
 fn be_u32(b: &[u8]) -> u32 {
     u32::from_be_bytes(b[..4].try_into().expect("validated extras length"))
 }
@@ -104,6 +120,12 @@ pub fn execute(req: &Request<'_>, shared: &AppState, out: &mut BytesMut) -> Flow
     // Each failure its own status; a store failure's detail goes to the
     // log only.
     let kv_fail = |out: &mut BytesMut, e: &KvError| match e {
+        // A full or failing disk: a temporary failure, with the reason as
+        // the body (the store logs the fault once).
+        e if e.storage_fault().is_some() => {
+            let why = e.storage_fault().map(|f| f.to_string()).unwrap_or_default();
+            refused(out, h.opcode, h.opaque, &why)
+        }
         KvError::TooLarge => fail(out, status::E2BIG),
         KvError::NoMemory => fail(out, status::ENOMEM),
         KvError::Store(e) => {
