@@ -118,6 +118,22 @@ fn sock(dir: &tempfile::TempDir) -> PathBuf {
     dir.path().join("mc.sock")
 }
 
+/// A server on the unix socket `path` alone (no TCP, no HTTP), ready.
+fn socket_only(dir: &std::path::Path, path: &std::path::Path) -> std::process::Child {
+    let mut child = spawn(
+        dir,
+        &[
+            "--listen",
+            "none",
+            "--no-http",
+            "--unix-socket",
+            path.to_str().unwrap(),
+        ],
+    );
+    wait_for_socket(path, &mut child);
+    child
+}
+
 #[test]
 fn text_and_binary_commands_over_the_socket() {
     let tmp = tempfile::tempdir().unwrap();
@@ -253,17 +269,7 @@ fn stale_socket_is_replaced_and_removed_at_shutdown() {
     assert!(path.exists());
     assert!(UnixStream::connect(&path).is_err());
 
-    let mut child = spawn(
-        tmp.path(),
-        &[
-            "--listen",
-            "none",
-            "--no-http",
-            "--unix-socket",
-            path.to_str().unwrap(),
-        ],
-    );
-    wait_for_socket(&path, &mut child);
+    let mut child = socket_only(tmp.path(), &path);
     let mut c = Unix::connect(&path);
     assert!(c.ask(b"version\r\n", "\r\n").starts_with("VERSION"));
     drop(c);
@@ -275,17 +281,7 @@ fn stale_socket_is_replaced_and_removed_at_shutdown() {
 fn a_path_held_by_a_live_server_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let path = sock(&tmp);
-    let mut first = spawn(
-        tmp.path(),
-        &[
-            "--listen",
-            "none",
-            "--no-http",
-            "--unix-socket",
-            path.to_str().unwrap(),
-        ],
-    );
-    wait_for_socket(&path, &mut first);
+    let mut first = socket_only(tmp.path(), &path);
 
     let other = tempfile::tempdir().unwrap();
     let second = spawn(
@@ -450,17 +446,7 @@ fn listen_none_leaves_no_memcached_tcp_port() {
 fn bench_loads_a_unix_socket() {
     let tmp = tempfile::tempdir().unwrap();
     let path = sock(&tmp);
-    let mut child = spawn(
-        tmp.path(),
-        &[
-            "--listen",
-            "none",
-            "--no-http",
-            "--unix-socket",
-            path.to_str().unwrap(),
-        ],
-    );
-    wait_for_socket(&path, &mut child);
+    let mut child = socket_only(tmp.path(), &path);
     let target = format!("unix:{}", path.display());
     let out = bin()
         .args(["bench", "--json", "--server", &target, "--connections", "4"])
