@@ -269,7 +269,7 @@ fn stale_socket_is_replaced_and_removed_at_shutdown() {
     assert!(path.exists());
     assert!(UnixStream::connect(&path).is_err());
 
-    let mut child = socket_only(tmp.path(), &path);
+    let child = socket_only(tmp.path(), &path);
     let mut c = Unix::connect(&path);
     assert!(c.ask(b"version\r\n", "\r\n").starts_with("VERSION"));
     drop(c);
@@ -281,7 +281,7 @@ fn stale_socket_is_replaced_and_removed_at_shutdown() {
 fn a_path_held_by_a_live_server_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let path = sock(&tmp);
-    let mut first = socket_only(tmp.path(), &path);
+    let first = socket_only(tmp.path(), &path);
 
     let other = tempfile::tempdir().unwrap();
     let second = spawn(
@@ -446,7 +446,7 @@ fn listen_none_leaves_no_memcached_tcp_port() {
 fn bench_loads_a_unix_socket() {
     let tmp = tempfile::tempdir().unwrap();
     let path = sock(&tmp);
-    let mut child = socket_only(tmp.path(), &path);
+    let child = socket_only(tmp.path(), &path);
     let target = format!("unix:{}", path.display());
     let out = bin()
         .args(["bench", "--json", "--server", &target, "--connections", "4"])
