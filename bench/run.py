@@ -84,12 +84,16 @@ class Server:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"{self.name} exited: {self.argv}")
             try:
-                if request(self.port, payload, until, timeout=1.0).endswith(until):
+                if self.probe(payload, until):
                     return time.monotonic() - self.started
             except OSError:
                 pass
             time.sleep(0.005)
         raise RuntimeError(f"{self.name} not ready after {limit}s")
+
+    def probe(self, payload, until):
+        """Whether the server answers `payload` with a reply ending in `until`."""
+        return request(self.port, payload, until, timeout=1.0).endswith(until)
 
     @property
     def addr(self):
@@ -169,22 +173,12 @@ class UnixMemcached(Server):
             "memcached", "-t", "2", "-m", "1024", "-U", "0", "-s", path, "-a", "0700",
             "-c", str(max_conns)] + root)
 
-    def wait_ready(self, payload, until, limit=60.0):
-        deadline = time.monotonic() + limit
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.name} exited: {self.argv}")
-            try:
-                with socket.socket(socket.AF_UNIX) as s:
-                    s.settimeout(1.0)
-                    s.connect(self.path)
-                    s.sendall(payload)
-                    if s.recv(4096).endswith(until):
-                        return time.monotonic() - self.started
-            except OSError:
-                pass
-            time.sleep(0.005)
-        raise RuntimeError(f"{self.name} not ready after {limit}s")
+    def probe(self, payload, until):
+        with socket.socket(socket.AF_UNIX) as s:
+            s.settimeout(1.0)
+            s.connect(self.path)
+            s.sendall(payload)
+            return s.recv(4096).endswith(until)
 
     @property
     def addr(self):
