@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use crate::config::Config;
+use crate::config::{Config, Durability};
 use crate::kv::Kv;
 use crate::memcache::listener::Listener;
 use crate::net::unix::SocketFile;
@@ -40,7 +40,16 @@ fn spawn_index_loader(kv: Arc<Kv>) {
 /// Opens the store and serves until a shutdown signal; returns after the
 /// final sync so that everything acknowledged before it is on disk.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
-    let store = Store::open(&config.store)
+    let mut store_config = config.store.clone();
+    if config.cluster.peers.is_some() && store_config.durability == Durability::Sync {
+        // In a group a write is acknowledged once its log entry is
+        // fdatasynced on a majority: already more than `sync` promises. The
+        // item store writes behind (a crashed node applies the log again),
+        // and no group-commit round can take back a write the log holds.
+        tracing::info!("replicated group: the Raft log makes writes durable; the item store writes behind");
+        store_config.durability = Durability::Periodic;
+    }
+    let store = Store::open(&store_config)
         .with_context(|| format!("opening store in {}", config.store.data_dir.display()))?;
     let mirror_path = config.mirror.path(&config.store.data_dir);
     if let Some(path) = &mirror_path {

@@ -28,6 +28,7 @@ mod meta;
 pub mod replicated;
 pub mod sizes;
 pub mod stats;
+mod starved;
 mod whole;
 mod write;
 
@@ -229,7 +230,7 @@ impl Kv {
 
     /// Runs a committed entry's command here (the state machine's apply):
     /// with the entry's time and CAS, without proposing it again.
-    fn apply_op(&self, index: u64, now: u64, op: replicated::Op) -> replicated::Applied {
+    fn apply_op(&self, index: u64, now: u64, op: &replicated::Op) -> replicated::Applied {
         use replicated::{Applied, Op};
         // An entry applied again after a crash finds its own (or a later)
         // write already there: skip it (see `replicated`).
@@ -245,11 +246,11 @@ impl Kv {
                 value,
                 opts,
             } => {
-                if opts.new_cas.is_none() && written_by_later(&key) {
+                if opts.new_cas.is_none() && written_by_later(key) {
                     Applied::Nothing
                 } else {
                     Applied::from_result(
-                        self.set_with(mode, &key, flags, exptime, &value, &opts),
+                        self.set_with(*mode, key, *flags, *exptime, value, opts),
                         Applied::Stored,
                     )
                 }
@@ -260,20 +261,20 @@ impl Kv {
                 incr,
                 opts,
             } => {
-                if opts.new_cas.is_none() && written_by_later(&key) {
+                if opts.new_cas.is_none() && written_by_later(key) {
                     Applied::Nothing
                 } else {
-                    Applied::from_result(self.arith_with(&key, delta, incr, &opts), Applied::Arith)
+                    Applied::from_result(self.arith_with(key, *delta, *incr, opts), Applied::Arith)
                 }
             }
             Op::Delete { key, cas } => {
-                Applied::from_result(self.delete(&key, cas), Applied::Deleted)
+                Applied::from_result(self.delete(key, *cas), Applied::Deleted)
             }
             Op::Touch { key, exptime } => {
-                Applied::from_result(self.touch(&key, exptime), Applied::Touched)
+                Applied::from_result(self.touch(key, *exptime), Applied::Touched)
             }
             Op::FlushAll { delay } => {
-                Applied::from_result(self.flush_all(delay), |()| Applied::Flushed)
+                Applied::from_result(self.flush_all(*delay), |()| Applied::Flushed)
             }
         };
         APPLYING.with(|a| a.set(None));
@@ -377,7 +378,12 @@ impl Kv {
 
     /// Why the store refuses writes now (a full or failing disk), if it does.
     pub fn storage_problem(&self) -> Option<String> {
-        self.store.storage_problem()
+        self.store.storage_problem().or_else(|| {
+            self.replica
+                .get()
+                .filter(|r| r.log_starved())
+                .map(|_| "raft log: out of disk space".to_owned())
+        })
     }
 
     /// Storage errors so far: failed flushes and syncs (retries included)

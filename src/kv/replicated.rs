@@ -41,6 +41,7 @@ use openraft::{
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
+use super::starved::{apply_when_stored, until_stored};
 use super::{
     ArithOptions, ArithResult, DeleteOutcome, Kv, KvError, SetOptions, StoreMode, StoreOutcome,
 };
@@ -110,6 +111,10 @@ pub enum Applied {
     NoMemory,
     /// The store failed on this node (logged there).
     Failed,
+    /// The store refused the write for a disk fault (full, read-only,
+    /// failing). Never leaves the state machine: [`StateMachine::apply`]
+    /// waits and applies the entry again, so no replica skips an entry.
+    Starved,
 }
 
 impl Applied {
@@ -118,6 +123,7 @@ impl Applied {
             Ok(v) => ok(v),
             Err(KvError::TooLarge) => Applied::TooLarge,
             Err(KvError::NoMemory) => Applied::NoMemory,
+            Err(e) if e.storage_fault().is_some() => Applied::Starved,
             Err(e) => {
                 tracing::error!("applying a replicated write failed: {e}");
                 Applied::Failed
@@ -130,7 +136,9 @@ impl Applied {
         match self {
             Applied::TooLarge => Err(KvError::TooLarge),
             Applied::NoMemory => Err(KvError::NoMemory),
-            Applied::Failed => Err(KvError::Replica("the store failed on the leader")),
+            Applied::Failed | Applied::Starved => {
+                Err(KvError::Replica("the store failed on the leader"))
+            }
             other => Ok(other),
         }
     }
@@ -182,7 +190,7 @@ pub struct StateMachine {
     state: Arc<Mutex<State>>,
 }
 
-fn io_err(e: impl std::fmt::Display) -> StorageError<u64> {
+pub(super) fn io_err(e: impl std::fmt::Display) -> StorageError<u64> {
     StorageIOError::write_state_machine(&std::io::Error::other(e.to_string())).into()
 }
 
@@ -212,6 +220,16 @@ impl StateMachine {
         let bytes = postcard::to_allocvec(&state.position).map_err(io_err)?;
         kv.store.save_replica_state(&bytes).map_err(io_err)
     }
+
+    /// [`StateMachine::save`] after applying, waiting out a disk fault as
+    /// [`apply_when_stored`] does; other errors stop Raft on this node.
+    async fn save_when_stored(&self, kv: &Kv) -> Result<(), StorageError<u64>> {
+        let bytes = postcard::to_allocvec(&self.state.lock().position).map_err(io_err)?;
+        until_stored("saving the applied position", || {
+            kv.store.save_replica_state(&bytes)
+        })
+        .await
+    }
 }
 
 impl RaftSnapshotBuilder<KvRaft> for StateMachine {
@@ -225,6 +243,12 @@ impl RaftSnapshotBuilder<KvRaft> for StateMachine {
         // are applied again after an install, which skips them (CAS rule).
         let records = kv.raw_records().map_err(io_err)?;
         let data = postcard::to_allocvec(&SnapshotData { records }).map_err(io_err)?;
+        // openraft purges the log up to this snapshot next, and the snapshot
+        // itself lives in memory only: make the items and the applied
+        // position durable first, or a crash could restart this node from a
+        // disk image older than the log it still has.
+        self.save_when_stored(&kv).await?;
+        until_stored("syncing the store before a snapshot", || kv.store.sync()).await?;
         let mut s = self.state.lock();
         s.snapshots_built += 1;
         let meta = SnapshotMeta {
@@ -257,27 +281,31 @@ impl RaftStateMachine<KvRaft> for StateMachine {
     {
         let kv = self.kv()?;
         let mut answers = Vec::new();
-        let mut s = self.state.lock();
         for entry in entries {
-            s.position.applied = Some(entry.log_id);
             let answer = match entry.payload {
                 EntryPayload::Blank => Applied::Nothing,
                 EntryPayload::Membership(m) => {
-                    s.position.membership = StoredMembership::new(Some(entry.log_id), m);
+                    self.state.lock().position.membership =
+                        StoredMembership::new(Some(entry.log_id), m);
                     Applied::Nothing
                 }
-                EntryPayload::Normal(p) => match s.answers.get(&p.id) {
-                    Some(done) => done.clone(),
-                    None => {
-                        let answer = kv.apply_op(entry.log_id.index, p.now, p.op);
-                        s.remember(p.id, &answer);
-                        answer
+                EntryPayload::Normal(p) => {
+                    let remembered = self.state.lock().answers.get(&p.id).cloned();
+                    match remembered {
+                        Some(done) => done,
+                        None => {
+                            let answer =
+                                apply_when_stored(&kv, entry.log_id.index, p.now, &p.op).await;
+                            self.state.lock().remember(p.id, &answer);
+                            answer
+                        }
                     }
-                },
+                }
             };
+            self.state.lock().position.applied = Some(entry.log_id);
             answers.push(answer);
         }
-        self.save(&kv, &s)?;
+        self.save_when_stored(&kv).await?;
         Ok(answers)
     }
 
@@ -538,6 +566,13 @@ impl Replicated {
     /// This node's view of the group.
     pub fn status(&self) -> crate::replica::Status {
         self.node.status()
+    }
+
+    /// True while this node's Raft log waits for disk space.
+    pub fn log_starved(&self) -> bool {
+        self.node
+            .log_starved
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Stops Raft (at shutdown, before the store closes).

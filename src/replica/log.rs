@@ -18,6 +18,8 @@ use std::fmt::Debug;
 use std::marker::PhantomData;
 use std::ops::{Bound, RangeBounds};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{
@@ -37,6 +39,8 @@ pub struct LogStore<C: RaftTypeConfig> {
     log: sled::Tree,
     meta: sled::Tree,
     dir: PathBuf,
+    /// Set while a write waits for free space (see [`LogStore::wait_for_room`]).
+    starved: Arc<AtomicBool>,
     _config: PhantomData<C>,
 }
 
@@ -47,6 +51,7 @@ impl<C: RaftTypeConfig> Clone for LogStore<C> {
             log: self.log.clone(),
             meta: self.meta.clone(),
             dir: self.dir.clone(),
+            starved: self.starved.clone(),
             _config: PhantomData,
         }
     }
@@ -74,8 +79,44 @@ where
             meta: db.open_tree("meta")?,
             db,
             dir: dir.to_path_buf(),
+            starved: Arc::new(AtomicBool::new(false)),
             _config: PhantomData,
         })
+    }
+
+    /// True while the log waits for free space: this node neither appends
+    /// nor votes, and the group commits without it.
+    pub fn starved(&self) -> Arc<AtomicBool> {
+        self.starved.clone()
+    }
+
+    /// Waits until the log's filesystem has room for a write.
+    ///
+    /// sled 0.34 cannot recover from a failed write of its own log (the
+    /// error sticks until a reopen; see `store::fault`), and openraft stops
+    /// a node for good when its storage returns an error. So a full disk
+    /// is met before sled writes: the write waits here, keeping the free
+    /// space headroom, and resumes by itself once space returns. Meanwhile
+    /// this node answers no appends or votes: to the others it is a slow
+    /// member, and the group keeps committing on its majority (this node
+    /// catches up afterwards from the leader's log or a snapshot).
+    async fn wait_for_room(&self) {
+        let mut waited = false;
+        while let Err(e) = crate::store::fault::check_space(&self.dir) {
+            if !waited {
+                tracing::error!(
+                    dir = %self.dir.display(),
+                    "raft log: {e}; this node stops appending until space returns"
+                );
+                self.starved.store(true, Ordering::Relaxed);
+                waited = true;
+            }
+            tokio::time::sleep(crate::store::fault::RETRY).await;
+        }
+        if waited {
+            self.starved.store(false, Ordering::Relaxed);
+            tracing::info!(dir = %self.dir.display(), "raft log: space returned, appending again");
+        }
     }
 
     /// sled's flush, then `fdatasync` of every file of the log's database.
@@ -170,6 +211,7 @@ where
     }
 
     async fn save_vote(&mut self, vote: &Vote<C::NodeId>) -> Result<(), StorageError<C::NodeId>> {
+        self.wait_for_room().await;
         self.put_meta(VOTE, vote)?;
         self.sync().map_err(|e| StorageIOError::write_vote(&e))?;
         Ok(())
@@ -204,6 +246,7 @@ where
         I: IntoIterator<Item = C::Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
+        self.wait_for_room().await;
         let mut batch = sled::Batch::default();
         for entry in entries {
             let bytes =
@@ -220,6 +263,7 @@ where
     }
 
     async fn truncate(&mut self, log_id: LogId<C::NodeId>) -> Result<(), StorageError<C::NodeId>> {
+        self.wait_for_room().await;
         let mut batch = sled::Batch::default();
         for kv in self.log.range(index_key(log_id.index)..) {
             let (k, _) = kv.map_err(|e| StorageIOError::write_logs(&e))?;

@@ -29,6 +29,8 @@ pub struct Node<C: Config> {
     /// Every member's Raft address, as `--peers` gave them.
     pub peers: BTreeMap<u64, String>,
     pub network: Network,
+    /// True while the log waits for disk space (`log::LogStore::starved`).
+    pub log_starved: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// What `GET /v1/cluster` and `stats` report of a node.
@@ -89,6 +91,7 @@ where
         }
         .validate()?;
         let log = log::LogStore::<C>::open(dir)?;
+        let log_starved = log.starved();
         let network = Network::new();
         let raft = Raft::new(id, Arc::new(config), network.clone(), log, sm).await?;
         let first = *peers.keys().next().expect("checked non-empty");
@@ -111,6 +114,7 @@ where
             id,
             peers,
             network,
+            log_starved,
         })
     }
 
