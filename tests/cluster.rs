@@ -371,3 +371,121 @@ fn a_follower_reads_every_write_acknowledged_before_it() {
         );
     }
 }
+
+/// A tmpfs mounted over a node's data directory, unmounted on drop (after
+/// the group, which is dropped first, killed the node).
+struct SmallDisk(PathBuf);
+
+impl SmallDisk {
+    /// `None` (the test then skips) where mounting is not permitted.
+    fn mount(dir: &std::path::Path, mb: u64) -> Option<SmallDisk> {
+        std::fs::create_dir_all(dir).unwrap();
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={mb}m"), "tmpfs"])
+            .arg(dir)
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            eprintln!("skipping: cannot mount a tmpfs on {} (needs root)", dir.display());
+            return None;
+        }
+        Some(SmallDisk(dir.to_path_buf()))
+    }
+
+    fn free(&self) -> u64 {
+        let out = Command::new("df")
+            .args(["--output=avail", "-B1"])
+            .arg(&self.0)
+            .output()
+            .unwrap();
+        let text = String::from_utf8(out.stdout).unwrap();
+        text.lines().nth(1).unwrap().trim().parse().unwrap()
+    }
+
+    /// Fills the disk until `left` bytes are free.
+    fn fill(&self, left: u64) -> PathBuf {
+        let filler = self.0.join("filler");
+        let size = self.free().saturating_sub(left);
+        let f = std::fs::File::create(&filler).unwrap();
+        f.set_len(0).unwrap();
+        // tmpfs allocates pages as they are written, not on set_len.
+        let mut w = std::io::BufWriter::new(f);
+        let chunk = vec![7u8; 1 << 20];
+        let mut written = 0;
+        while written < size {
+            let n = chunk.len().min((size - written) as usize);
+            std::io::Write::write_all(&mut w, &chunk[..n]).unwrap();
+            written += n as u64;
+        }
+        std::io::Write::flush(&mut w).unwrap();
+        filler
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+fn readyz(g: &Group, i: usize) -> (u16, String) {
+    let url = format!("http://127.0.0.1:{}/readyz", g.nodes[i].http);
+    let resp = g.http.get(url).send().unwrap();
+    (resp.status().as_u16(), resp.text().unwrap())
+}
+
+#[test]
+fn a_follower_whose_disk_fills_falls_behind_and_catches_up_by_itself() {
+    let mut g = Group::start(3);
+    let leader = g.wait_leader();
+    let full = (leader + 1) % 3;
+    // The follower restarts with its data directory on a small disk (it
+    // rejoins as a wiped node does).
+    g.kill(full);
+    let Some(disk) = SmallDisk::mount(&g.nodes[full].dir, 64) else {
+        return;
+    };
+    g.launch(full);
+    let mut c = g.client(leader);
+    for k in 0..50 {
+        let set = format!("set before{k} 0 0 4\r\nb{k:03}\r\n");
+        assert_eq!(c.line(set.as_bytes()), "STORED\r\n");
+    }
+    g.wait_caught_up();
+    let filler = disk.fill(2 << 20);
+
+    // The group keeps committing on its other two nodes.
+    let started = Instant::now();
+    for k in 0..300 {
+        let set = format!("set during{k} 0 0 4\r\nd{k:03}\r\n");
+        assert_eq!(c.line(set.as_bytes()), "STORED\r\n", "write {k} with a follower's disk full");
+    }
+    eprintln!("300 writes with a full follower took {:?}", started.elapsed());
+    let (code, body) = readyz(&g, full);
+    assert_eq!(code, 503, "{body}");
+    assert!(body.contains("out of disk space"), "{body}");
+    let behind = |g: &Group| {
+        let applied = |i| g.status(i).map_or(0, |s| s["applied_index"].as_u64().unwrap());
+        (applied(full), applied(leader))
+    };
+    let (f, l) = behind(&g);
+    assert!(f < l, "the full follower applied {f} of {l}");
+
+    // Space returns: the follower catches up without a restart.
+    std::fs::remove_file(filler).unwrap();
+    let resumed = Instant::now();
+    g.wait_caught_up();
+    eprintln!("caught up {:?} after space returned", resumed.elapsed());
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while readyz(&g, full).0 != 200 {
+        assert!(Instant::now() < deadline, "still not ready: {:?}", readyz(&g, full));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let export = g.export(full);
+    assert_eq!(export.lines().count(), 1 + 350);
+    assert_eq!(export, g.export(leader), "replicas differ after the disk came back");
+    assert!(g.nodes[full].child.is_some());
+    drop(g);
+    drop(disk);
+}
