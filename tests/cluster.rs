@@ -132,6 +132,25 @@ impl Group {
         }
     }
 
+    /// The node that `among` (indexes) agree leads, when one of them does.
+    fn wait_leader_among(&self, among: &[usize]) -> usize {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let leaders: Vec<Option<u64>> = among
+                .iter()
+                .map(|i| self.status(*i).and_then(|s| s["leader_id"].as_u64()))
+                .collect();
+            if let Some(Some(id)) = leaders.first() {
+                let i = self.nodes.iter().position(|n| n.id == *id).unwrap();
+                if leaders.iter().all(|l| *l == Some(*id)) && among.contains(&i) {
+                    return i;
+                }
+            }
+            assert!(Instant::now() < deadline, "no leader among {among:?}: {leaders:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Waits until every live node has applied as far as the furthest.
     fn wait_caught_up(&self) {
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -488,4 +507,60 @@ fn a_follower_whose_disk_fills_falls_behind_and_catches_up_by_itself() {
     assert!(g.nodes[full].child.is_some());
     drop(g);
     drop(disk);
+}
+
+#[test]
+fn when_the_leaders_disk_fills_another_node_leads_and_nothing_diverges() {
+    let mut g = Group::start(3);
+    g.wait_leader();
+    // Every node restarts onto a small disk of its own, one at a time.
+    let mut disks = Vec::new();
+    for i in 0..3 {
+        g.kill(i);
+        let Some(disk) = SmallDisk::mount(&g.nodes[i].dir, 64) else {
+            return;
+        };
+        disks.push(disk);
+        g.launch(i);
+        let leader = g.wait_leader();
+        assert_eq!(
+            g.client(leader).line(format!("set n{i} 0 0 1\r\n{i}\r\n").as_bytes()),
+            "STORED\r\n"
+        );
+        g.wait_caught_up();
+    }
+    let old = g.wait_leader();
+    let filler = disks[old].fill(2 << 20);
+    // Writes sent to another node: after an election without the full
+    // leader, they are committed again (within a few seconds).
+    let other = (old + 1) % 3;
+    let mut c = g.client(other);
+    let started = Instant::now();
+    let mut stored = 0;
+    for k in 0..100 {
+        let set = format!("set after{k} 0 0 3\r\n{k:03}\r\n");
+        loop {
+            let reply = c.line(set.as_bytes());
+            if reply == "STORED\r\n" {
+                stored += 1;
+                break;
+            }
+            // Until the others elect a leader: a clear, bounded refusal.
+            assert_eq!(reply, "SERVER_ERROR no quorum\r\n", "write {k}");
+            assert!(started.elapsed() < Duration::from_secs(30), "no new leader");
+        }
+    }
+    eprintln!("100 writes {:?} after the leader's disk filled", started.elapsed());
+    assert_eq!(stored, 100);
+    let new = g.wait_leader_among(&[other, (old + 2) % 3]);
+    assert_ne!(new, old);
+
+    std::fs::remove_file(filler).unwrap();
+    g.wait_caught_up();
+    let leader = g.wait_leader();
+    let export = g.export(old);
+    assert_eq!(export.lines().count(), 1 + 3 + 100);
+    assert_eq!(export, g.export(leader), "the old leader differs after its disk came back");
+    drop(g);
+    drop(disks);
 }
