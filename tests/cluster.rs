@@ -554,6 +554,13 @@ fn when_the_leaders_disk_fills_another_node_leads_and_nothing_diverges() {
     assert_eq!(stored, 100);
     let new = g.wait_leader_among(&[other, (old + 2) % 3]);
     assert_ne!(new, old);
+    // The full node itself cannot append: a clear refusal, in bounded time.
+    let asked = Instant::now();
+    assert_eq!(
+        g.client(old).line(b"set stuck 0 0 1\r\nx\r\n"),
+        "SERVER_ERROR no quorum\r\n"
+    );
+    assert!(asked.elapsed() < Duration::from_secs(10));
 
     std::fs::remove_file(filler).unwrap();
     g.wait_caught_up();
