@@ -628,7 +628,7 @@ mod tests {
             kv.apply_op(
                 index,
                 1_800_000_000,
-                Op::Arith {
+                &Op::Arith {
                     key: b"n".to_vec(),
                     delta: 1,
                     incr: true,
