@@ -46,7 +46,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         // fdatasynced on a majority: already more than `sync` promises. The
         // item store writes behind (a crashed node applies the log again),
         // and no group-commit round can take back a write the log holds.
-        tracing::info!("replicated group: the Raft log makes writes durable; the item store writes behind");
+        tracing::info!(
+            "replicated group: the Raft log makes writes durable; the item store writes behind"
+        );
         store_config.durability = Durability::Periodic;
     }
     let store = Store::open(&store_config)

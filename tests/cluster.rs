@@ -146,7 +146,10 @@ impl Group {
                     return i;
                 }
             }
-            assert!(Instant::now() < deadline, "no leader among {among:?}: {leaders:?}");
+            assert!(
+                Instant::now() < deadline,
+                "no leader among {among:?}: {leaders:?}"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -406,7 +409,10 @@ impl SmallDisk {
             .status()
             .is_ok_and(|s| s.success());
         if !ok {
-            eprintln!("skipping: cannot mount a tmpfs on {} (needs root)", dir.display());
+            eprintln!(
+                "skipping: cannot mount a tmpfs on {} (needs root)",
+                dir.display()
+            );
             return None;
         }
         Some(SmallDisk(dir.to_path_buf()))
@@ -478,14 +484,24 @@ fn a_follower_whose_disk_fills_falls_behind_and_catches_up_by_itself() {
     let started = Instant::now();
     for k in 0..300 {
         let set = format!("set during{k} 0 0 4\r\nd{k:03}\r\n");
-        assert_eq!(c.line(set.as_bytes()), "STORED\r\n", "write {k} with a follower's disk full");
+        assert_eq!(
+            c.line(set.as_bytes()),
+            "STORED\r\n",
+            "write {k} with a follower's disk full"
+        );
     }
-    eprintln!("300 writes with a full follower took {:?}", started.elapsed());
+    eprintln!(
+        "300 writes with a full follower took {:?}",
+        started.elapsed()
+    );
     let (code, body) = readyz(&g, full);
     assert_eq!(code, 503, "{body}");
     assert!(body.contains("out of disk space"), "{body}");
     let behind = |g: &Group| {
-        let applied = |i| g.status(i).map_or(0, |s| s["applied_index"].as_u64().unwrap());
+        let applied = |i| {
+            g.status(i)
+                .map_or(0, |s| s["applied_index"].as_u64().unwrap())
+        };
         (applied(full), applied(leader))
     };
     let (f, l) = behind(&g);
@@ -498,12 +514,20 @@ fn a_follower_whose_disk_fills_falls_behind_and_catches_up_by_itself() {
     eprintln!("caught up {:?} after space returned", resumed.elapsed());
     let deadline = Instant::now() + Duration::from_secs(15);
     while readyz(&g, full).0 != 200 {
-        assert!(Instant::now() < deadline, "still not ready: {:?}", readyz(&g, full));
+        assert!(
+            Instant::now() < deadline,
+            "still not ready: {:?}",
+            readyz(&g, full)
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     let export = g.export(full);
     assert_eq!(export.lines().count(), 1 + 350);
-    assert_eq!(export, g.export(leader), "replicas differ after the disk came back");
+    assert_eq!(
+        export,
+        g.export(leader),
+        "replicas differ after the disk came back"
+    );
     assert!(g.nodes[full].child.is_some());
     drop(g);
     drop(disk);
@@ -524,7 +548,8 @@ fn when_the_leaders_disk_fills_another_node_leads_and_nothing_diverges() {
         g.launch(i);
         let leader = g.wait_leader();
         assert_eq!(
-            g.client(leader).line(format!("set n{i} 0 0 1\r\n{i}\r\n").as_bytes()),
+            g.client(leader)
+                .line(format!("set n{i} 0 0 1\r\n{i}\r\n").as_bytes()),
             "STORED\r\n"
         );
         g.wait_caught_up();
@@ -550,7 +575,10 @@ fn when_the_leaders_disk_fills_another_node_leads_and_nothing_diverges() {
             assert!(started.elapsed() < Duration::from_secs(30), "no new leader");
         }
     }
-    eprintln!("100 writes {:?} after the leader's disk filled", started.elapsed());
+    eprintln!(
+        "100 writes {:?} after the leader's disk filled",
+        started.elapsed()
+    );
     assert_eq!(stored, 100);
     let new = g.wait_leader_among(&[other, (old + 2) % 3]);
     assert_ne!(new, old);
@@ -567,7 +595,50 @@ fn when_the_leaders_disk_fills_another_node_leads_and_nothing_diverges() {
     let leader = g.wait_leader();
     let export = g.export(old);
     assert_eq!(export.lines().count(), 1 + 3 + 100);
-    assert_eq!(export, g.export(leader), "the old leader differs after its disk came back");
+    assert_eq!(
+        export,
+        g.export(leader),
+        "the old leader differs after its disk came back"
+    );
     drop(g);
     drop(disks);
+}
+
+#[test]
+fn meta_reads_that_write_go_through_the_log_and_agree_on_every_node() {
+    let g = Group::start(3);
+    let leader = g.wait_leader();
+    let (a, b) = ((leader + 1) % 3, (leader + 2) % 3);
+    let (mut ca, mut cb) = (g.client(a), g.client(b));
+    // Vivify on a follower: this client wins the token to fill the key;
+    // a client of another node then sees the token as taken (Z).
+    let first = ca.line(b"mg fill N30 v c\r\n");
+    assert!(
+        first.starts_with("VA 0 ") && first.contains(" W"),
+        "{first:?}"
+    );
+    assert_eq!(ca.line(b""), "\r\n");
+    let second = cb.line(b"mg fill N30 v\r\n");
+    assert!(
+        second.contains(" Z") && !second.contains(" W"),
+        "{second:?}"
+    );
+    assert_eq!(cb.line(b""), "\r\n");
+    // Touch on one node: the same absolute expiry on every node.
+    assert_eq!(ca.line(b"set t 0 0 1\r\nx\r\n"), "STORED\r\n");
+    let touched = cb.line(b"mg t T100 t\r\n");
+    assert!(touched.starts_with("HD t"), "{touched:?}");
+    // Invalidate on one node: the next reader anywhere gets X and W.
+    assert_eq!(ca.line(b"md t I\r\n"), "HD\r\n");
+    let stale = cb.line(b"mg t c\r\n");
+    assert!(stale.contains(" X") && stale.contains(" W"), "{stale:?}");
+    // Hit-before and last-access are answered (from the replicated bits).
+    let hl = ca.line(b"mg t h l\r\n");
+    assert!(hl.starts_with("HD ") && hl.contains(" h"), "{hl:?}");
+    g.wait_caught_up();
+    let leader_export = g.export(leader);
+    assert!(leader_export.contains("fill"), "{leader_export}");
+    for i in [a, b] {
+        assert_eq!(g.export(i), leader_export, "node {i} differs");
+    }
 }

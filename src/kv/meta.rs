@@ -4,7 +4,7 @@
 //! invalidation. Storage and arithmetic extras live in [`Kv::set_with`] and
 //! [`Kv::arith_with`] so that there is one copy of each command's logic.
 
-use super::{bump, expiry, state, DeleteOutcome, Item, Kv, KvError, Lookup, Result, StoreError};
+use super::{bump, expiry, state, DeleteOutcome, Item, Kv, Lookup, Result, StoreError};
 
 /// A read rewrites an item just to refresh its access time at most this
 /// often (memcached's ITEM_UPDATE_INTERVAL), so hot keys do not turn every
@@ -61,7 +61,7 @@ pub enum ArithResult {
 }
 
 /// Options of a meta get (`mg`), binary touch and gat.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct MetaGetOptions {
     /// New exptime (`T`; touch/gat).
     pub touch: Option<i64>,
@@ -82,8 +82,10 @@ pub struct MetaGetOptions {
 
 /// A meta get's hit: the item as it is now, plus what it was before this
 /// read (memcached reports `h`, `l` and `t` from before the read's updates).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct MetaHit {
+    /// In a group the log's answer carries it as its raw record.
+    #[serde(with = "raw_item")]
     pub item: Item,
     /// exptime before `T` (0 for a vivified item).
     pub old_exptime: u64,
@@ -101,30 +103,78 @@ pub struct MetaHit {
     pub stale: bool,
 }
 
-/// The answer to meta options whose writes the log does not carry yet.
-const NOT_REPLICATED: &str = "not supported in a replicated group yet";
+/// An [`Item`] as the bytes of its record (a replicated `mg`'s answer
+/// travels from the leader's state machine to the node that asked).
+mod raw_item {
+    use super::Item;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(item: &Item, s: S) -> Result<S::Ok, S::Error> {
+        <[u8]>::serialize(item.raw().as_ref(), s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Item, D::Error> {
+        let bytes = Vec::<u8>::deserialize(d)?;
+        Item::from_raw(bytes.into()).map_err(serde::de::Error::custom)
+    }
+}
+
+impl MetaGetOptions {
+    /// Whether this read changes the item (or asks about access that only
+    /// the log records, in a group): touch, vivify, win tokens, `h`/`l`.
+    fn writes(&self) -> bool {
+        self.touch.is_some()
+            || self.vivify.is_some()
+            || self.recache.is_some()
+            || self.report_access
+    }
+}
 
 impl Kv {
-    /// `mg` in a replicated group: a read of this node's items; the meta
-    /// options that write on a read (touch, vivify, win tokens, access
-    /// tracking) are not carried by the log yet and are refused.
-    fn replicated_meta_get(&self, key: &[u8], opts: &MetaGetOptions) -> Result<Option<MetaHit>> {
-        if opts.touch.is_some()
-            || opts.vivify.is_some()
-            || opts.recache.is_some()
-            || opts.report_access
-        {
-            return Err(KvError::Replica(NOT_REPLICATED));
+    /// `mg` in a replicated group. A read that changes the item (touch,
+    /// vivify, win tokens, access reporting) is a command in the log, so
+    /// every replica makes the same change with the leader's clock and the
+    /// entry's CAS; the answer is the one the state machine computed. Any
+    /// other `mg` reads this node's items (after the read barrier) and
+    /// records no access: in a group the fetched bit and access time move
+    /// only through the log.
+    fn replicated_meta_get(
+        &self,
+        r: &std::sync::Arc<super::replicated::Replicated>,
+        key: &[u8],
+        opts: &MetaGetOptions,
+    ) -> Result<Option<MetaHit>> {
+        use super::replicated::{Applied, Op};
+        let through_log = |opts: &MetaGetOptions| {
+            let op = Op::MetaGet {
+                key: key.to_vec(),
+                opts: *opts,
+            };
+            match self.replicate(r, op)? {
+                Applied::MetaGot(hit) => Ok(hit),
+                other => Err(super::unexpected(other)),
+            }
+        };
+        if opts.writes() {
+            return through_log(opts);
         }
-        let found = self.get(key)?;
-        Ok(found.map(|item| MetaHit {
+        let Some(item) = self.get(key)? else {
+            return Ok(None);
+        };
+        let bits = item.state();
+        if bits & state::STALE != 0 && bits & state::TOKEN_SENT == 0 {
+            // The first reader of an invalidated item wins the token to
+            // refresh it: one winner in the whole group, so the log decides.
+            return through_log(opts);
+        }
+        Ok(Some(MetaHit {
             old_exptime: item.exptime(),
             fetched: item.fetched(),
             atime: item.atime().unwrap_or(0),
             created: false,
             won: false,
-            token_sent: false,
-            stale: false,
+            token_sent: bits & state::TOKEN_SENT != 0,
+            stale: bits & state::STALE != 0,
             item,
         }))
     }
@@ -157,8 +207,8 @@ impl Kv {
     /// hand out a win token and record the access; counted like memcached
     /// (a touch when `touch` is set, else a get).
     pub fn meta_get(&self, key: &[u8], opts: &MetaGetOptions) -> Result<Option<MetaHit>> {
-        if self.replicated().is_some() {
-            return self.replicated_meta_get(key, opts);
+        if let Some(r) = self.replicated() {
+            return self.replicated_meta_get(r, key, opts);
         }
         if opts.report_access {
             self.store.enable_access_tracking()?;
@@ -267,8 +317,17 @@ impl Kv {
         exptime: Option<i64>,
         new_cas: Option<u64>,
     ) -> Result<DeleteOutcome> {
-        if self.replicated().is_some() {
-            return Err(KvError::Replica(NOT_REPLICATED));
+        if let Some(r) = self.replicated() {
+            let op = super::replicated::Op::Invalidate {
+                key: key.to_vec(),
+                cas,
+                exptime,
+                new_cas,
+            };
+            return match self.replicate(r, op)? {
+                super::replicated::Applied::Deleted(outcome) => Ok(outcome),
+                other => Err(super::unexpected(other)),
+            };
         }
         let _guard = self.locks.lock(key);
         let now = self.now();

@@ -22,13 +22,14 @@ use crate::store::item::state;
 use crate::store::{Store, StoreError};
 
 pub mod detail;
+mod entry;
 mod flushed;
 pub mod locks;
 mod meta;
 pub mod replicated;
 pub mod sizes;
-pub mod stats;
 mod starved;
+pub mod stats;
 mod whole;
 mod write;
 
@@ -275,6 +276,34 @@ impl Kv {
             }
             Op::FlushAll { delay } => {
                 Applied::from_result(self.flush_all(*delay), |()| Applied::Flushed)
+            }
+            Op::MetaGet { key, opts } => {
+                if written_by_later(key) {
+                    Applied::Nothing
+                } else {
+                    // `h`/`l` read the item's bits; turning on access
+                    // recording by plain reads would write on one node only.
+                    let opts = MetaGetOptions {
+                        report_access: false,
+                        ..*opts
+                    };
+                    Applied::from_result(self.meta_get(key, &opts), Applied::MetaGot)
+                }
+            }
+            Op::Invalidate {
+                key,
+                cas,
+                exptime,
+                new_cas,
+            } => {
+                if new_cas.is_none() && written_by_later(key) {
+                    Applied::Nothing
+                } else {
+                    Applied::from_result(
+                        self.invalidate(key, *cas, *exptime, *new_cas),
+                        Applied::Deleted,
+                    )
+                }
             }
         };
         APPLYING.with(|a| a.set(None));

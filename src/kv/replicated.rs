@@ -41,10 +41,9 @@ use openraft::{
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
+pub use super::entry::{Applied, Op, Proposal};
 use super::starved::{apply_when_stored, until_stored};
-use super::{
-    ArithOptions, ArithResult, DeleteOutcome, Kv, KvError, SetOptions, StoreMode, StoreOutcome,
-};
+use super::{Kv, KvError};
 use crate::replica::{ForwardHandler, Node};
 
 openraft::declare_raft_types!(
@@ -53,96 +52,6 @@ openraft::declare_raft_types!(
         D = Proposal,
         R = Applied,
 );
-
-/// One log entry's command, stamped by the leader.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct Proposal {
-    /// The leader's unix time when it proposed: every replica reads the
-    /// command's exptimes and delays against it.
-    pub now: u64,
-    /// (proposer, sequence): a retried forward is applied once. The
-    /// proposer part is drawn at random when the process starts, so a
-    /// restarted node never reuses an id its earlier run proposed.
-    pub id: (u64, u64),
-    pub op: Op,
-}
-
-/// A client write, as the log carries it.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub enum Op {
-    Set {
-        mode: StoreMode,
-        key: Vec<u8>,
-        flags: u32,
-        exptime: i64,
-        value: Vec<u8>,
-        opts: SetOptions,
-    },
-    Arith {
-        key: Vec<u8>,
-        delta: u64,
-        incr: bool,
-        opts: ArithOptions,
-    },
-    Delete {
-        key: Vec<u8>,
-        cas: Option<u64>,
-    },
-    Touch {
-        key: Vec<u8>,
-        exptime: i64,
-    },
-    FlushAll {
-        delay: i64,
-    },
-}
-
-/// What applying an entry answered.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub enum Applied {
-    /// A Raft entry of its own (blank, membership): no client waits on it.
-    Nothing,
-    Stored(StoreOutcome),
-    Arith(ArithResult),
-    Deleted(DeleteOutcome),
-    Touched(bool),
-    Flushed,
-    TooLarge,
-    NoMemory,
-    /// The store failed on this node (logged there).
-    Failed,
-    /// The store refused the write for a disk fault (full, read-only,
-    /// failing). Never leaves the state machine: [`StateMachine::apply`]
-    /// waits and applies the entry again, so no replica skips an entry.
-    Starved,
-}
-
-impl Applied {
-    pub(super) fn from_result<T>(r: Result<T, KvError>, ok: impl FnOnce(T) -> Applied) -> Applied {
-        match r {
-            Ok(v) => ok(v),
-            Err(KvError::TooLarge) => Applied::TooLarge,
-            Err(KvError::NoMemory) => Applied::NoMemory,
-            Err(e) if e.storage_fault().is_some() => Applied::Starved,
-            Err(e) => {
-                tracing::error!("applying a replicated write failed: {e}");
-                Applied::Failed
-            }
-        }
-    }
-
-    /// The answer as the non-replicated method would have returned it.
-    pub fn into_result(self) -> Result<Applied, KvError> {
-        match self {
-            Applied::TooLarge => Err(KvError::TooLarge),
-            Applied::NoMemory => Err(KvError::NoMemory),
-            Applied::Failed | Applied::Starved => {
-                Err(KvError::Replica("the store failed on the leader"))
-            }
-            other => Ok(other),
-        }
-    }
-}
 
 /// How many answers the state machine remembers for retried proposals.
 const REMEMBERED: usize = 100_000;
@@ -591,6 +500,7 @@ impl Replicated {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kv::{ArithOptions, ArithResult};
     use crate::replica::log::LogStore;
     use openraft::testing::{StoreBuilder, Suite};
 
