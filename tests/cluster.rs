@@ -642,3 +642,35 @@ fn meta_reads_that_write_go_through_the_log_and_agree_on_every_node() {
         assert_eq!(g.export(i), leader_export, "node {i} differs");
     }
 }
+
+#[test]
+fn a_command_is_counted_in_stats_by_the_node_that_served_it() {
+    let g = Group::start(3);
+    let leader = g.wait_leader();
+    let follower = (leader + 1) % 3;
+    let mut c = g.client(follower);
+    for k in 0..5 {
+        let set = format!("set counted{k} 0 0 1\r\nx\r\n");
+        assert_eq!(c.line(set.as_bytes()), "STORED\r\n");
+    }
+    g.wait_caught_up();
+    let stat = |i: usize, name: &str| -> u64 {
+        let text = g.client(i).until_end(b"stats\r\n");
+        let prefix = format!("STAT {name} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .unwrap_or_else(|| panic!("no {name} in {text}"))
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(stat(follower, "cmd_set"), 5);
+    for other in [leader, (leader + 2) % 3] {
+        assert_eq!(
+            stat(other, "cmd_set"),
+            0,
+            "node {other} counted another node's sets"
+        );
+        // Every replica holds the items all the same.
+        assert_eq!(stat(other, "curr_items"), 5);
+    }
+}

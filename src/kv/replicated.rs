@@ -97,6 +97,9 @@ struct SnapshotData {
 pub struct StateMachine {
     kv: Weak<Kv>,
     state: Arc<Mutex<State>>,
+    /// This process's proposer id: entries it proposed are counted in
+    /// `stats` here, others' only where they were proposed.
+    proposer: u64,
 }
 
 pub(super) fn io_err(e: impl std::fmt::Display) -> StorageError<u64> {
@@ -104,13 +107,14 @@ pub(super) fn io_err(e: impl std::fmt::Display) -> StorageError<u64> {
 }
 
 impl StateMachine {
-    fn new(kv: &Arc<Kv>) -> Result<Self, KvError> {
+    fn new(kv: &Arc<Kv>, proposer: u64) -> Result<Self, KvError> {
         let position = match kv.store.replica_state()? {
             Some(bytes) => postcard::from_bytes(&bytes)
                 .map_err(|_| KvError::Replica("the saved replication state is unreadable"))?,
             None => Position::default(),
         };
         Ok(StateMachine {
+            proposer,
             kv: Arc::downgrade(kv),
             state: Arc::new(Mutex::new(State {
                 position,
@@ -203,8 +207,10 @@ impl RaftStateMachine<KvRaft> for StateMachine {
                     match remembered {
                         Some(done) => done,
                         None => {
+                            let mine = p.id.0 == self.proposer;
                             let answer =
-                                apply_when_stored(&kv, entry.log_id.index, p.now, &p.op).await;
+                                apply_when_stored(&kv, entry.log_id.index, p.now, &p.op, mine)
+                                    .await;
                             self.state.lock().remember(p.id, &answer);
                             answer
                         }
@@ -289,7 +295,8 @@ impl Replicated {
         let (Some(id), Some(peers)) = (cluster.node_id, cluster.peers.as_ref()) else {
             anyhow::bail!("--peers needs --node-id and --raft-listen");
         };
-        let sm = StateMachine::new(kv)?;
+        let proposer = fastrand::u64(..);
+        let sm = StateMachine::new(kv, proposer)?;
         let fresh = sm.state.lock().position.applied.is_none();
         if fresh && kv.curr_items() > 0 {
             anyhow::bail!(
@@ -305,7 +312,7 @@ impl Replicated {
         let replicated = Arc::new(Replicated {
             node,
             linearizable: cluster.read_consistency == crate::config::ReadConsistency::Linearizable,
-            proposer: fastrand::u64(..),
+            proposer,
             seq: AtomicU64::new(0),
             timeout: Duration::from_millis(cluster.quorum_timeout_ms.max(1)),
             kv: Arc::downgrade(kv),
@@ -519,7 +526,7 @@ mod tests {
             let cfg = crate::config::Config::for_data_dir(dir.path().join("items")).store;
             let kv = Arc::new(Kv::open(&cfg).map_err(io_err)?);
             let log = LogStore::open(&dir.path().join("raft")).map_err(io_err)?;
-            let sm = StateMachine::new(&kv).map_err(io_err)?;
+            let sm = StateMachine::new(&kv, 1).map_err(io_err)?;
             Ok(((dir, kv), log, sm))
         }
     }

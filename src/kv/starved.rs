@@ -17,10 +17,16 @@ use crate::store::fault::RETRY;
 
 /// Applies one entry, waiting while the store refuses writes for a disk
 /// fault (see the module doc).
-pub(super) async fn apply_when_stored(kv: &Kv, index: u64, now: u64, op: &Op) -> Applied {
+pub(super) async fn apply_when_stored(
+    kv: &Kv,
+    index: u64,
+    now: u64,
+    op: &Op,
+    counted: bool,
+) -> Applied {
     let mut waited = false;
     loop {
-        match kv.apply_op(index, now, op) {
+        match super::stats::counting(counted, || kv.apply_op(index, now, op)) {
             Applied::Starved => {
                 if !waited {
                     tracing::error!(

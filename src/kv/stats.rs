@@ -62,10 +62,32 @@ counters!(
 
 /// Adds one to a counter.
 pub fn bump(counter: &AtomicU64) {
+    if UNCOUNTED.with(std::cell::Cell::get) {
+        return;
+    }
     counter.fetch_add(1, Ordering::Relaxed);
+}
+
+thread_local! {
+    /// Set while this thread applies a replicated entry that another node
+    /// proposed: a client command is counted once in the group, by the
+    /// node the client sent it to (as memcached counts what it served),
+    /// not again by every replica that applies it.
+    static UNCOUNTED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` with the counters of [`bump`] and [`add`] counting or not.
+pub fn counting<R>(count: bool, f: impl FnOnce() -> R) -> R {
+    let before = UNCOUNTED.with(|u| u.replace(!count));
+    let result = f();
+    UNCOUNTED.with(|u| u.set(before));
+    result
 }
 
 /// Adds `n` to a counter.
 pub fn add(counter: &AtomicU64, n: u64) {
+    if UNCOUNTED.with(std::cell::Cell::get) {
+        return;
+    }
     counter.fetch_add(n, Ordering::Relaxed);
 }
