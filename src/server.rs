@@ -191,11 +191,6 @@ fn bind_memcached(
 /// Makes this node a member of its replicated group and serves Raft's
 /// messages on `--raft-listen`.
 async fn join_group(kv: &Arc<Kv>, config: &Config) -> anyhow::Result<tokio::task::JoinHandle<()>> {
-    anyhow::ensure!(
-        config.store.eviction != crate::config::Eviction::Lru,
-        "--eviction lru is not available in a replicated group yet: each node would pick \
-         its own victims"
-    );
     let addr = config
         .cluster
         .raft_listen

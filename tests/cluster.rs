@@ -25,12 +25,18 @@ struct Node {
 struct Group {
     nodes: Vec<Node>,
     peers: String,
+    /// More `serve` arguments for every node.
+    extra: Vec<String>,
     _tmp: tempfile::TempDir,
     http: reqwest::blocking::Client,
 }
 
 impl Group {
     fn start(size: u64) -> Group {
+        Group::start_with(size, &[])
+    }
+
+    fn start_with(size: u64, extra: &[&str]) -> Group {
         let tmp = tempfile::tempdir().unwrap();
         let nodes: Vec<Node> = (1..=size)
             .map(|id| Node {
@@ -50,6 +56,7 @@ impl Group {
         let mut group = Group {
             nodes,
             peers,
+            extra: extra.iter().map(|a| a.to_string()).collect(),
             _tmp: tmp,
             http: reqwest::blocking::Client::builder()
                 .timeout(Duration::from_secs(10))
@@ -79,6 +86,7 @@ impl Group {
             .args(["--raft-listen", &format!("127.0.0.1:{}", n.raft)])
             .args(["--peers", &self.peers])
             .args(["--quorum-timeout-ms", "1500"])
+            .args(&self.extra)
             .env("MEMCACHED_LITE_LOG", "warn,openraft=error")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -672,5 +680,50 @@ fn a_command_is_counted_in_stats_by_the_node_that_served_it() {
         );
         // Every replica holds the items all the same.
         assert_eq!(stat(other, "curr_items"), 5);
+    }
+}
+
+#[test]
+fn lru_eviction_in_a_group_drops_the_same_keys_on_every_node() {
+    // 512 KiB for items of about 1 KiB: a few hundred fit.
+    let g = Group::start_with(3, &["--max-bytes", "524288", "--eviction", "lru"]);
+    let leader = g.wait_leader();
+    let value = "v".repeat(1000);
+    // Writers on every node at once, so that proposals in flight compete
+    // for victims.
+    std::thread::scope(|s| {
+        for i in 0..3 {
+            let (g, value) = (&g, &value);
+            s.spawn(move || {
+                let mut c = g.client(i);
+                for k in 0..300 {
+                    let set = format!("set n{i}k{k} 0 0 1000\r\n{value}\r\n");
+                    assert_eq!(c.line(set.as_bytes()), "STORED\r\n", "node {i} key {k}");
+                }
+            });
+        }
+    });
+    g.wait_caught_up();
+    let stat = |i: usize, name: &str| -> u64 {
+        let text = g.client(i).until_end(b"stats\r\n");
+        let prefix = format!("STAT {name} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let items = stat(leader, "curr_items");
+    let evictions: u64 = (0..3).map(|i| stat(i, "evictions")).sum();
+    assert!(items < 900 && items > 300, "{items} items left");
+    assert_eq!(
+        items + evictions,
+        900,
+        "every set stored, then kept or evicted once"
+    );
+    assert!(stat(leader, "bytes") <= 524288);
+    let export = g.export(leader);
+    for i in 0..3 {
+        assert_eq!(g.export(i), export, "node {i} evicted other keys");
     }
 }

@@ -22,6 +22,9 @@ pub struct Proposal {
     /// restarted node never reuses an id its earlier run proposed.
     pub id: (u64, u64),
     pub op: Op,
+    /// Keys every replica removes before applying `op`: the leader's
+    /// `--eviction lru` victims (see `kv::evict`).
+    pub victims: Vec<Vec<u8>>,
 }
 
 /// A client write, as the log carries it.

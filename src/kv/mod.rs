@@ -23,6 +23,7 @@ use crate::store::{Store, StoreError};
 
 pub mod detail;
 mod entry;
+mod evict;
 mod flushed;
 pub mod locks;
 mod meta;

@@ -208,9 +208,7 @@ impl RaftStateMachine<KvRaft> for StateMachine {
                         Some(done) => done,
                         None => {
                             let mine = p.id.0 == self.proposer;
-                            let answer =
-                                apply_when_stored(&kv, entry.log_id.index, p.now, &p.op, mine)
-                                    .await;
+                            let answer = apply_when_stored(&kv, entry.log_id.index, &p, mine).await;
                             self.state.lock().remember(p.id, &answer);
                             answer
                         }
@@ -274,6 +272,8 @@ pub struct Replicated {
     seq: AtomicU64,
     timeout: Duration,
     kv: Weak<Kv>,
+    /// `--eviction lru` victims and growth of writes in flight.
+    promised: super::evict::Promised,
 }
 
 /// Why one attempt at a proposal did not get an answer.
@@ -316,6 +316,7 @@ impl Replicated {
             seq: AtomicU64::new(0),
             timeout: Duration::from_millis(cluster.quorum_timeout_ms.max(1)),
             kv: Arc::downgrade(kv),
+            promised: Default::default(),
         });
         let weak = Arc::downgrade(&replicated);
         let forward: ForwardHandler = Arc::new(move |body| {
@@ -427,9 +428,27 @@ impl Replicated {
         op: Op,
         deadline: tokio::time::Instant,
     ) -> Result<Applied, Attempt> {
-        let now = self.kv.upgrade().map_or(0, |kv| kv.clock.now());
-        let proposal = Proposal { now, id, op };
-        match tokio::time::timeout_at(deadline, self.node.raft.client_write(proposal)).await {
+        let (now, choice) = match self.kv.upgrade() {
+            Some(kv) => {
+                let choice = kv.choose_victims(&op, &self.promised).unwrap_or_else(|e| {
+                    tracing::warn!("choosing eviction victims failed: {e}");
+                    Default::default()
+                });
+                (kv.clock.now(), choice)
+            }
+            None => (0, Default::default()),
+        };
+        let proposal = Proposal {
+            now,
+            id,
+            op,
+            victims: choice.victims.clone(),
+        };
+        let written =
+            tokio::time::timeout_at(deadline, self.node.raft.client_write(proposal)).await;
+        // Applied here (openraft answers after the leader applied it), or not.
+        self.promised.release(choice);
+        match written {
             Err(_) => Err(Attempt::Expired),
             Ok(Ok(written)) => Ok(written.data),
             Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => {

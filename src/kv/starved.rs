@@ -11,22 +11,22 @@
 
 use openraft::StorageError;
 
-use super::replicated::{io_err, Applied, Op};
+use super::replicated::{io_err, Applied, Proposal};
 use super::Kv;
 use crate::store::fault::RETRY;
 
 /// Applies one entry, waiting while the store refuses writes for a disk
 /// fault (see the module doc).
-pub(super) async fn apply_when_stored(
-    kv: &Kv,
-    index: u64,
-    now: u64,
-    op: &Op,
-    counted: bool,
-) -> Applied {
+pub(super) async fn apply_when_stored(kv: &Kv, index: u64, p: &Proposal, counted: bool) -> Applied {
+    let apply = || {
+        if let Err(e) = kv.evict_listed(&p.victims, index) {
+            return Applied::from_result(Err::<(), _>(e), |()| Applied::Nothing);
+        }
+        kv.apply_op(index, p.now, &p.op)
+    };
     let mut waited = false;
     loop {
-        match super::stats::counting(counted, || kv.apply_op(index, now, op)) {
+        match super::stats::counting(counted, apply) {
             Applied::Starved => {
                 if !waited {
                     tracing::error!(

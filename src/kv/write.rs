@@ -275,7 +275,9 @@ impl Kv {
         }
         let grow = new - old;
         while self.store.bytes().saturating_add(grow) > limit {
-            let evicted = if new <= limit {
+            // A replica applying the log never chooses victims itself: the
+            // leader did, and the entry's were removed first (`kv::evict`).
+            let evicted = if new <= limit && super::APPLYING.with(|a| a.get().is_none()) {
                 self.store.evict_one(key)?
             } else {
                 None

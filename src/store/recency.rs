@@ -79,8 +79,14 @@ impl Recency {
     /// skipping `except` (the key being written). `None` when no other key
     /// exists.
     pub fn victim(&self, except: &[u8]) -> Option<Box<[u8]>> {
+        self.victim_unless(|key| key == except)
+    }
+
+    /// [`Recency::victim`], skipping every key `skip` names (in a group, the
+    /// key being written and victims already promised to other proposals).
+    pub fn victim_unless(&self, skip: impl Fn(&[u8]) -> bool) -> Option<Box<[u8]>> {
         if self.len() <= EXACT_BELOW {
-            return self.exact_victim(except);
+            return self.exact_victim(&skip);
         }
         let mut best: Option<(u64, Box<[u8]>)> = None;
         let mut rng = fastrand::Rng::new();
@@ -92,7 +98,7 @@ impl Recency {
                 continue;
             }
             let (key, &stamp) = shard.get_index(rng.usize(..shard.len())).expect("in range");
-            if &**key == except {
+            if skip(key) {
                 continue;
             }
             if best.as_ref().is_none_or(|(b, _)| stamp < *b) {
@@ -108,11 +114,11 @@ impl Recency {
 
     /// Exact LRU over few keys, where random shard picks would mostly
     /// land on empty shards.
-    fn exact_victim(&self, except: &[u8]) -> Option<Box<[u8]>> {
+    fn exact_victim(&self, skip: &impl Fn(&[u8]) -> bool) -> Option<Box<[u8]>> {
         let mut best: Option<(u64, Box<[u8]>)> = None;
         for shard in self.shards.iter() {
             for (key, &stamp) in shard.lock().iter() {
-                if &**key != except && best.as_ref().is_none_or(|(b, _)| stamp < *b) {
+                if !skip(key) && best.as_ref().is_none_or(|(b, _)| stamp < *b) {
                     best = Some((stamp, key.clone()));
                 }
             }

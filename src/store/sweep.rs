@@ -133,6 +133,47 @@ impl Store {
         Ok((next, reclaimed))
     }
 
+    /// Whether this store evicts (`--eviction lru`).
+    pub fn evicts(&self) -> bool {
+        self.recency.is_some()
+    }
+
+    /// In a replicated group the leader chooses victims and the log carries
+    /// them (every replica must drop the same keys): approximately least
+    /// recently used keys, none that `skip` names, whose records add up to
+    /// at least `need` bytes (fewer when the store runs out). Removes
+    /// nothing. Each comes with its footprint now.
+    pub fn lru_victims(
+        &self,
+        need: u64,
+        skip: impl Fn(&[u8]) -> bool,
+    ) -> Result<Vec<(Box<[u8]>, u64)>> {
+        let Some(recency) = &self.recency else {
+            return Ok(Vec::new());
+        };
+        let mut chosen: Vec<(Box<[u8]>, u64)> = Vec::new();
+        let mut freed = 0;
+        let mut misses = 0;
+        while freed < need && misses < 8 {
+            let taken = |k: &[u8]| skip(k) || chosen.iter().any(|(c, _)| &**c == k);
+            let Some(victim) = recency.victim_unless(taken) else {
+                break;
+            };
+            match self.raw(&victim)? {
+                None => {
+                    recency.forget(&victim);
+                    misses += 1;
+                }
+                Some(raw) => {
+                    let bytes = Item::footprint(victim.len(), raw.len());
+                    freed += bytes;
+                    chosen.push((victim, bytes));
+                }
+            }
+        }
+        Ok(chosen)
+    }
+
     /// Evicts the approximately least recently used item other than
     /// `except`; returns the bytes freed, `None` when nothing can go.
     /// Lock-free against writers: the victim is removed only if unchanged
