@@ -154,13 +154,23 @@ mod tests {
         s.wait_durable(t).await
     }
 
-    /// An `fdatasync` failing with EIO: the writes of the failed round are
-    /// refused and taken back (never readable), new writes are refused
-    /// before they change anything, and once syncs work again the store
-    /// resumes by itself; a restart finds exactly the acknowledged writes.
+    /// An `fdatasync` failing with EIO, or with EROFS (the filesystem turned
+    /// read-only: Linux refuses `mount -o remount,ro` while sled holds its
+    /// files open, so the fault is injected): the writes of the failed round
+    /// are refused and taken back (never readable), new writes are refused
+    /// before they change anything, with the reason, and once syncs work
+    /// again the store resumes by itself; a restart finds exactly the
+    /// acknowledged writes.
     #[tokio::test]
     async fn a_failed_commit_takes_its_writes_back_and_the_store_resumes() {
-        for no_index in [false, true] {
+        let faults = [
+            (libc::EIO, Fault::Io, "disk I/O error"),
+            (libc::EROFS, Fault::ReadOnly, "data directory is read-only"),
+        ];
+        for (no_index, (errno, fault, words)) in [false, true]
+            .into_iter()
+            .flat_map(|n| faults.map(|f| (n, f)))
+        {
             let dir = tempfile::tempdir().unwrap();
             let mut cfg = Config::for_data_dir(dir.path()).store;
             cfg.durability = Durability::Sync;
@@ -174,22 +184,23 @@ mod tests {
                 s.insert(b"gone", r(2)).unwrap();
                 commit(&s).await.unwrap();
 
-                fault::fail_syncs_under(dir.path(), Some(libc::EIO));
+                fault::fail_syncs_under(dir.path(), Some(errno));
                 s.insert(b"k", r(3)).unwrap();
                 s.insert(b"new", r(4)).unwrap();
                 s.remove(b"gone").unwrap();
                 assert!(matches!(
                     commit(&s).await,
-                    Err(StoreError::Refused(Fault::Io))
+                    Err(StoreError::Refused(f)) if f == fault
                 ));
                 assert_eq!(cas(&s, b"k"), Some(1), "no_index={no_index}");
                 assert_eq!(cas(&s, b"new"), None);
                 assert_eq!(cas(&s, b"gone"), Some(2));
                 assert_eq!(s.curr_items(), 2);
-                assert!(s.storage_problem().unwrap().starts_with("disk I/O error"));
+                let problem = s.storage_problem().unwrap();
+                assert!(problem.starts_with(words), "{problem}");
                 assert!(matches!(
                     s.insert(b"k", r(5)),
-                    Err(StoreError::Refused(Fault::Io))
+                    Err(StoreError::Refused(f)) if f == fault
                 ));
                 assert_eq!(cas(&s, b"k"), Some(1));
                 s.take_own_writes();
