@@ -26,8 +26,9 @@ use linearizability::{check, Input, Operation, Output, Verdict};
 
 /// Search steps allowed per key: far more than a history of a few hundred
 /// operations needs (the unit tests' 400-operation histories take well
-/// under a million), small enough to end in seconds.
-const BUDGET: u64 = 20_000_000;
+/// under a million), small enough to give up within about 15 s in a debug
+/// build.
+const BUDGET: u64 = 5_000_000;
 
 fn since(start: Instant) -> u64 {
     start.elapsed().as_nanos() as u64
@@ -143,14 +144,40 @@ impl Recorder {
         true
     }
 
-    /// Runs random operations on `keys` until `stop` or `max_ops`.
+    /// `delete` (or `md`), recorded; false if nothing was sent.
+    fn delete(&mut self, key: &str) -> bool {
+        let call = since(self.start);
+        let reply = if self.meta {
+            self.conn.meta_delete(key)
+        } else {
+            self.conn.delete(key)
+        };
+        let ret = since(self.start);
+        match reply {
+            Reply::Done(line) => {
+                let output = match line.as_str() {
+                    "DELETED" | "HD" => Output::Deleted,
+                    "NOT_FOUND" | "NF" => Output::NotFound,
+                    other => panic!("client {}: delete {key} answered {other:?}", self.id),
+                };
+                self.record(key, Input::Delete, output, call, Some(ret));
+            }
+            Reply::Unknown(_) => self.record(key, Input::Delete, Output::Unknown, call, None),
+            Reply::NotSent => return false,
+        }
+        true
+    }
+
+    /// Runs random operations on `keys` until `stop` or `max_ops`: half
+    /// reads, a fifth sets, a fourth cas, one in twenty deletes.
     fn run(mut self, keys: &[String], stop: &AtomicBool, max_ops: usize) -> Vec<Operation> {
         while !stop.load(Ordering::Relaxed) && self.ops.len() < max_ops {
             let key = keys[self.rng.usize(..keys.len())].clone();
-            let sent = match self.rng.u8(..10) {
-                0..=4 => self.get(&key),
-                5 | 6 => self.write(&key, false),
-                _ => self.write(&key, true),
+            let sent = match self.rng.u8(..20) {
+                0..=9 => self.get(&key),
+                10..=13 => self.write(&key, false),
+                14..=18 => self.write(&key, true),
+                _ => self.delete(&key),
             };
             let pause = if sent { self.rng.u64(0..30) } else { 100 };
             std::thread::sleep(Duration::from_millis(pause));
@@ -179,7 +206,8 @@ fn summary(history: &[Operation]) -> String {
         .join("; ")
 }
 
-/// Six clients (two per node, text and meta protocols) on three hot keys;
+/// Six clients (two per node, text and meta protocols) on three hot keys
+/// (gets, sets, cas, deletes);
 /// each round stops the leader for 4 s (even rounds) or kills and restarts
 /// it (odd rounds). With linearizable reads (the default) every key's
 /// history must be linearizable, and the group must have kept answering.
@@ -207,12 +235,20 @@ fn histories_under_leader_failures_are_linearizable() {
             g.pause(leader);
             std::thread::sleep(Duration::from_secs(4));
             g.resume(leader);
-            faults.push(format!("SIGSTOP node {} at {:.1}s", leader + 1, at as f64 / 1e9));
+            faults.push(format!(
+                "SIGSTOP node {} at {:.1}s",
+                leader + 1,
+                at as f64 / 1e9
+            ));
         } else {
             g.kill(leader);
             std::thread::sleep(Duration::from_secs(3));
             g.launch(leader);
-            faults.push(format!("kill -9 node {} at {:.1}s", leader + 1, at as f64 / 1e9));
+            faults.push(format!(
+                "kill -9 node {} at {:.1}s",
+                leader + 1,
+                at as f64 / 1e9
+            ));
         }
         g.wait_leader();
     }

@@ -461,6 +461,16 @@ impl Conn {
         self.one_line(req.as_bytes())
     }
 
+    /// `delete`: the reply line (`DELETED`, `NOT_FOUND`).
+    pub fn delete(&mut self, key: &str) -> Reply<String> {
+        self.one_line(format!("delete {key}\r\n").as_bytes())
+    }
+
+    /// `md key`: the reply line (`HD`, `NF`).
+    pub fn meta_delete(&mut self, key: &str) -> Reply<String> {
+        self.one_line(format!("md {key}\r\n").as_bytes())
+    }
+
     /// `ms key <len> [C<cas>]`: the reply line (`HD`, `EX`, `NF`).
     pub fn meta_set(&mut self, key: &str, value: &str, cas: Option<u64>) -> Reply<String> {
         let compare = cas.map(|c| format!(" C{c}")).unwrap_or_default();

@@ -83,34 +83,99 @@ impl fmt::Display for Operation {
     }
 }
 
-/// The register's state: its value, if any.
-type State = Option<String>;
+/// The register's state: 0 for empty, else the value's number (values
+/// are interned: the search compares and hashes numbers, not strings).
+type State = u64;
 
-/// The state after `input` answered `output` from `state`, or None if the
-/// register could not have answered that.
-fn step(state: &State, input: &Input, output: &Output) -> Option<State> {
-    use Output::*;
-    match (input, output) {
-        (Input::Get, Value(v)) => (v == state).then(|| state.clone()),
-        (Input::Get, Unknown) => Some(state.clone()),
-        (Input::Set(v), Stored | Unknown) => Some(Some(v.clone())),
-        (Input::Cas { expected, new }, Stored) => {
-            (state.as_ref() == Some(expected)).then(|| Some(new.clone()))
-        }
-        (Input::Cas { expected, .. }, Exists) => {
-            (state.is_some() && state.as_ref() != Some(expected)).then(|| state.clone())
-        }
-        (Input::Cas { .. }, NotFound) => state.is_none().then_some(None),
-        (Input::Cas { expected, new }, Unknown) => Some(if state.as_ref() == Some(expected) {
-            Some(new.clone())
-        } else {
-            state.clone()
-        }),
-        (Input::Delete, Deleted) => state.is_some().then_some(None),
-        (Input::Delete, NotFound) => state.is_none().then_some(None),
-        (Input::Delete, Unknown) => Some(None),
-        _ => None,
+/// An operation with interned values.
+#[derive(Clone, Copy)]
+enum Compact {
+    Get(State),
+    GetUnknown,
+    Set,
+    Cas {
+        expected: State,
+        new: State,
+    },
+    CasExists(State),
+    CasNotFound,
+    CasUnknown {
+        expected: State,
+        new: State,
+    },
+    Delete {
+        found: bool,
+    },
+    DeleteUnknown,
+    /// An answer the register can never give (e.g. a set answering
+    /// NOT_FOUND).
+    Impossible,
+}
+
+/// The register model: the state after `op` from `state`, or None if the
+/// register could not have answered as `op` says it did.
+fn step(state: State, op: Compact, set_value: State) -> Option<State> {
+    match op {
+        Compact::Get(v) => (v == state).then_some(state),
+        Compact::GetUnknown => Some(state),
+        // A set always stores (an unknown one is linearized last if it
+        // never took effect).
+        Compact::Set => Some(set_value),
+        Compact::Cas { expected, new } => (state == expected).then_some(new),
+        Compact::CasExists(expected) => (state != 0 && state != expected).then_some(state),
+        Compact::CasNotFound => (state == 0).then_some(0),
+        Compact::CasUnknown { expected, new } => Some(if state == expected { new } else { state }),
+        Compact::Delete { found } => ((state != 0) == found).then_some(0),
+        Compact::DeleteUnknown => Some(0),
+        Compact::Impossible => None,
     }
+}
+
+/// Interns `ops`' values: (compact ops, each op's set value, names).
+fn intern(ops: &[Operation]) -> (Vec<Compact>, Vec<State>, Vec<String>) {
+    let mut names: Vec<String> = vec!["(empty)".into()];
+    let mut ids: std::collections::HashMap<String, State> = std::collections::HashMap::new();
+    let mut id = |v: &str| -> State {
+        if let Some(&i) = ids.get(v) {
+            return i;
+        }
+        names.push(v.to_string());
+        let i = (names.len() - 1) as State;
+        ids.insert(v.to_string(), i);
+        i
+    };
+    let mut compact = Vec::with_capacity(ops.len());
+    let mut set_values = Vec::with_capacity(ops.len());
+    for op in ops {
+        use Output::*;
+        let mut set_value = 0;
+        let c = match (&op.input, &op.output) {
+            (Input::Get, Value(None)) => Compact::Get(0),
+            (Input::Get, Value(Some(v))) => Compact::Get(id(v)),
+            (Input::Get, Unknown) => Compact::GetUnknown,
+            (Input::Set(v), Stored | Unknown) => {
+                set_value = id(v);
+                Compact::Set
+            }
+            (Input::Cas { expected, new }, Stored) => Compact::Cas {
+                expected: id(expected),
+                new: id(new),
+            },
+            (Input::Cas { expected, .. }, Exists) => Compact::CasExists(id(expected)),
+            (Input::Cas { .. }, NotFound) => Compact::CasNotFound,
+            (Input::Cas { expected, new }, Unknown) => Compact::CasUnknown {
+                expected: id(expected),
+                new: id(new),
+            },
+            (Input::Delete, Deleted) => Compact::Delete { found: true },
+            (Input::Delete, NotFound) => Compact::Delete { found: false },
+            (Input::Delete, Unknown) => Compact::DeleteUnknown,
+            _ => Compact::Impossible,
+        };
+        compact.push(c);
+        set_values.push(set_value);
+    }
+    (compact, set_values, names)
 }
 
 #[derive(Debug)]
@@ -162,22 +227,6 @@ enum Search {
     Found,
     None(String),
     GaveUp,
-}
-
-/// A set of operations (by index), hashable for the memo.
-#[derive(Clone, PartialEq, Eq, Hash)]
-struct Bits(Vec<u64>);
-
-impl Bits {
-    fn new(n: usize) -> Bits {
-        Bits(vec![0; n.div_ceil(64)])
-    }
-    fn set(&mut self, i: usize) {
-        self.0[i / 64] |= 1 << (i % 64);
-    }
-    fn clear(&mut self, i: usize) {
-        self.0[i / 64] &= !(1 << (i % 64));
-    }
 }
 
 const NIL: usize = usize::MAX;
@@ -258,12 +307,15 @@ fn check_register(ops: &[Operation], budget: u64) -> Search {
         }
     }
 
-    let mut state: State = None;
-    let mut linearized = Bits::new(ops.len());
-    let mut memo: HashSet<(Bits, State)> = HashSet::new();
+    let (compact, set_values, names) = intern(ops);
+    let mut state: State = 0;
+    // The memo's key: the linearized set's bits, then the state.
+    let words = ops.len().div_ceil(64);
+    let mut key: Vec<u64> = vec![0; words + 1];
+    let mut memo: HashSet<Vec<u64>> = HashSet::new();
     // (invocation event, state before it)
     let mut stack: Vec<(usize, State)> = Vec::new();
-    let mut best: (usize, Vec<usize>, State) = (0, Vec::new(), None);
+    let mut best: (usize, Vec<usize>, State) = (0, Vec::new(), 0);
     let mut steps = 0u64;
     let mut entry = events[0].next;
     while events[0].next != NIL {
@@ -274,35 +326,45 @@ fn check_register(ops: &[Operation], budget: u64) -> Search {
         let op = events[entry].op;
         if events[entry].answer.is_some() {
             // An invocation: try to linearize it here.
-            if let Some(next) = step(&state, &ops[op].input, &ops[op].output) {
-                let mut with = linearized.clone();
-                with.set(op);
-                if memo.insert((with.clone(), next.clone())) {
+            if let Some(next) = step(state, compact[op], set_values[op]) {
+                key[op / 64] |= 1 << (op % 64);
+                key[words] = next;
+                if !memo.contains(key.as_slice()) {
+                    memo.insert(key.clone());
                     stack.push((entry, std::mem::replace(&mut state, next)));
-                    linearized = with;
                     lift(&mut events, entry);
                     entry = events[0].next;
                     continue;
                 }
+                key[op / 64] &= !(1 << (op % 64));
             }
             entry = events[entry].next;
         } else {
             // The answer of an operation not linearized yet: dead end.
             if best.1.is_empty() || stack.len() > best.0 {
-                let mut pending = Vec::new();
+                // The operations that could come next: answered ones
+                // first (unknown outcomes fit anywhere, late).
+                let (mut pending, mut unknown) = (Vec::new(), Vec::new());
                 let mut e = events[0].next;
                 while e != NIL && pending.len() < 8 {
                     if events[e].answer.is_some() {
-                        pending.push(events[e].op);
+                        let op = events[e].op;
+                        if ops[op].ret.is_some() {
+                            pending.push(op);
+                        } else if unknown.len() < 3 {
+                            unknown.push(op);
+                        }
                     }
                     e = events[e].next;
                 }
-                best = (stack.len(), pending, state.clone());
+                pending.extend(unknown);
+                best = (stack.len(), pending, state);
             }
             let Some((e, before)) = stack.pop() else {
-                return Search::None(report(ops, &best));
+                return Search::None(report(ops, &best, &names));
             };
-            linearized.clear(events[e].op);
+            let op = events[e].op;
+            key[op / 64] &= !(1 << (op % 64));
             state = before;
             unlift(&mut events, e);
             entry = events[e].next;
@@ -311,8 +373,9 @@ fn check_register(ops: &[Operation], budget: u64) -> Search {
     Search::Found
 }
 
-fn report(ops: &[Operation], best: &(usize, Vec<usize>, State)) -> String {
+fn report(ops: &[Operation], best: &(usize, Vec<usize>, State), names: &[String]) -> String {
     let (depth, pending, state) = best;
+    let state = &names[*state as usize];
     let mut out = format!(
         "no linearization of {} operations; the longest linearizable prefix has {depth}, \
          after which the register holds {state:?} and none of the next operations fits:\n",
@@ -391,7 +454,7 @@ mod tests {
             panic!("stale read accepted");
         };
         assert_eq!(key, "k");
-        assert!(report.contains("Some(\"a\")"), "{report}");
+        assert!(report.contains("holds \"b\""), "{report}");
         // The same read overlapping the write of `b` is fine.
         assert!(ok(&[
             set(0, "a", 0, 10),
@@ -519,71 +582,107 @@ mod tests {
         }
     }
 
-    /// Random histories of a real register: each operation takes effect at
-    /// a distinct instant inside its [call, ret] interval, some writes lose
-    /// their answer. The checker must find a linearization, quickly.
+    /// A random history of a real register: six clients, each operation
+    /// taking effect at a distinct instant inside its [call, ret]
+    /// interval; some writes lose their answer.
+    fn random_history(rng: &mut fastrand::Rng, round: usize, n: usize) -> Vec<Operation> {
+        let clients = 6;
+        let mut reg: Option<String> = None;
+        let mut seen: Vec<Option<String>> = vec![None; clients];
+        // Clients' next free time; every client runs sequentially.
+        let mut free = vec![0u64; clients];
+        let mut points: Vec<(u64, usize)> = Vec::new();
+        let mut plans = Vec::new();
+        for i in 0..n {
+            let c = rng.usize(..clients);
+            let call = free[c] + rng.u64(0..50);
+            let point = call + 1 + rng.u64(0..100);
+            let ret = point + 1 + rng.u64(0..100);
+            free[c] = ret + 1;
+            points.push((point * 1000 + i as u64, i));
+            plans.push((c, call, ret, rng.u8(..4)));
+        }
+        points.sort();
+        let mut ops: Vec<Option<Operation>> = vec![None; plans.len()];
+        for (_, i) in points {
+            let (c, call, ret, kind) = plans[i];
+            let v = format!("v{round}.{i}");
+            let (input, output) = match kind {
+                0 => {
+                    reg = Some(v.clone());
+                    (Input::Set(v), Output::Stored)
+                }
+                1 if seen[c].is_some() => {
+                    let expected = seen[c].clone().unwrap();
+                    let out = if reg.as_ref() == Some(&expected) {
+                        reg = Some(v.clone());
+                        Output::Stored
+                    } else {
+                        Output::Exists
+                    };
+                    (Input::Cas { expected, new: v }, out)
+                }
+                _ => {
+                    seen[c] = reg.clone();
+                    (Input::Get, Output::Value(reg.clone()))
+                }
+            };
+            let lost = !matches!(input, Input::Get) && rng.u8(..20) == 0;
+            ops[i] = Some(Operation {
+                client: c,
+                key: "k".into(),
+                input,
+                output: if lost { Output::Unknown } else { output },
+                call,
+                ret: if lost { None } else { Some(ret) },
+            });
+        }
+        ops.into_iter().map(Option::unwrap).collect()
+    }
+
     #[test]
     fn random_linearizable_histories_are_accepted_within_the_budget() {
         let mut rng = fastrand::Rng::with_seed(12);
         for round in 0..20 {
-            let clients = 6;
-            let mut h = Vec::new();
-            let mut reg: Option<String> = None;
-            let mut seen: Vec<Option<String>> = vec![None; clients];
-            // Clients' next free time; every client runs sequentially.
-            let mut free = vec![0u64; clients];
-            let mut points: Vec<(u64, usize)> = Vec::new();
-            let mut plans = Vec::new();
-            for i in 0..400 {
-                let c = rng.usize(..clients);
-                let call = free[c] + rng.u64(0..50);
-                let point = call + 1 + rng.u64(0..100);
-                let ret = point + 1 + rng.u64(0..100);
-                free[c] = ret + 1;
-                points.push((point * 1000 + i as u64, i));
-                plans.push((c, call, ret, rng.u8(..4)));
-            }
-            points.sort();
-            let mut ops: Vec<Option<Operation>> = vec![None; plans.len()];
-            for (_, i) in points {
-                let (c, call, ret, kind) = plans[i];
-                let v = format!("v{round}.{i}");
-                let (input, output) = match kind {
-                    0 => {
-                        reg = Some(v.clone());
-                        (Input::Set(v), Output::Stored)
-                    }
-                    1 if seen[c].is_some() => {
-                        let expected = seen[c].clone().unwrap();
-                        let out = if reg.as_ref() == Some(&expected) {
-                            reg = Some(v.clone());
-                            Output::Stored
-                        } else {
-                            Output::Exists
-                        };
-                        (Input::Cas { expected, new: v }, out)
-                    }
-                    _ => {
-                        seen[c] = reg.clone();
-                        (Input::Get, Output::Value(reg.clone()))
-                    }
-                };
-                let lost = !matches!(input, Input::Get) && rng.u8(..20) == 0;
-                ops[i] = Some(Operation {
-                    client: c,
-                    key: "k".into(),
-                    input,
-                    output: if lost { Output::Unknown } else { output },
-                    call,
-                    ret: if lost { None } else { Some(ret) },
-                });
-            }
-            let h2: Vec<Operation> = ops.into_iter().map(Option::unwrap).collect();
-            h.extend(h2);
+            let h = random_history(&mut rng, round, 400);
             let started = std::time::Instant::now();
             let v = check(&h, 5_000_000);
             assert!(v.is_linearizable(), "round {round}: {v:?}");
             assert!(started.elapsed() < std::time::Duration::from_secs(10));
+        }
+    }
+
+    /// The same histories with one read planted: after a set `w2` that
+    /// began once a set `w1` was acknowledged, and after `w2` itself was
+    /// acknowledged, a read returns `w1`'s value. No linearization exists
+    /// (values are unique), however long the history.
+    #[test]
+    fn a_stale_read_planted_in_a_random_history_is_caught() {
+        let mut rng = fastrand::Rng::with_seed(99);
+        for round in 0..20 {
+            let mut h = random_history(&mut rng, round, 400);
+            let sets: Vec<&Operation> = h
+                .iter()
+                .filter(|o| matches!(o.input, Input::Set(_)) && o.output == Output::Stored)
+                .collect();
+            let pair = sets.iter().enumerate().find_map(|(i, w1)| {
+                sets[i + 1..]
+                    .iter()
+                    .filter(|w2| w2.call > w1.ret.unwrap())
+                    .nth(rng.usize(..3))
+                    .map(|w2| (w1.input.clone(), w2.ret.unwrap()))
+            });
+            let (Input::Set(old), after) = pair.expect("two sets in a row") else {
+                unreachable!()
+            };
+            let call = after + 1 + rng.u64(0..100);
+            h.push(get(99, Some(&old), call, call + 1 + rng.u64(0..100)));
+            match check(&h, 5_000_000) {
+                Verdict::Violation { report, .. } => {
+                    assert!(report.contains("client 99"), "{report}")
+                }
+                v => panic!("round {round}: planted stale read of {old} not caught: {v:?}"),
+            }
         }
     }
 }
