@@ -359,7 +359,7 @@ fn the_checker_catches_a_stale_read_from_a_follower_reading_locally() {
                 stale_seen = true;
             }
             r.record(&key, Input::Get, Output::Value(value), call, Some(ret));
-            history.extend(writer.ops.drain(..));
+            history.append(&mut writer.ops);
             history.extend(r.ops);
         }
         if stale_seen {
