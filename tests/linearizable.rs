@@ -53,7 +53,9 @@ impl Recorder {
     fn new(id: usize, addr: SocketAddr, meta: bool, start: Instant) -> Recorder {
         Recorder {
             id,
-            conn: Conn::new(addr, Duration::from_secs(4)),
+            // Longer than a stop: requests a stopped node took are answered
+            // (and recorded) after it resumes, old leaders' reads included.
+            conn: Conn::new(addr, Duration::from_secs(8)),
             meta,
             start,
             rng: fastrand::Rng::with_seed(id as u64 * 7 + 1),
@@ -288,6 +290,62 @@ fn histories_under_leader_failures_are_linearizable() {
         }
         Verdict::GaveUp { key } => panic!("the search gave up on {key} ({stats})"),
     }
+}
+
+/// The read most at risk: a leader is stopped, the other two elect a new
+/// one which acknowledges a new value, and a `gets` sent to the old leader
+/// while it was stopped is answered after it resumes. It still believes it
+/// leads for a moment; a linearizable read must not come from its items
+/// until a quorum confirms it (it cannot: it has been deposed) or it has
+/// caught up with the new leader's read index.
+#[test]
+fn a_resumed_old_leader_reads_what_the_new_leader_acknowledged() {
+    let mut g = Group::start(3);
+    let start = Instant::now();
+    let mut history = Vec::new();
+    for round in 0..cluster::rounds(2) {
+        let old = g.wait_leader();
+        let key = format!("deposed{round}");
+        let mut before = Recorder::new(0, g.mc_addr(old), false, start);
+        assert!(before.write(&key, false));
+        assert_eq!(before.ops[0].output, Output::Stored);
+        let mut reader = Recorder::new(1, g.mc_addr(old), false, start);
+        g.pause(old);
+        let new = g.wait_leader_within(Duration::from_secs(15));
+        let mut after = Recorder::new(2, g.mc_addr(new), false, start);
+        assert!(after.write(&key, false));
+        let acked = after.ops[0].clone();
+        assert_eq!(acked.output, Output::Stored, "{acked}");
+        let call = since(start);
+        assert!(reader.conn.begin_gets(&key));
+        g.resume(old);
+        let Reply::Done(got) = reader.conn.finish_gets() else {
+            panic!("node {} did not answer after it resumed", old + 1);
+        };
+        let value = got.map(|(v, _)| v);
+        reader.record(
+            &key,
+            Input::Get,
+            Output::Value(value.clone()),
+            call,
+            Some(since(start)),
+        );
+        let Input::Set(new_value) = &acked.input else {
+            unreachable!()
+        };
+        assert_eq!(
+            value.as_ref(),
+            Some(new_value),
+            "round {round}: node {} (the old leader) answered a stale value",
+            old + 1
+        );
+        history.extend(before.ops);
+        history.extend(after.ops);
+        history.extend(reader.ops);
+        g.wait_leader();
+    }
+    let v = check(&history, BUDGET);
+    assert!(v.is_linearizable(), "{v:?}");
 }
 
 /// A real stale read, caught: node 3 serves reads from its own items
