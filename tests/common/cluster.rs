@@ -32,7 +32,10 @@ pub struct Node {
 pub struct Group {
     pub nodes: Vec<Node>,
     peers: String,
-    tmp: tempfile::TempDir,
+    /// The nodes' data directories and logs; kept (and named) when a test
+    /// fails.
+    tmp: Option<tempfile::TempDir>,
+    root: PathBuf,
     pub http: reqwest::blocking::Client,
 }
 
@@ -52,6 +55,7 @@ impl Group {
     /// A group whose node `id` also gets `extra(id)` on its command line.
     pub fn start_with(size: u64, extra: impl Fn(u64) -> Vec<String>) -> Group {
         let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().to_path_buf();
         let nodes: Vec<Node> = (1..=size)
             .map(|id| Node {
                 id,
@@ -72,7 +76,8 @@ impl Group {
         let mut group = Group {
             nodes,
             peers,
-            tmp,
+            tmp: Some(tmp),
+            root,
             http: reqwest::blocking::Client::builder()
                 .timeout(Duration::from_secs(10))
                 .build()
@@ -89,7 +94,7 @@ impl Group {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(self.tmp.path().join(format!("node{}.log", n.id)))
+            .open(self.root.join(format!("node{}.log", n.id)))
             .unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_memcached-lite"))
             .arg("serve")
@@ -100,7 +105,11 @@ impl Group {
             .args(["--node-id", &n.id.to_string()])
             .args(["--raft-listen", &format!("127.0.0.1:{}", n.raft)])
             .args(["--peers", &self.peers])
-            .args(["--quorum-timeout-ms", "1500"])
+            .args(if n.extra.iter().any(|a| a == "--quorum-timeout-ms") {
+                &[][..]
+            } else {
+                &["--quorum-timeout-ms", "1500"][..]
+            })
             .args(&n.extra)
             .env("MEMCACHED_LITE_LOG", "warn,openraft=error")
             .stdin(Stdio::null())
@@ -240,7 +249,7 @@ impl Drop for Group {
         }
         if std::thread::panicking() {
             for n in &self.nodes {
-                let log = self.tmp.path().join(format!("node{}.log", n.id));
+                let log = self.root.join(format!("node{}.log", n.id));
                 let text = std::fs::read_to_string(log).unwrap_or_default();
                 let tail: Vec<&str> = text
                     .lines()
@@ -255,6 +264,9 @@ impl Drop for Group {
                 for line in tail.iter().rev() {
                     eprintln!("{line}");
                 }
+            }
+            if let Some(tmp) = self.tmp.take() {
+                eprintln!("kept the nodes' logs and data in {}", tmp.keep().display());
             }
         }
     }
