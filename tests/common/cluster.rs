@@ -53,7 +53,23 @@ impl Group {
     }
 
     /// A group whose node `id` also gets `extra(id)` on its command line.
+    ///
+    /// Ports are picked free but may be taken by another process before a
+    /// node binds them (tests of other files run meanwhile): a node that
+    /// exits during start-up, or a port that answers as another server,
+    /// starts the whole group again on new ports (up to 3 times).
     pub fn start_with(size: u64, extra: impl Fn(u64) -> Vec<String>) -> Group {
+        for _ in 0..3 {
+            let mut group = Group::on_new_ports(size, &extra);
+            if (0..group.nodes.len()).all(|i| group.try_launch(i)) {
+                return group;
+            }
+            eprintln!("a node did not start (a port taken?); new ports");
+        }
+        panic!("the group did not start after 3 attempts");
+    }
+
+    fn on_new_ports(size: u64, extra: &impl Fn(u64) -> Vec<String>) -> Group {
         let tmp = tempfile::tempdir().unwrap();
         let root = tmp.path().to_path_buf();
         let nodes: Vec<Node> = (1..=size)
@@ -73,7 +89,7 @@ impl Group {
             .map(|n| format!("{}=127.0.0.1:{}", n.id, n.raft))
             .collect::<Vec<_>>()
             .join(",");
-        let mut group = Group {
+        Group {
             nodes,
             peers,
             tmp: Some(tmp),
@@ -82,14 +98,21 @@ impl Group {
                 .timeout(Duration::from_secs(10))
                 .build()
                 .unwrap(),
-        };
-        for i in 0..group.nodes.len() {
-            group.launch(i);
         }
-        group
     }
 
+    /// Starts (or restarts) node `i` on its ports and data directory.
     pub fn launch(&mut self, i: usize) {
+        assert!(
+            self.try_launch(i),
+            "node {} exited during start-up",
+            self.nodes[i].id
+        );
+    }
+
+    /// Starts node `i`; true once it answers `GET /v1/cluster` as itself,
+    /// false if it exited first.
+    fn try_launch(&mut self, i: usize) -> bool {
         let n = &mut self.nodes[i];
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -119,9 +142,20 @@ impl Group {
             .unwrap();
         n.child = Some(child);
         n.paused = false;
+        let id = n.id;
         let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", n.http)).is_err() {
-            assert!(Instant::now() < deadline, "node {} did not start", n.id);
+        loop {
+            if let Ok(Some(status)) = self.nodes[i].child.as_mut().unwrap().try_wait() {
+                eprintln!("node {id} exited during start-up: {status}");
+                self.nodes[i].child = None;
+                return false;
+            }
+            if let Some(s) = self.status(i) {
+                if s["node_id"].as_u64() == Some(id) {
+                    return true;
+                }
+            }
+            assert!(Instant::now() < deadline, "node {id} did not start");
             std::thread::sleep(Duration::from_millis(20));
         }
     }
