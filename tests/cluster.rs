@@ -4,228 +4,19 @@
 //! quorum refuses writes within the timeout, and a wiped node catches up.
 //! Failure rounds: `MEMCACHED_LITE_CLUSTER_ROUNDS` (3 by default, for CI).
 
+#[path = "common/cluster.rs"]
+mod cluster;
 mod common;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{free_port, Client};
-
-struct Node {
-    id: u64,
-    mc: u16,
-    http: u16,
-    raft: u16,
-    dir: PathBuf,
-    child: Option<Child>,
-}
-
-struct Group {
-    nodes: Vec<Node>,
-    peers: String,
-    /// More `serve` arguments for every node.
-    extra: Vec<String>,
-    _tmp: tempfile::TempDir,
-    http: reqwest::blocking::Client,
-}
-
-impl Group {
-    fn start(size: u64) -> Group {
-        Group::start_with(size, &[])
-    }
-
-    fn start_with(size: u64, extra: &[&str]) -> Group {
-        let tmp = tempfile::tempdir().unwrap();
-        let nodes: Vec<Node> = (1..=size)
-            .map(|id| Node {
-                id,
-                mc: free_port(),
-                http: free_port(),
-                raft: free_port(),
-                dir: tmp.path().join(format!("node{id}")),
-                child: None,
-            })
-            .collect();
-        let peers = nodes
-            .iter()
-            .map(|n| format!("{}=127.0.0.1:{}", n.id, n.raft))
-            .collect::<Vec<_>>()
-            .join(",");
-        let mut group = Group {
-            nodes,
-            peers,
-            extra: extra.iter().map(|a| a.to_string()).collect(),
-            _tmp: tmp,
-            http: reqwest::blocking::Client::builder()
-                .timeout(Duration::from_secs(10))
-                .build()
-                .unwrap(),
-        };
-        for i in 0..group.nodes.len() {
-            group.launch(i);
-        }
-        group
-    }
-
-    fn launch(&mut self, i: usize) {
-        let n = &mut self.nodes[i];
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self._tmp.path().join(format!("node{}.log", n.id)))
-            .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_memcached-lite"))
-            .arg("serve")
-            .args(["--listen", &format!("127.0.0.1:{}", n.mc)])
-            .args(["--http-listen", &format!("127.0.0.1:{}", n.http)])
-            .arg("--data-dir")
-            .arg(&n.dir)
-            .args(["--node-id", &n.id.to_string()])
-            .args(["--raft-listen", &format!("127.0.0.1:{}", n.raft)])
-            .args(["--peers", &self.peers])
-            .args(["--quorum-timeout-ms", "1500"])
-            .args(&self.extra)
-            .env("MEMCACHED_LITE_LOG", "warn,openraft=error")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        n.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", n.http)).is_err() {
-            assert!(Instant::now() < deadline, "node {} did not start", n.id);
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn kill(&mut self, i: usize) {
-        if let Some(mut c) = self.nodes[i].child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    fn alive(&self) -> impl Iterator<Item = (usize, &Node)> {
-        self.nodes
-            .iter()
-            .enumerate()
-            .filter(|(_, n)| n.child.is_some())
-    }
-
-    fn status(&self, i: usize) -> Option<serde_json::Value> {
-        let url = format!("http://127.0.0.1:{}/v1/cluster", self.nodes[i].http);
-        self.http.get(url).send().ok()?.json().ok()
-    }
-
-    /// The index of the node every live node agrees leads.
-    fn wait_leader(&self) -> usize {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let leaders: Vec<Option<u64>> = self
-                .alive()
-                .map(|(i, _)| self.status(i).and_then(|s| s["leader_id"].as_u64()))
-                .collect();
-            if let Some(Some(id)) = leaders.first() {
-                if leaders.iter().all(|l| *l == Some(*id)) {
-                    if let Some((i, _)) = self.alive().find(|(_, n)| n.id == *id) {
-                        return i;
-                    }
-                }
-            }
-            assert!(Instant::now() < deadline, "no agreed leader: {leaders:?}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// The node that `among` (indexes) agree leads, when one of them does.
-    fn wait_leader_among(&self, among: &[usize]) -> usize {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let leaders: Vec<Option<u64>> = among
-                .iter()
-                .map(|i| self.status(*i).and_then(|s| s["leader_id"].as_u64()))
-                .collect();
-            if let Some(Some(id)) = leaders.first() {
-                let i = self.nodes.iter().position(|n| n.id == *id).unwrap();
-                if leaders.iter().all(|l| *l == Some(*id)) && among.contains(&i) {
-                    return i;
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no leader among {among:?}: {leaders:?}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// Waits until every live node has applied as far as the furthest.
-    fn wait_caught_up(&self) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let applied: Vec<u64> = self
-                .alive()
-                .map(|(i, _)| {
-                    self.status(i)
-                        .map_or(0, |s| s["applied_index"].as_u64().unwrap())
-                })
-                .collect();
-            if applied.iter().all(|a| *a == applied[0]) && applied[0] > 0 {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "nodes not caught up: {applied:?}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn client(&self, i: usize) -> Client {
-        Client::connect(format!("127.0.0.1:{}", self.nodes[i].mc).parse().unwrap())
-    }
-
-    fn export(&self, i: usize) -> String {
-        let url = format!("http://127.0.0.1:{}/v1/export.csv", self.nodes[i].http);
-        self.http.get(url).send().unwrap().text().unwrap()
-    }
-}
-
-impl Drop for Group {
-    fn drop(&mut self) {
-        for i in 0..self.nodes.len() {
-            self.kill(i);
-        }
-        if std::thread::panicking() {
-            for n in &self.nodes {
-                let log = self._tmp.path().join(format!("node{}.log", n.id));
-                let text = std::fs::read_to_string(log).unwrap_or_default();
-                let tail: Vec<&str> = text
-                    .lines()
-                    .filter(|l| {
-                        !l.contains("failure sending RaftMsg")
-                            && !l.contains("RPCError err=Unreachable")
-                    })
-                    .rev()
-                    .take(30)
-                    .collect();
-                eprintln!("--- node {} log (last lines) ---", n.id);
-                for line in tail.iter().rev() {
-                    eprintln!("{line}");
-                }
-            }
-        }
-    }
-}
+use cluster::Group;
 
 fn rounds() -> usize {
-    std::env::var("MEMCACHED_LITE_CLUSTER_ROUNDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(3)
+    cluster::rounds(3)
 }
 
 #[test]
@@ -536,7 +327,6 @@ fn a_follower_whose_disk_fills_falls_behind_and_catches_up_by_itself() {
         g.export(leader),
         "replicas differ after the disk came back"
     );
-    assert!(g.nodes[full].child.is_some());
     drop(g);
     drop(disk);
 }
@@ -686,7 +476,11 @@ fn a_command_is_counted_in_stats_by_the_node_that_served_it() {
 #[test]
 fn lru_eviction_in_a_group_drops_the_same_keys_on_every_node() {
     // 512 KiB for items of about 1 KiB: a few hundred fit.
-    let g = Group::start_with(3, &["--max-bytes", "524288", "--eviction", "lru"]);
+    let g = Group::start_with(3, |_| {
+        ["--max-bytes", "524288", "--eviction", "lru"]
+            .map(String::from)
+            .to_vec()
+    });
     let leader = g.wait_leader();
     let value = "v".repeat(1000);
     // Writers on every node at once, so that proposals in flight compete

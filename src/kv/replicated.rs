@@ -309,6 +309,7 @@ impl Replicated {
         }
         let node = Node::start(id, peers.0.clone(), &data_dir.join("raft"), sm).await?;
         let raft = node.raft.clone();
+        let restored = node.restored;
         let replicated = Arc::new(Replicated {
             node,
             linearizable: cluster.read_consistency == crate::config::ReadConsistency::Linearizable,
@@ -330,7 +331,7 @@ impl Replicated {
         });
         Ok((
             replicated.clone(),
-            crate::replica::network::router(raft, forward),
+            crate::replica::network::router(raft, forward, restored),
         ))
     }
 
@@ -378,7 +379,13 @@ impl Replicated {
                         .await
                     {
                         Err(_) => return Err(KvError::NoQuorum),
-                        Ok(result) => result.is_ok(),
+                        Ok(Err(_)) => false,
+                        // A restarted leader also waits for its floor
+                        // (see `replica::Restored`).
+                        Ok(Ok(_)) => match self.node.restored.floor(&self.node.raft) {
+                            0 => true,
+                            floor => self.applied_at_least(floor, deadline).await,
+                        },
                     }
                 }
                 Some(leader) => self.follower_read_index(leader, deadline).await,
@@ -412,6 +419,11 @@ impl Replicated {
         let Ok(index) = postcard::from_bytes::<u64>(&bytes) else {
             return false;
         };
+        self.applied_at_least(index, deadline).await
+    }
+
+    /// Waits until this node has applied `index`; false at the deadline.
+    async fn applied_at_least(&self, index: u64, deadline: tokio::time::Instant) -> bool {
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
         self.node
             .raft

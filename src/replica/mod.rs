@@ -31,6 +31,35 @@ pub struct Node<C: Config> {
     pub network: Network,
     /// True while the log waits for disk space (`log::LogStore::starved`).
     pub log_starved: Arc<std::sync::atomic::AtomicBool>,
+    /// Whether this node restarted as the leader it was (see [`Restored`]).
+    pub restored: Restored,
+}
+
+/// A leader that restarts before anyone else was elected comes back as the
+/// leader of the same term: openraft restores it from the vote on disk and
+/// reuses the first entry of its term as the "no-op" a read index must
+/// cover. But its commit index and applied position are saved lazily (the
+/// log is what is synced), so what it knows as committed after a `kill -9`
+/// can be older than writes it acknowledged before: openraft's read index
+/// (max of that no-op and the commit index) would let a read miss them.
+/// Until it leaves that term, a read index here is at least the last entry
+/// of its log at start-up: every write it acknowledged is at or below it,
+/// and entries of its own term up to there commit as soon as a quorum has
+/// them.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Restored {
+    /// (term, last log index at start-up) when this node restarts as leader.
+    leader: Option<(u64, u64)>,
+}
+
+impl Restored {
+    /// The least read index that is safe on this node now.
+    pub fn floor<C: Config>(&self, raft: &Raft<C>) -> u64 {
+        match self.leader {
+            Some((term, last)) if raft.metrics().borrow().current_term == term => last,
+            _ => 0,
+        }
+    }
 }
 
 /// What `GET /v1/cluster` and `stats` report of a node.
@@ -90,8 +119,9 @@ where
             ..Default::default()
         }
         .validate()?;
-        let log = log::LogStore::<C>::open(dir)?;
+        let mut log = log::LogStore::<C>::open(dir)?;
         let log_starved = log.starved();
+        let restored = restored_leadership(&mut log, id).await?;
         let network = Network::new();
         let raft = Raft::new(id, Arc::new(config), network.clone(), log, sm).await?;
         let first = *peers.keys().next().expect("checked non-empty");
@@ -115,6 +145,7 @@ where
             peers,
             network,
             log_starved,
+            restored,
         })
     }
 
@@ -163,6 +194,30 @@ where
                 .collect(),
         }
     }
+}
+
+/// Whether openraft will restart this node as the leader it was (a
+/// committed vote for itself on disk), and from which log position.
+async fn restored_leadership<C: Config>(
+    log: &mut log::LogStore<C>,
+    id: u64,
+) -> anyhow::Result<Restored>
+where
+    C::D: Serialize + DeserializeOwned,
+    C::R: Serialize + DeserializeOwned,
+    C::Entry: Serialize + DeserializeOwned,
+{
+    use openraft::storage::RaftLogStorage;
+    let vote = log.read_vote().await?;
+    let last = log.get_log_state().await?.last_log_id;
+    Ok(Restored {
+        leader: match (vote, last) {
+            (Some(v), Some(last)) if v.is_committed() && v.leader_id().voted_for() == Some(id) => {
+                Some((v.leader_id().get_term(), last.index))
+            }
+            _ => None,
+        },
+    })
 }
 
 /// Whether a peer answers that it belongs to a group already: then this

@@ -196,10 +196,15 @@ where
 struct Served<C: Config> {
     raft: Raft<C>,
     forward: ForwardHandler,
+    restored: super::Restored,
 }
 
 /// The routes a node serves on `--raft-listen`.
-pub fn router<C: Config>(raft: Raft<C>, forward: ForwardHandler) -> Router
+pub fn router<C: Config>(
+    raft: Raft<C>,
+    forward: ForwardHandler,
+    restored: super::Restored,
+) -> Router
 where
     C::D: Serialize + DeserializeOwned,
     C::R: Serialize,
@@ -212,7 +217,11 @@ where
         .route("/raft/forward", post(forwarded::<C>))
         .route("/raft/initialized", post(initialized::<C>))
         .route("/raft/read-index", post(read_index::<C>))
-        .with_state(Arc::new(Served { raft, forward }))
+        .with_state(Arc::new(Served {
+            raft,
+            forward,
+            restored,
+        }))
 }
 
 fn encode<T: Serialize>(value: &T) -> Response {
@@ -269,10 +278,11 @@ async fn initialized<C: Config>(State(s): State<Arc<Served<C>>>) -> Response {
 
 /// The leader's side of a linearizable read on a follower: confirms its
 /// leadership with a quorum and answers the log index the follower must
-/// have applied before it reads.
+/// have applied before it reads (never below a restarted leader's floor,
+/// see [`super::Restored`]).
 async fn read_index<C: Config>(State(s): State<Arc<Served<C>>>) -> Response {
     match s.raft.ensure_linearizable().await {
-        Ok(read) => encode(&read.map_or(0, |l| l.index)),
+        Ok(read) => encode(&read.map_or(0, |l| l.index).max(s.restored.floor(&s.raft))),
         Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
     }
 }
