@@ -307,7 +307,7 @@ impl Replicated {
                 kv.curr_items()
             );
         }
-        let node = Node::start(id, peers.0.clone(), &data_dir.join("raft"), sm).await?;
+        let node = Node::start(id, peers.0.clone(), cluster.join, &data_dir.join("raft"), sm).await?;
         let raft = node.raft.clone();
         let replicated = Arc::new(Replicated {
             node,
@@ -318,6 +318,7 @@ impl Replicated {
             kv: Arc::downgrade(kv),
             promised: Default::default(),
         });
+        let quorum = replicated.timeout;
         let weak = Arc::downgrade(&replicated);
         let forward: ForwardHandler = Arc::new(move |body| {
             let weak = weak.clone();
@@ -330,7 +331,7 @@ impl Replicated {
         });
         Ok((
             replicated.clone(),
-            crate::replica::network::router(raft, forward),
+            crate::replica::network::router(raft, forward, quorum),
         ))
     }
 
@@ -508,6 +509,19 @@ impl Replicated {
         self.node
             .log_starved
             .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Adds or removes a member, from any node (see `replica::members`).
+    pub async fn change_members(
+        &self,
+        change: &crate::replica::Change,
+    ) -> Result<Vec<crate::replica::Member>, crate::replica::MemberError> {
+        self.node.change_members(change, self.timeout).await
+    }
+
+    /// Whether this node has a leader and is caught up (`/readyz`).
+    pub async fn readiness(&self) -> Result<(), String> {
+        self.node.readiness().await
     }
 
     /// Stops Raft (at shutdown, before the store closes).
