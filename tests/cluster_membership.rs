@@ -597,3 +597,32 @@ fn peers_may_be_dns_names_and_an_unresolvable_one_is_not_fatal() {
         g.wait_ready(i);
     }
 }
+
+#[test]
+fn removing_the_leader_hands_over_to_the_others() {
+    let mut g = Group::start(3);
+    let leader = g.wait_leader();
+    let follower = (leader + 1) % 3;
+    let mut c = g.client(follower);
+    assert_eq!(c.line(b"set kept 0 0 4\r\nkept\r\n"), "STORED\r\n");
+    let out = g.cli(follower, &["remove", &(leader as u64 + 1).to_string(), "--json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let answer: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(answer["members"].as_array().unwrap().len(), 2, "{answer}");
+    // The old leader steps down; the two left elect one of themselves.
+    g.kill(leader);
+    let started = Instant::now();
+    let new_leader = g.wait_leader();
+    eprintln!("new leader after {:?}", started.elapsed());
+    assert_ne!(new_leader, leader);
+    let left: Vec<u64> = (1..=3).filter(|id| *id != leader as u64 + 1).collect();
+    for (i, _) in g.alive() {
+        assert_eq!(g.members(i), voters(&left), "node {}", i + 1);
+    }
+    assert_eq!(c.line(b"set next 0 0 4\r\nnext\r\n"), "STORED\r\n");
+    let other = (leader + 2) % 3;
+    assert_eq!(
+        g.client(other).until_end(b"get kept next\r\n"),
+        "VALUE kept 0 4\r\nkept\r\nVALUE next 0 4\r\nnext\r\nEND\r\n"
+    );
+}
