@@ -448,8 +448,17 @@ mod tests {
     fn auto_node_ids_come_from_the_pod_ordinal() {
         assert_eq!(node_id_from_hostname("memcached-lite-0"), Ok(1));
         assert_eq!(node_id_from_hostname("memcached-lite-2"), Ok(3));
-        assert_eq!(node_id_from_hostname("shard-b-memcached-lite-11.x.svc"), Ok(12));
-        for bad in ["", "memcached-lite", "memcached-lite-", "memcached-lite-x", "host"] {
+        assert_eq!(
+            node_id_from_hostname("shard-b-memcached-lite-11.x.svc"),
+            Ok(12)
+        );
+        for bad in [
+            "",
+            "memcached-lite",
+            "memcached-lite-",
+            "memcached-lite-x",
+            "host",
+        ] {
             assert!(node_id_from_hostname(bad).is_err(), "{bad}");
         }
         assert_eq!(parse_node_id("7"), Ok(7));

@@ -173,7 +173,12 @@ impl Group {
     }
 
     fn status(&self, i: usize) -> Option<Value> {
-        self.http.get(self.url(i, "/v1/cluster")).send().ok()?.json().ok()
+        self.http
+            .get(self.url(i, "/v1/cluster"))
+            .send()
+            .ok()?
+            .json()
+            .ok()
     }
 
     /// The index of the node every live node agrees leads.
@@ -346,8 +351,14 @@ fn a_fourth_node_is_added_takes_writes_and_a_removed_node_stops_counting() {
     }
     let out = g.cli(leader, &["status"]);
     let stdout = text(&out.stdout);
-    assert!(out.status.success() && stdout.contains("members (3):"), "{stdout}");
-    assert!(!stdout.contains(&format!("127.0.0.1:{} ", g.nodes[gone].raft)), "{stdout}");
+    assert!(
+        out.status.success() && stdout.contains("members (3):"),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains(&format!("127.0.0.1:{} ", g.nodes[gone].raft)),
+        "{stdout}"
+    );
 
     // With the removed node not counted, the group is three voters: one
     // more down still leaves a majority (of four it would not).
@@ -397,13 +408,20 @@ fn membership_errors_are_clear() {
         .unwrap();
     assert_eq!(
         error_of(gone),
-        (409, "conflict".into(), "node 9 is not a member of the group".into())
+        (
+            409,
+            "conflict".into(),
+            "node 9 is not a member of the group".into()
+        )
     );
     // The subcommand says the same, and fails.
     let out = g.cli(leader, &["add", "3", "127.0.0.1:1"]);
     assert!(!out.status.success());
     let stderr = text(&out.stderr);
-    assert!(stderr.contains("node 3 is already a member of the group (HTTP 409"), "{stderr}");
+    assert!(
+        stderr.contains("node 3 is already a member of the group (HTTP 409"),
+        "{stderr}"
+    );
     let out = g.cli(leader, &["remove", "7", "--json"]);
     assert!(!out.status.success());
     let body: Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -414,11 +432,27 @@ fn membership_errors_are_clear() {
     for (body, status, code) in [
         ("{", 400, "bad_request"),
         (r#"{"id": 5, "raft_addr": "no-port"}"#, 400, "bad_request"),
-        (r#"{"id": 5, "raft_addr": "http://h:1/x"}"#, 400, "bad_request"),
-        (r#"{"id": "5", "raft_addr": "127.0.0.1:1"}"#, 422, "invalid_body"),
+        (
+            r#"{"id": 5, "raft_addr": "http://h:1/x"}"#,
+            400,
+            "bad_request",
+        ),
+        (
+            r#"{"id": "5", "raft_addr": "127.0.0.1:1"}"#,
+            422,
+            "invalid_body",
+        ),
         (r#"{"id": 5}"#, 422, "invalid_body"),
-        (r#"{"id": -1, "raft_addr": "127.0.0.1:1"}"#, 422, "invalid_body"),
-        (r#"{"id": 5, "raft_addr": "127.0.0.1:1", "x": 1}"#, 422, "invalid_body"),
+        (
+            r#"{"id": -1, "raft_addr": "127.0.0.1:1"}"#,
+            422,
+            "invalid_body",
+        ),
+        (
+            r#"{"id": 5, "raft_addr": "127.0.0.1:1", "x": 1}"#,
+            422,
+            "invalid_body",
+        ),
     ] {
         let (got, got_code, _) = error_of(post(body));
         assert_eq!((got, got_code.as_str()), (status, code), "{body}");
@@ -464,7 +498,11 @@ fn membership_errors_are_clear() {
         .output()
         .unwrap();
     assert!(!out.status.success());
-    assert!(text(&out.stderr).contains("single node"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("single node"),
+        "{}",
+        text(&out.stderr)
+    );
     // And readiness on a single node is what it was: 200.
     let ready = g.http.get(single.url("/readyz")).send().unwrap();
     assert_eq!(ready.status(), 200);
@@ -544,7 +582,11 @@ fn a_rolling_restart_loses_no_acknowledged_write() {
              from its stop to 0.5 s after it was ready",
             i + 1
         );
-        assert!(during > 0, "the group took no writes around node {}'s restart", i + 1);
+        assert!(
+            during > 0,
+            "the group took no writes around node {}'s restart",
+            i + 1
+        );
     }
     std::thread::sleep(Duration::from_millis(500));
     stop.store(true, Ordering::Relaxed);
@@ -605,7 +647,10 @@ fn removing_the_leader_hands_over_to_the_others() {
     let follower = (leader + 1) % 3;
     let mut c = g.client(follower);
     assert_eq!(c.line(b"set kept 0 0 4\r\nkept\r\n"), "STORED\r\n");
-    let out = g.cli(follower, &["remove", &(leader as u64 + 1).to_string(), "--json"]);
+    let out = g.cli(
+        follower,
+        &["remove", &(leader as u64 + 1).to_string(), "--json"],
+    );
     assert!(out.status.success(), "{}", text(&out.stderr));
     let answer: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(answer["members"].as_array().unwrap().len(), 2, "{answer}");

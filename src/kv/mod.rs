@@ -536,12 +536,12 @@ thread_local! {
     static APPLYING: Cell<Option<(u64, u64)>> = const { Cell::new(None) };
 }
 
+/// Checks a member's Raft address (`host:port`) before a change is tried.
+pub use crate::replica::members::check_addr as check_member_addr;
 /// A node's view of its replicated group (`GET /v1/cluster`).
 pub use crate::replica::Status as ClusterStatus;
 /// Membership changes (`POST`/`DELETE /v1/cluster/members`).
 pub use crate::replica::{Change as MemberChange, Member as ClusterMember, MemberError};
-/// Checks a member's Raft address (`host:port`) before a change is tried.
-pub use crate::replica::members::check_addr as check_member_addr;
 
 /// An answer of the wrong kind from the log (a bug, not a client error).
 fn unexpected(answer: replicated::Applied) -> KvError {

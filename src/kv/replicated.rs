@@ -307,7 +307,14 @@ impl Replicated {
                 kv.curr_items()
             );
         }
-        let node = Node::start(id, peers.0.clone(), cluster.join, &data_dir.join("raft"), sm).await?;
+        let node = Node::start(
+            id,
+            peers.0.clone(),
+            cluster.join,
+            &data_dir.join("raft"),
+            sm,
+        )
+        .await?;
         let raft = node.raft.clone();
         let replicated = Arc::new(Replicated {
             node,

@@ -44,7 +44,9 @@ pub enum MemberError {
     NoGroup,
     #[error("node {0} is already a member of the group")]
     Exists(u64),
-    #[error("node {0} is already a learner of the group at {1}; remove it first to change its address")]
+    #[error(
+        "node {0} is already a learner of the group at {1}; remove it first to change its address"
+    )]
     OtherAddress(u64, String),
     #[error("node {0} is not a member of the group")]
     Absent(u64),
@@ -244,7 +246,9 @@ async fn committed<C: Config>(
             ClientWriteError::ChangeMembershipError(ChangeMembershipError::LearnerNotFound(l)) => {
                 MemberError::Absent(l.node_id)
             }
-            ClientWriteError::ChangeMembershipError(other) => MemberError::Refused(other.to_string()),
+            ClientWriteError::ChangeMembershipError(other) => {
+                MemberError::Refused(other.to_string())
+            }
         }),
         Ok(Err(RaftError::Fatal(e))) => {
             tracing::error!("membership change: raft stopped: {e}");
@@ -283,7 +287,11 @@ mod tests {
 
     #[test]
     fn raft_addresses_are_host_and_port() {
-        for good in ["127.0.0.1:7004", "memcached-lite-3.memcached-lite-headless:7000", "[::1]:7000"] {
+        for good in [
+            "127.0.0.1:7004",
+            "memcached-lite-3.memcached-lite-headless:7000",
+            "[::1]:7000",
+        ] {
             assert_eq!(check_addr(good), Ok(()), "{good}");
         }
         for bad in [

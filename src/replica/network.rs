@@ -319,6 +319,11 @@ async fn members<C: Config>(State(s): State<Arc<Served<C>>>, body: Bytes) -> Res
 /// This node's applied index (asked of the leader by a follower checking
 /// its readiness; no quorum round, unlike `/raft/read-index`).
 async fn applied<C: Config>(State(s): State<Arc<Served<C>>>) -> Response {
-    let index = s.raft.metrics().borrow().last_applied.map_or(0, |l| l.index);
+    let index = s
+        .raft
+        .metrics()
+        .borrow()
+        .last_applied
+        .map_or(0, |l| l.index);
     encode(&index)
 }

@@ -210,7 +210,14 @@ mod tests {
         assert_eq!(base_url("127.0.0.1:8080").unwrap(), "http://127.0.0.1:8080");
         assert_eq!(base_url("0.0.0.0:8080").unwrap(), "http://127.0.0.1:8080");
         assert_eq!(base_url("http://node-1:80/").unwrap(), "http://node-1:80");
-        for bad in ["8080", "host", "host:x", "https://h:1", "http://h:1/v1", ":80"] {
+        for bad in [
+            "8080",
+            "host",
+            "host:x",
+            "https://h:1",
+            "http://h:1/v1",
+            ":80",
+        ] {
             assert!(base_url(bad).is_err(), "{bad}");
         }
     }
