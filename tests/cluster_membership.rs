@@ -671,3 +671,44 @@ fn removing_the_leader_hands_over_to_the_others() {
         "VALUE kept 0 4\r\nkept\r\nVALUE next 0 4\r\nnext\r\nEND\r\n"
     );
 }
+
+#[test]
+fn a_node_that_never_catches_up_stays_a_learner_until_removed() {
+    let g = Group::start(3);
+    let leader = g.wait_leader();
+    let follower = (leader + 1) % 3;
+    // Nothing listens there: the learner is added, never catches up.
+    let nowhere = format!("127.0.0.1:{}", free_port());
+    let started = Instant::now();
+    let out = g.cli(follower, &["add", "5", &nowhere]);
+    let took = started.elapsed();
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("node 5 did not catch up within 20 s; it stays a learner")
+            && stderr.contains("HTTP 503"),
+        "{stderr}"
+    );
+    assert!(
+        took >= Duration::from_secs(19) && took < Duration::from_secs(40),
+        "{took:?}"
+    );
+    let mut expected = voters(&[1, 2, 3]);
+    expected.insert(5, false);
+    assert_eq!(g.members(leader), expected);
+    // A learner does not count towards the majority: writes go on.
+    assert_eq!(
+        g.client(follower).line(b"set k 0 0 1\r\nv\r\n"),
+        "STORED\r\n"
+    );
+    // The same id at another address is refused; removing it works.
+    let out = g.cli(leader, &["add", "5", "127.0.0.1:1"]);
+    assert!(
+        text(&out.stderr).contains("already a learner of the group at"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = g.cli(follower, &["remove", "5"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(g.members(leader), voters(&[1, 2, 3]));
+}
