@@ -712,3 +712,43 @@ fn a_node_that_never_catches_up_stays_a_learner_until_removed() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(g.members(leader), voters(&[1, 2, 3]));
 }
+
+#[test]
+fn a_joining_node_never_forms_a_group_and_the_subcommand_sends_the_token() {
+    // Alone in its --peers, a node would form a group of one and lead it;
+    // with --join it waits to be added, unready.
+    let mut g = Group::new(1);
+    let token = g.tmp.path().join("token");
+    std::fs::write(&token, "s3cret\n").unwrap();
+    g.nodes[0].extra = vec![
+        "--join".into(),
+        "--http-token-file".into(),
+        token.to_str().unwrap().into(),
+    ];
+    g.launch(0);
+    std::thread::sleep(Duration::from_millis(2500)); // past an election timeout
+    let http = format!("127.0.0.1:{}", g.nodes[0].http);
+    let cli = |token_file: Option<&std::path::Path>| {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["cluster", "status", "--json", "--http", &http])
+            .env_remove("MEMCACHED_LITE_HTTP_TOKEN_FILE")
+            .env_remove("RUST_BACKTRACE");
+        if let Some(file) = token_file {
+            cmd.env("MEMCACHED_LITE_HTTP_TOKEN_FILE", file);
+        }
+        cmd.output().unwrap()
+    };
+    let refused = cli(None);
+    assert!(!refused.status.success());
+    let body: Value = serde_json::from_slice(&refused.stdout).unwrap();
+    assert_eq!(body["error"], "unauthorized");
+    let out = cli(Some(&token));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let status: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status["leader_id"], Value::Null, "{status}");
+    assert_eq!(status["members"], serde_json::json!([]), "{status}");
+    let ready = g.http.get(g.url(0, "/readyz")).send().unwrap();
+    let (code, _, message) = error_of(ready);
+    assert_eq!(code, 503);
+    assert!(message.contains("waiting to be added"), "{message}");
+}
