@@ -88,11 +88,17 @@ pub fn members_of(membership: &Membership<u64, BasicNode>) -> Vec<Member> {
 pub fn check_addr(addr: &str) -> Result<(), String> {
     let bad = || format!("raft_addr {addr:?}: expected host:port, e.g. 10.0.0.4:7000");
     let (host, port) = addr.rsplit_once(':').ok_or_else(bad)?;
-    let host_ok = !host.is_empty()
-        && host.len() <= 253
-        && host
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-._[]:".contains(&b));
+    // A DNS name or IPv4 address, or an IPv6 address in brackets.
+    let host_ok = match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        Some(v6) => v6.parse::<std::net::Ipv6Addr>().is_ok(),
+        None => {
+            !host.is_empty()
+                && host.len() <= 253
+                && host
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b))
+        }
+    };
     if !host_ok || port.parse::<u16>().map_or(true, |p| p == 0) {
         return Err(bad());
     }
@@ -304,6 +310,8 @@ mod tests {
             "http://h:7000",
             "h:7000/raft",
             "h 1:7000",
+            "a:b:7000",
+            "[zz]:7000",
         ] {
             assert!(check_addr(bad).is_err(), "{bad}");
         }
