@@ -537,7 +537,9 @@ thread_local! {
 }
 
 /// Checks a member's Raft address (`host:port`) before a change is tried.
-pub use crate::replica::members::check_addr as check_member_addr;
+pub use crate::replica::members::{
+    check_addr as check_member_addr, ADDR_PATTERN as MEMBER_ADDR_PATTERN,
+};
 /// A node's view of its replicated group (`GET /v1/cluster`).
 pub use crate::replica::Status as ClusterStatus;
 /// Membership changes (`POST`/`DELETE /v1/cluster/members`).

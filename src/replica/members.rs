@@ -83,23 +83,38 @@ pub fn members_of(membership: &Membership<u64, BasicNode>) -> Vec<Member> {
         .collect()
 }
 
-/// Checks a member's Raft address: `host:port`, a port number, and no
-/// scheme, path or whitespace (the address goes into `http://{addr}/raft/..`).
+/// What [`check_addr`] accepts, as a regular expression (the OpenAPI
+/// document's `pattern` for `raft_addr`): a DNS name or IPv4 address, or
+/// an IPv6 address in brackets, then a port from 1 to 65535.
+pub const ADDR_PATTERN: &str = r"^(?:[A-Za-z0-9._-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\]):(?:[1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])$";
+
+/// Checks a member's Raft address against [`ADDR_PATTERN`]: `host:port`,
+/// with no scheme, path or whitespace (the address goes into
+/// `http://{addr}/raft/..`). An address that passes but names no node
+/// (a bad IPv6 literal, an unknown name) is only a learner that never
+/// catches up: the addition answers so and the learner can be removed.
 pub fn check_addr(addr: &str) -> Result<(), String> {
     let bad = || format!("raft_addr {addr:?}: expected host:port, e.g. 10.0.0.4:7000");
     let (host, port) = addr.rsplit_once(':').ok_or_else(bad)?;
-    // A DNS name or IPv4 address, or an IPv6 address in brackets.
     let host_ok = match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
-        Some(v6) => v6.parse::<std::net::Ipv6Addr>().is_ok(),
+        Some(v6) => {
+            (2..=45).contains(&v6.len())
+                && v6
+                    .bytes()
+                    .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+        }
         None => {
-            !host.is_empty()
-                && host.len() <= 253
+            (1..=253).contains(&host.len())
                 && host
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b))
         }
     };
-    if !host_ok || port.parse::<u16>().map_or(true, |p| p == 0) {
+    let port_ok = !port.starts_with('0')
+        && port.len() <= 5
+        && port.bytes().all(|b| b.is_ascii_digit())
+        && port.parse::<u16>().is_ok_and(|p| p > 0);
+    if !host_ok || !port_ok {
         return Err(bad());
     }
     Ok(())
@@ -312,6 +327,8 @@ mod tests {
             "h 1:7000",
             "a:b:7000",
             "[zz]:7000",
+            "h:07000",
+            "h:+7000",
         ] {
             assert!(check_addr(bad).is_err(), "{bad}");
         }

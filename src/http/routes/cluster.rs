@@ -8,6 +8,8 @@ use std::sync::Arc;
 use axum::extract::{Path, State};
 use axum::Json;
 use serde::{Deserialize, Serialize};
+use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn};
+use utoipa::openapi::Required;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::http::error::{ApiError, ErrorBody};
@@ -48,8 +50,21 @@ pub struct AddMember {
     pub id: u64,
     /// Where the group reaches the new node for Raft: `host:port` (its
     /// `--raft-listen` port; the host may be a DNS name).
-    #[schema(example = "127.0.0.1:7004")]
+    #[schema(schema_with = raft_addr_schema)]
     pub raft_addr: String,
+}
+
+/// `raft_addr`: a string held to exactly what the handler accepts.
+fn raft_addr_schema() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::Type::String)
+        .pattern(Some(crate::kv::MEMBER_ADDR_PATTERN))
+        .description(Some(
+            "Where the group reaches the new node for Raft: `host:port` (its \
+             `--raft-listen` port; the host may be a DNS name)",
+        ))
+        .examples(["127.0.0.1:7004"])
+        .into()
 }
 
 /// The group's members after a change.
@@ -59,12 +74,23 @@ pub struct Members {
 }
 
 /// Path of `DELETE /v1/cluster/members/{id}`.
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Path)]
+#[derive(Debug, Deserialize)]
 pub struct MemberPath {
-    /// The node id to remove.
-    #[param(schema_with = json::u64_field)]
     pub id: u64,
+}
+
+/// Documented by hand: the derive marks a `schema_with` path parameter
+/// as optional, which OpenAPI forbids (path parameters are required).
+impl IntoParams for MemberPath {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        vec![ParameterBuilder::new()
+            .name("id")
+            .parameter_in(ParameterIn::Path)
+            .required(Required::True)
+            .description(Some("The node id to remove (not a number: 400)."))
+            .schema(Some(json::u64_schema()))
+            .build()]
+    }
 }
 
 /// Add a member.
