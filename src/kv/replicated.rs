@@ -46,6 +46,8 @@ use super::starved::{apply_when_stored, until_stored};
 use super::{Kv, KvError};
 use crate::replica::{ForwardHandler, Node};
 
+mod operator;
+
 openraft::declare_raft_types!(
     /// The group's Raft types: proposals in, answers out.
     pub KvRaft:
@@ -307,14 +309,8 @@ impl Replicated {
                 kv.curr_items()
             );
         }
-        let node = Node::start(
-            id,
-            peers.0.clone(),
-            cluster.join,
-            &data_dir.join("raft"),
-            sm,
-        )
-        .await?;
+        let dir = data_dir.join("raft");
+        let node = Node::start(id, peers.0.clone(), cluster.join, &dir, sm).await?;
         let raft = node.raft.clone();
         let replicated = Arc::new(Replicated {
             node,
@@ -325,7 +321,6 @@ impl Replicated {
             kv: Arc::downgrade(kv),
             promised: Default::default(),
         });
-        let quorum = replicated.timeout;
         let weak = Arc::downgrade(&replicated);
         let forward: ForwardHandler = Arc::new(move |body| {
             let weak = weak.clone();
@@ -338,7 +333,7 @@ impl Replicated {
         });
         Ok((
             replicated.clone(),
-            crate::replica::network::router(raft, forward, quorum),
+            crate::replica::network::router(raft, forward, replicated.timeout),
         ))
     }
 
@@ -516,19 +511,6 @@ impl Replicated {
         self.node
             .log_starved
             .load(std::sync::atomic::Ordering::Relaxed)
-    }
-
-    /// Adds or removes a member, from any node (see `replica::members`).
-    pub async fn change_members(
-        &self,
-        change: &crate::replica::Change,
-    ) -> Result<Vec<crate::replica::Member>, crate::replica::MemberError> {
-        self.node.change_members(change, self.timeout).await
-    }
-
-    /// Whether this node has a leader and is caught up (`/readyz`).
-    pub async fn readiness(&self) -> Result<(), String> {
-        self.node.readiness().await
     }
 
     /// Stops Raft (at shutdown, before the store closes).
