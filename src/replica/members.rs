@@ -27,6 +27,10 @@ use super::{Member, Node};
 /// request timeout (30 s), so the client hears why rather than a 408.
 pub const CATCH_UP: Duration = Duration::from_secs(20);
 
+/// Held by the membership change this node is making as leader (one
+/// Raft node per process, so one lock per process).
+static CHANGING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// A change of the group's members.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Change {
@@ -136,13 +140,16 @@ impl<C: Config> Node<C> {
                 Some(leader) => self.forward_change(leader, change, quorum).await,
                 None => Err(MemberError::NotLeader),
             };
-            match attempt {
-                Err(MemberError::NotLeader | MemberError::InProgress) => {}
+            let why = match attempt {
+                Err(e @ (MemberError::NotLeader | MemberError::InProgress)) => e,
                 done => return done,
-            }
+            };
             let pause = Duration::from_millis(50);
             if tokio::time::Instant::now() + pause >= deadline {
-                return Err(MemberError::NoQuorum);
+                return Err(match why {
+                    MemberError::InProgress => why,
+                    _ => MemberError::NoQuorum,
+                });
             }
             tokio::time::sleep(pause).await;
         }
@@ -185,6 +192,10 @@ pub async fn on_leader<C: Config>(
     change: &Change,
     quorum: Duration,
 ) -> Result<Vec<Member>, MemberError> {
+    // One change at a time, each deciding on the membership the one before
+    // left: a second waits for the first (which may wait for a learner to
+    // catch up) rather than failing as in progress.
+    let _one_at_a_time = CHANGING.lock().await;
     let (leads, membership) = {
         let m = raft.metrics();
         let m = m.borrow();
