@@ -752,3 +752,50 @@ fn a_joining_node_never_forms_a_group_and_the_subcommand_sends_the_token() {
     assert_eq!(code, 503);
     assert!(message.contains("waiting to be added"), "{message}");
 }
+
+#[test]
+fn a_node_whose_data_is_gone_is_removed_wiped_and_added_back() {
+    // docs/kubernetes.md's procedure for a pod whose volume is gone.
+    let mut g = Group::start(3);
+    let leader = g.wait_leader();
+    let mut c = g.client(leader);
+    for k in 0..100 {
+        let set = format!("set item{k} {k} 0 3\r\nv{:02}\r\n", k % 100);
+        assert_eq!(c.line(set.as_bytes()), "STORED\r\n");
+    }
+    let lost = (leader + 1) % 3;
+    let lost_id = (lost + 1).to_string();
+    let out = g.cli(leader, &["remove", &lost_id]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    g.kill(lost);
+    std::fs::remove_dir_all(&g.nodes[lost].dir).unwrap();
+    assert_eq!(c.line(b"set late 0 0 1\r\nx\r\n"), "STORED\r\n");
+    // Back with the same id and settings on an empty directory: it waits.
+    g.launch(lost);
+    std::thread::sleep(Duration::from_millis(1500));
+    let waiting = g.status(lost).unwrap();
+    assert_eq!(waiting["members"], serde_json::json!([]), "{waiting}");
+    assert_eq!(
+        g.http.get(g.url(lost, "/readyz")).send().unwrap().status(),
+        503
+    );
+    let raft = format!("127.0.0.1:{}", g.nodes[lost].raft);
+    let out = g.cli((leader + 2) % 3, &["add", &lost_id, &raft]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(g.members(leader), voters(&[1, 2, 3]));
+    g.wait_ready(lost);
+    let export = |i: usize| {
+        g.http
+            .get(g.url(i, "/v1/export.csv"))
+            .send()
+            .unwrap()
+            .text()
+            .unwrap()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while export(lost) != export(leader) {
+        assert!(Instant::now() < deadline, "the re-added node differs");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(export(lost).lines().count(), 1 + 101);
+}
