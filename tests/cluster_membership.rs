@@ -386,7 +386,7 @@ fn error_of(resp: reqwest::blocking::Response) -> (u16, String, String) {
 
 #[test]
 fn membership_errors_are_clear() {
-    let g = Group::start(3);
+    let mut g = Group::start(3);
     let leader = g.wait_leader();
     let follower = (leader + 1) % 3;
     let post = |body: &str| {
@@ -506,6 +506,29 @@ fn membership_errors_are_clear() {
     // And readiness on a single node is what it was: 200.
     let ready = g.http.get(single.url("/readyz")).send().unwrap();
     assert_eq!(ready.status(), 200);
+
+    // Without a quorum a change fails within its bounds: 503, no hang.
+    let survivor = g.wait_leader();
+    for i in (0..3).filter(|i| *i != survivor) {
+        g.kill(i);
+    }
+    let started = Instant::now();
+    let resp = g
+        .http
+        .delete(g.url(
+            survivor,
+            &format!("/v1/cluster/members/{}", (survivor + 1) % 3 + 1),
+        ))
+        .send()
+        .unwrap();
+    let took = started.elapsed();
+    assert_eq!(
+        error_of(resp),
+        (503, "unavailable".into(), "no quorum".into())
+    );
+    assert!(took < Duration::from_secs(15), "{took:?}");
+    let ready = g.http.get(g.url(survivor, "/readyz")).send().unwrap();
+    assert_eq!(ready.status(), 503);
 }
 
 /// Sets keys in a loop on the memcached protocol, moving to the next node
