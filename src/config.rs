@@ -139,8 +139,10 @@ pub struct Config {
 /// server is a single node.
 #[derive(clap::Args, Clone, Debug, Default)]
 pub struct ClusterConfig {
-    /// This node's id in `--peers`.
-    #[arg(long, env = "MEMCACHED_LITE_NODE_ID", requires = "peers")]
+    /// This node's id in `--peers`, or `auto`: the ordinal at the end of
+    /// the host name plus one (a StatefulSet pod `memcached-lite-2` is node
+    /// 3), so every pod of a StatefulSet takes the same settings.
+    #[arg(long, env = "MEMCACHED_LITE_NODE_ID", requires = "peers", value_parser = parse_node_id)]
     pub node_id: Option<u64>,
 
     /// Where this node talks Raft with its peers (its own entry in --peers).
@@ -152,6 +154,13 @@ pub struct ClusterConfig {
     /// the same list forms the group.
     #[arg(long, env = "MEMCACHED_LITE_PEERS", value_parser = parse_peers, requires_all = ["node_id", "raft_listen"])]
     pub peers: Option<Peers>,
+
+    /// Join an existing group: never form one, wait until a member adds
+    /// this node (`memcached-lite cluster add`). Without it, only the node
+    /// with the smallest id in --peers may form a group, and only when no
+    /// peer answers that it belongs to one.
+    #[arg(long, env = "MEMCACHED_LITE_JOIN", requires = "peers")]
+    pub join: bool,
 
     /// How long a write waits for a quorum before `SERVER_ERROR no quorum`.
     #[arg(long, env = "MEMCACHED_LITE_QUORUM_TIMEOUT_MS", default_value_t = 2000)]
@@ -177,6 +186,39 @@ pub enum ReadConsistency {
 /// The members of a group: id -> Raft address.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Peers(pub std::collections::BTreeMap<u64, String>);
+
+/// `--node-id`: a number, or `auto` (from the host name, see
+/// [`node_id_from_hostname`]).
+fn parse_node_id(s: &str) -> Result<u64, String> {
+    if !s.eq_ignore_ascii_case("auto") {
+        return s
+            .parse()
+            .map_err(|_| format!("expected a node id (a number) or auto, got {s:?}"));
+    }
+    // Kubernetes sets HOSTNAME to the pod's name; elsewhere ask the kernel.
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.trim().is_empty())
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .unwrap_or_default();
+    node_id_from_hostname(host.trim())
+}
+
+/// A StatefulSet pod's node id: its ordinal (the digits after the last
+/// `-`) plus one, so the pods `name-0`, `name-1`, `name-2` are nodes 1, 2, 3.
+pub fn node_id_from_hostname(host: &str) -> Result<u64, String> {
+    // A fully qualified name: the pod name is its first label.
+    let pod = host.split('.').next().unwrap_or_default();
+    pod.rsplit_once('-')
+        .and_then(|(_, ordinal)| ordinal.parse::<u64>().ok())
+        .and_then(|ordinal| ordinal.checked_add(1))
+        .ok_or_else(|| {
+            format!(
+                "--node-id auto: the host name {host:?} does not end in -<ordinal> \
+                 (a StatefulSet pod's name does); give the node id instead"
+            )
+        })
+}
 
 fn parse_peers(s: &str) -> Result<Peers, String> {
     let mut peers = std::collections::BTreeMap::new();
@@ -400,6 +442,27 @@ mod tests {
         assert_eq!(none.addr(), None);
         assert_eq!(none.to_string(), "none");
         assert!("localhost:11211".parse::<Listen>().is_err());
+    }
+
+    #[test]
+    fn auto_node_ids_come_from_the_pod_ordinal() {
+        assert_eq!(node_id_from_hostname("memcached-lite-0"), Ok(1));
+        assert_eq!(node_id_from_hostname("memcached-lite-2"), Ok(3));
+        assert_eq!(
+            node_id_from_hostname("shard-b-memcached-lite-11.x.svc"),
+            Ok(12)
+        );
+        for bad in [
+            "",
+            "memcached-lite",
+            "memcached-lite-",
+            "memcached-lite-x",
+            "host",
+        ] {
+            assert!(node_id_from_hostname(bad).is_err(), "{bad}");
+        }
+        assert_eq!(parse_node_id("7"), Ok(7));
+        assert!(parse_node_id("seven").is_err());
     }
 
     #[test]

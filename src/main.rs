@@ -43,6 +43,9 @@ enum Command {
     /// Exit 0 if the server answers `version` on its memcached port (for
     /// container health checks).
     Healthcheck(HealthcheckArgs),
+    /// Show or change a replicated group's members through any node's
+    /// HTTP API: `cluster status`, `cluster add ID RAFT_ADDR`, `cluster remove ID`.
+    Cluster(memcached_lite::tools::cluster::ClusterArgs),
     /// Print the HTTP API's OpenAPI document (regenerate the checked-in
     /// copy with `memcached-lite openapi > openapi/openapi.json`).
     Openapi,
@@ -120,6 +123,10 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Healthcheck(args) => {
             println!("{}", healthcheck::check(&args)?);
+            Ok(())
+        }
+        Command::Cluster(args) => {
+            print!("{}", memcached_lite::tools::cluster::run(&args)?);
             Ok(())
         }
         Command::Openapi => {

@@ -779,6 +779,8 @@ fn openapi_document_is_served_and_checked_in() {
         ("/v1/keys/{key}/touch", "post"),
         ("/v1/stats", "get"),
         ("/v1/cluster", "get"),
+        ("/v1/cluster/members", "post"),
+        ("/v1/cluster/members/{id}", "delete"),
         ("/v1/flush", "post"),
         ("/healthz", "get"),
         ("/readyz", "get"),

@@ -14,7 +14,7 @@ use crate::kv::KvError;
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ErrorBody {
     /// Machine-readable code: `bad_key`, `bad_request`, `not_found`,
-    /// `precondition_failed`, `non_numeric`, `too_large`, `invalid_body`,
+    /// `precondition_failed`, `non_numeric`, `conflict`, `too_large`, `invalid_body`,
     /// `unsupported_media_type`, `method_not_allowed`, `timeout`, `unauthorized`,
     /// `unavailable` or `internal`.
     #[schema(example = "not_found")]
@@ -43,6 +43,9 @@ pub enum ApiError {
     PreconditionFailed(&'static str),
     #[error("cannot increment or decrement a non-numeric value")]
     NonNumeric,
+    /// The request conflicts with the resource's state (409, `conflict`).
+    #[error("{0}")]
+    Conflict(String),
     #[error("value larger than the item size limit (--max-item-size)")]
     TooLarge,
     /// `--max-bytes` reached under `--eviction noeviction`.
@@ -66,7 +69,7 @@ impl ApiError {
             ApiError::BadKey(_) | ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::NotFound | ApiError::NoRoute | ApiError::NoGroup => StatusCode::NOT_FOUND,
             ApiError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
-            ApiError::NonNumeric => StatusCode::CONFLICT,
+            ApiError::NonNumeric | ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::NoMemory | ApiError::Storage(_) => StatusCode::INSUFFICIENT_STORAGE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -131,6 +134,20 @@ impl From<KvError> for ApiError {
             KvError::NoQuorum => ApiError::Unavailable("no quorum".into()),
             KvError::Replica(why) => ApiError::Unavailable(why.into()),
             other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<crate::kv::MemberError> for ApiError {
+    fn from(e: crate::kv::MemberError) -> Self {
+        use crate::kv::MemberError as M;
+        match e {
+            M::NoGroup => ApiError::NoGroup,
+            M::Exists(_) | M::OtherAddress(..) | M::Absent(_) => ApiError::Conflict(e.to_string()),
+            M::Refused(_) => ApiError::BadRequest(e.to_string()),
+            M::NoQuorum | M::NotCaughtUp(_) | M::NotLeader | M::InProgress => {
+                ApiError::Unavailable(e.to_string())
+            }
         }
     }
 }

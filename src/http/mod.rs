@@ -55,6 +55,8 @@ pub fn router() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(items::touch_item))
         .routes(routes!(admin::stats))
         .routes(routes!(cluster::cluster))
+        .routes(routes!(cluster::add_member))
+        .routes(routes!(cluster::remove_member))
         .routes(routes!(admin::flush))
         .routes(routes!(admin::healthz))
         .routes(routes!(admin::readyz))

@@ -22,6 +22,7 @@ with a zero fraction (`60.0`).",
     tags(
         (name = "keys", description = "Items: read, write, conditional writes, counters, expiry, listing"),
         (name = "server", description = "Statistics, flush, health"),
+        (name = "cluster", description = "A replicated group: its state as a node sees it, and its members"),
     )
 )]
 struct ApiDoc;

@@ -330,6 +330,27 @@ impl Kv {
         self.replica.get().map(|r| r.status())
     }
 
+    /// Adds a member to this node's group or removes one (any node takes
+    /// the change and hands it to the leader); the members after it.
+    pub async fn change_members(
+        &self,
+        change: &MemberChange,
+    ) -> std::result::Result<Vec<ClusterMember>, MemberError> {
+        match self.replica.get() {
+            Some(r) => r.change_members(change).await,
+            None => Err(MemberError::NoGroup),
+        }
+    }
+
+    /// Why this node should not get client traffic yet, in a group: no
+    /// leader, or its items are still catching up. `Ok` on a single node.
+    pub async fn group_readiness(&self) -> std::result::Result<(), String> {
+        match self.replica.get() {
+            Some(r) => r.readiness().await,
+            None => Ok(()),
+        }
+    }
+
     /// Stops this node's part in its group (at shutdown, before the
     /// store closes).
     pub async fn leave_group(&self) {
@@ -515,8 +536,14 @@ thread_local! {
     static APPLYING: Cell<Option<(u64, u64)>> = const { Cell::new(None) };
 }
 
+/// Checks a member's Raft address (`host:port`) before a change is tried.
+pub use crate::replica::members::{
+    check_addr as check_member_addr, ADDR_PATTERN as MEMBER_ADDR_PATTERN,
+};
 /// A node's view of its replicated group (`GET /v1/cluster`).
 pub use crate::replica::Status as ClusterStatus;
+/// Membership changes (`POST`/`DELETE /v1/cluster/members`).
+pub use crate::replica::{Change as MemberChange, Member as ClusterMember, MemberError};
 
 /// An answer of the wrong kind from the log (a bug, not a client error).
 fn unexpected(answer: replicated::Applied) -> KvError {

@@ -46,6 +46,8 @@ use super::starved::{apply_when_stored, until_stored};
 use super::{Kv, KvError};
 use crate::replica::{ForwardHandler, Node};
 
+mod operator;
+
 openraft::declare_raft_types!(
     /// The group's Raft types: proposals in, answers out.
     pub KvRaft:
@@ -307,7 +309,8 @@ impl Replicated {
                 kv.curr_items()
             );
         }
-        let node = Node::start(id, peers.0.clone(), &data_dir.join("raft"), sm).await?;
+        let dir = data_dir.join("raft");
+        let node = Node::start(id, peers.0.clone(), cluster.join, &dir, sm).await?;
         let raft = node.raft.clone();
         let restored = node.restored;
         let replicated = Arc::new(Replicated {
@@ -331,7 +334,7 @@ impl Replicated {
         });
         Ok((
             replicated.clone(),
-            crate::replica::network::router(raft, forward, restored),
+            crate::replica::network::router(raft, forward, restored, replicated.timeout),
         ))
     }
 

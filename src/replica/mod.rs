@@ -9,9 +9,11 @@
 //! entries to the store. This module knows nothing of memcached.
 
 pub mod log;
+pub mod members;
 pub mod network;
+mod ready;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -20,6 +22,7 @@ use openraft::{BasicNode, Raft, ServerState, SnapshotPolicy};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+pub use members::{Change, MemberError};
 pub use network::{Config, ForwardHandler, Network, PostError};
 
 /// A running member of a group.
@@ -78,7 +81,7 @@ pub struct Status {
 }
 
 /// One member of the group.
-#[derive(Clone, Debug, serde::Serialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct Member {
     pub id: u64,
     pub raft_addr: String,
@@ -96,10 +99,12 @@ where
     /// the smallest id of a group never formed before, forms it with every
     /// peer as a voter (the other nodes wait to hear from it, as etcd's
     /// `--initial-cluster` does). Restarted nodes find their log and vote
-    /// on disk and rejoin.
+    /// on disk and rejoin. With `join` (`--join`) the node never forms a
+    /// group: it waits until a member adds it (`POST /v1/cluster/members`).
     pub async fn start<SM: RaftStateMachine<C>>(
         id: u64,
         peers: BTreeMap<u64, String>,
+        join: bool,
         dir: &Path,
         sm: SM,
     ) -> anyhow::Result<Self> {
@@ -125,7 +130,8 @@ where
         let network = Network::new();
         let raft = Raft::new(id, Arc::new(config), network.clone(), log, sm).await?;
         let first = *peers.keys().next().expect("checked non-empty");
-        if id == first
+        if !join
+            && id == first
             && !raft.is_initialized().await?
             && !any_peer_in_a_group(&network, id, &peers).await
         {
@@ -169,8 +175,6 @@ where
     pub fn status(&self) -> Status {
         let metrics = self.raft.metrics();
         let m = metrics.borrow();
-        let membership = m.membership_config.membership();
-        let voters: BTreeSet<u64> = membership.voter_ids().collect();
         Status {
             node_id: self.id,
             role: match m.state {
@@ -184,14 +188,7 @@ where
             term: m.current_term,
             last_log_index: m.last_log_index.unwrap_or(0),
             applied_index: m.last_applied.map_or(0, |l| l.index),
-            members: membership
-                .nodes()
-                .map(|(id, node)| Member {
-                    id: *id,
-                    raft_addr: node.addr.clone(),
-                    voter: voters.contains(id),
-                })
-                .collect(),
+            members: members::members_of(m.membership_config.membership()),
         }
     }
 }

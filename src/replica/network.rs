@@ -1,7 +1,9 @@
 //! Raft's messages between nodes: HTTP/1.1 POSTs with postcard bodies to
 //! each peer's `--raft-listen` address (`/raft/append`, `/raft/vote`,
 //! `/raft/snapshot`), plus `/raft/forward`, by which a follower hands a
-//! client's write to the leader. One pooled HTTP client per node keeps the
+//! client's write to the leader, `/raft/members`, by which it hands the
+//! leader a membership change, and `/raft/applied`, the leader's applied
+//! index for a follower's readiness. One pooled HTTP client per node keeps the
 //! connections open; the server side is a small axum router.
 
 use std::sync::Arc;
@@ -18,6 +20,7 @@ use openraft::error::{
     InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
 };
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::responder::OneshotResponder;
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
@@ -26,13 +29,24 @@ use openraft::{BasicNode, Raft, RaftTypeConfig};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-/// The node-level type configuration every part of this module assumes.
+/// The node-level type configuration every part of this module assumes
+/// (openraft's default responder, which its membership calls require).
 pub trait Config:
-    RaftTypeConfig<NodeId = u64, Node = BasicNode, SnapshotData = std::io::Cursor<Vec<u8>>>
+    RaftTypeConfig<
+    NodeId = u64,
+    Node = BasicNode,
+    SnapshotData = std::io::Cursor<Vec<u8>>,
+    Responder = OneshotResponder<Self>,
+>
 {
 }
 impl<C> Config for C where
-    C: RaftTypeConfig<NodeId = u64, Node = BasicNode, SnapshotData = std::io::Cursor<Vec<u8>>>
+    C: RaftTypeConfig<
+        NodeId = u64,
+        Node = BasicNode,
+        SnapshotData = std::io::Cursor<Vec<u8>>,
+        Responder = OneshotResponder<C>,
+    >
 {
 }
 
@@ -197,13 +211,17 @@ struct Served<C: Config> {
     raft: Raft<C>,
     forward: ForwardHandler,
     restored: super::Restored,
+    /// `--quorum-timeout-ms`, for each step of a membership change.
+    quorum: Duration,
 }
 
-/// The routes a node serves on `--raft-listen`.
+/// The routes a node serves on `--raft-listen`; `quorum` bounds each
+/// commit of a membership change the node makes as leader.
 pub fn router<C: Config>(
     raft: Raft<C>,
     forward: ForwardHandler,
     restored: super::Restored,
+    quorum: Duration,
 ) -> Router
 where
     C::D: Serialize + DeserializeOwned,
@@ -217,10 +235,13 @@ where
         .route("/raft/forward", post(forwarded::<C>))
         .route("/raft/initialized", post(initialized::<C>))
         .route("/raft/read-index", post(read_index::<C>))
+        .route("/raft/members", post(members::<C>))
+        .route("/raft/applied", post(applied::<C>))
         .with_state(Arc::new(Served {
             raft,
             forward,
             restored,
+            quorum,
         }))
 }
 
@@ -292,4 +313,25 @@ async fn forwarded<C: Config>(State(s): State<Arc<Served<C>>>, body: Bytes) -> R
         Ok(bytes) => bytes.into_response(),
         Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e).into_response(),
     }
+}
+
+/// The leader's side of a membership change a follower forwarded: the
+/// answer is the change's `Result`, encoded (a refusal is an answer too).
+async fn members<C: Config>(State(s): State<Arc<Served<C>>>, body: Bytes) -> Response {
+    match decode::<super::members::Change>(&body) {
+        Ok(change) => encode(&super::members::on_leader(&s.raft, &change, s.quorum).await),
+        Err(e) => bad_request(e),
+    }
+}
+
+/// This node's applied index (asked of the leader by a follower checking
+/// its readiness; no quorum round, unlike `/raft/read-index`).
+async fn applied<C: Config>(State(s): State<Arc<Served<C>>>) -> Response {
+    let index = s
+        .raft
+        .metrics()
+        .borrow()
+        .last_applied
+        .map_or(0, |l| l.index);
+    encode(&index)
 }

@@ -153,14 +153,21 @@ def test_statefulset_wiring():
 
     headless = services[sts["spec"]["serviceName"]]
     assert headless["spec"]["clusterIP"] == "None"
+    # Pods find each other for Raft before any is ready.
+    assert headless["spec"]["publishNotReadyAddresses"] is True
+    assert {p["port"] for p in headless["spec"]["ports"]} == {11211, 8080, 7000}
     clusterip = [s for s in services.values() if s["spec"].get("clusterIP") != "None"]
     assert len(clusterip) == 1
+    assert {p["port"] for p in clusterip[0]["spec"]["ports"]} == {11211, 8080}
     for svc in services.values():
         assert svc["spec"]["selector"].items() <= labels.items()
-        assert {p["port"] for p in svc["spec"]["ports"]} == {11211, 8080}
 
     pdb = by_kind(d, "PodDisruptionBudget")[0]
     assert pdb["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    # A group of three keeps its majority with one pod down, not two.
+    assert pdb["spec"]["maxUnavailable"] == 1
+    # Pods start together (readiness needs a leader, a leader a majority).
+    assert sts["spec"]["podManagementPolicy"] == "Parallel"
 
     spec = pod["spec"]
     assert spec["securityContext"]["runAsNonRoot"] is True
@@ -168,7 +175,7 @@ def test_statefulset_wiring():
     (c,) = spec["containers"]
     assert c["securityContext"]["readOnlyRootFilesystem"] is True
     ports = {p["name"]: p["containerPort"] for p in c["ports"]}
-    assert ports == {"memcache": 11211, "http": 8080}
+    assert ports == {"memcache": 11211, "http": 8080, "raft": 7000}
     assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
     assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
     assert c["resources"]["requests"] and c["resources"]["limits"]
@@ -184,6 +191,15 @@ def test_statefulset_wiring():
     assert settings["MEMCACHED_LITE_LISTEN"] == "0.0.0.0:11211"
     assert settings["MEMCACHED_LITE_HTTP_LISTEN"] == "0.0.0.0:8080"
 
+    # One replicated group with no per-pod settings: the node id from the
+    # pod's name, the peers every pod of the StatefulSet by its name under
+    # the headless Service, on the container's raft port.
+    assert settings["MEMCACHED_LITE_NODE_ID"] == "auto"
+    assert settings["MEMCACHED_LITE_RAFT_LISTEN"] == f"0.0.0.0:{ports['raft']}"
+    name, replicas = sts["metadata"]["name"], sts["spec"]["replicas"]
+    assert settings["MEMCACHED_LITE_PEERS"] == ",".join(
+        f"{i + 1}={name}-{i}.{headless['metadata']['name']}:{ports['raft']}" for i in range(replicas))
+
 
 def test_configmap_settings_are_flags_the_binary_accepts():
     help_text = run(BIN, "serve", "--help").stdout + run(BIN, "--help").stdout
@@ -196,16 +212,61 @@ def test_configmap_settings_are_flags_the_binary_accepts():
         assert f"env: {var}=" in help_text, var
 
 
-def test_nutcracker_pool_names_every_statefulset_pod(tmp_path):
-    sts = by_kind(docs(K8S), "StatefulSet")[0]
-    name, headless = sts["metadata"]["name"], sts["spec"]["serviceName"]
+def test_statefulset_settings_start_a_node_that_waits_for_its_peers(tmp_path):
+    """The ConfigMap as pod memcached-lite-2 sees it (listeners moved to
+    loopback): node id 3 from the host name, and peers whose names do not
+    resolve outside a cluster are retried, not fatal; without a leader the
+    pod is live but not ready."""
+    (cm,) = by_kind(docs(K8S), "ConfigMap")
+    env = {**os.environ, **cm["data"], "HOSTNAME": "memcached-lite-2", "MEMCACHED_LITE_LOG": "warn",
+           "MEMCACHED_LITE_LOG_FORMAT": "text", "MEMCACHED_LITE_DATA_DIR": str(tmp_path / "data")}
+    http = free_port()
+    env.update({"MEMCACHED_LITE_LISTEN": f"127.0.0.1:{free_port()}",
+                "MEMCACHED_LITE_HTTP_LISTEN": f"127.0.0.1:{http}",
+                "MEMCACHED_LITE_RAFT_LISTEN": f"127.0.0.1:{free_port()}"})
+    proc = subprocess.Popen([BIN, "serve"], env=env, stderr=subprocess.DEVNULL)
+    try:
+        import json
+        import urllib.error
+        import urllib.request
+
+        def get(path):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{http}{path}", timeout=5) as r:
+                    return r.status, json.load(r)
+            except urllib.error.HTTPError as e:
+                return e.code, json.load(e)
+
+        deadline = time.time() + 20
+        while True:
+            try:
+                status, cluster = get("/v1/cluster")
+                break
+            except OSError:
+                assert time.time() < deadline and proc.poll() is None, "the node did not start"
+                time.sleep(0.1)
+        assert status == 200 and cluster["node_id"] == 3 and cluster["leader_id"] is None, cluster
+        time.sleep(1.5)  # a few rounds of failed lookups: still running
+        assert proc.poll() is None
+        assert get("/healthz")[0] == 200
+        status, body = get("/readyz")
+        assert status == 503 and body["error"] == "unavailable", body
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=20) == 0
+
+
+def test_nutcracker_pool_has_one_server_per_group(tmp_path):
+    """Every pod of a group holds every item: the proxy shards over groups,
+    each reached through its ClusterIP Service, not over a group's pods."""
+    base = docs(K8S)
+    (svc,) = [s for s in by_kind(base, "Service") if s["spec"].get("clusterIP") != "None"]
     d = docs(TWEMPROXY)
     (cm,) = by_kind(d, "ConfigMap")
     conf = cm["data"]["nutcracker.yml"]
     (pool,) = yaml.safe_load(conf).values()
     assert pool["distribution"] == "ketama"
-    expected = [f"{name}-{i}.{headless}:11211:1 {name}-{i}" for i in range(sts["spec"]["replicas"])]
-    assert pool["servers"] == expected
+    assert pool["servers"] == [f"{svc['metadata']['name']}:11211:1 shard-0"]
 
     # nutcracker itself accepts the file.
     path = tmp_path / "nutcracker.yml"

@@ -127,7 +127,10 @@ pub async fn healthz() -> Json<Health> {
 
 /// Readiness.
 ///
-/// 200 when the store answers reads and the server is not shutting down.
+/// 200 when the store answers reads and the server is not shutting down;
+/// in a replicated group, also only once the node knows a leader and has
+/// applied within 1000 entries of the leader's applied index (a restarted
+/// or new node that is catching up is not ready).
 #[utoipa::path(
     get,
     path = "/readyz",
@@ -135,7 +138,7 @@ pub async fn healthz() -> Json<Health> {
     operation_id = "readyz",
     responses(
         (status = 200, description = "Serving", body = Health),
-        (status = 503, description = "Shutting down or the store is failing", body = ErrorBody, example = json!({"error": "unavailable", "message": "shutting down"})),
+        (status = 503, description = "Shutting down, the store is failing, or (in a group) no leader or still catching up", body = ErrorBody, example = json!({"error": "unavailable", "message": "shutting down"})),
     )
 )]
 pub async fn readyz(State(shared): State<Arc<AppState>>) -> Result<Json<Health>, ApiError> {
@@ -152,6 +155,12 @@ pub async fn readyz(State(shared): State<Arc<AppState>>) -> Result<Json<Health>,
     if let Some(why) = shared.kv.storage_problem() {
         return Err(ApiError::Unavailable(format!("writes refused: {why}")));
     }
+    // In a group: a leader is known and this node's items are caught up.
+    shared
+        .kv
+        .group_readiness()
+        .await
+        .map_err(ApiError::Unavailable)?;
     Ok(Json(Health {
         status: "ready".into(),
     }))
