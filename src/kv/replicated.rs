@@ -32,7 +32,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use openraft::error::{ClientWriteError, RaftError};
 use openraft::storage::{RaftStateMachine, Snapshot, SnapshotMeta};
 use openraft::{
     BasicNode, Entry, EntryPayload, LogId, RaftSnapshotBuilder, StorageError, StorageIOError,
@@ -44,16 +43,18 @@ use serde::{Deserialize, Serialize};
 use super::{
     ArithOptions, ArithResult, DeleteOutcome, Kv, KvError, SetOptions, StoreMode, StoreOutcome,
 };
+use super::proposals::{cas_of, Batcher, Proposals, Refused};
 use crate::replica::{ForwardHandler, Node};
 
 openraft::declare_raft_types!(
     /// The group's Raft types: proposals in, answers out.
     pub KvRaft:
-        D = Proposal,
-        R = Applied,
+        D = Proposals,
+        R = Vec<Applied>,
 );
 
-/// One log entry's command, stamped by the leader.
+/// One client write's command as an entry carries it (an entry carries
+/// many: [`Proposals`]), stamped by the leader.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Proposal {
     /// The leader's unix time when it proposed: every replica reads the
@@ -99,7 +100,8 @@ pub enum Op {
 /// What applying an entry answered.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum Applied {
-    /// A Raft entry of its own (blank, membership): no client waits on it.
+    /// A write applied again after a crash (skipped): its client was
+    /// answered the first time, if at all.
     Nothing,
     Stored(StoreOutcome),
     Arith(ArithResult),
@@ -250,7 +252,7 @@ impl RaftStateMachine<KvRaft> for StateMachine {
         Ok((s.position.applied, s.position.membership.clone()))
     }
 
-    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Applied>, StorageError<u64>>
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Vec<Applied>>, StorageError<u64>>
     where
         I: IntoIterator<Item = Entry<KvRaft>> + Send,
         I::IntoIter: Send,
@@ -261,19 +263,26 @@ impl RaftStateMachine<KvRaft> for StateMachine {
         for entry in entries {
             s.position.applied = Some(entry.log_id);
             let answer = match entry.payload {
-                EntryPayload::Blank => Applied::Nothing,
+                EntryPayload::Blank => Vec::new(),
                 EntryPayload::Membership(m) => {
                     s.position.membership = StoredMembership::new(Some(entry.log_id), m);
-                    Applied::Nothing
+                    Vec::new()
                 }
-                EntryPayload::Normal(p) => match s.answers.get(&p.id) {
-                    Some(done) => done.clone(),
-                    None => {
-                        let answer = kv.apply_op(entry.log_id.index, p.now, p.op);
-                        s.remember(p.id, &answer);
-                        answer
+                EntryPayload::Normal(batch) => {
+                    let mut out = Vec::with_capacity(batch.0.len());
+                    for (pos, p) in batch.0.into_iter().enumerate() {
+                        out.push(match s.answers.get(&p.id) {
+                            Some(done) => done.clone(),
+                            None => {
+                                let cas = cas_of(entry.log_id.index, pos);
+                                let answer = kv.apply_op(cas, p.now, p.op);
+                                s.remember(p.id, &answer);
+                                answer
+                            }
+                        });
                     }
-                },
+                    out
+                }
             };
             answers.push(answer);
         }
@@ -330,7 +339,8 @@ pub struct Replicated {
     proposer: u64,
     seq: AtomicU64,
     timeout: Duration,
-    kv: Weak<Kv>,
+    /// The leader's queue of writes for its next entry.
+    batcher: Batcher,
 }
 
 /// Why one attempt at a proposal did not get an answer.
@@ -365,13 +375,14 @@ impl Replicated {
         }
         let node = Node::start(id, peers.0.clone(), &data_dir.join("raft"), sm).await?;
         let raft = node.raft.clone();
+        let batcher = Batcher::start(raft.clone(), Arc::downgrade(kv));
         let replicated = Arc::new(Replicated {
             node,
+            batcher,
             linearizable: cluster.read_consistency == crate::config::ReadConsistency::Linearizable,
             proposer: fastrand::u64(..),
             seq: AtomicU64::new(0),
             timeout: Duration::from_millis(cluster.quorum_timeout_ms.max(1)),
-            kv: Arc::downgrade(kv),
         });
         let weak = Arc::downgrade(&replicated);
         let forward: ForwardHandler = Arc::new(move |body| {
@@ -476,25 +487,18 @@ impl Replicated {
             .is_ok()
     }
 
-    /// Proposes on this node, which believes it leads.
+    /// Proposes on this node, which believes it leads: in the next entry
+    /// its batcher hands to Raft.
     async fn write_here(
         &self,
         id: (u64, u64),
         op: Op,
         deadline: tokio::time::Instant,
     ) -> Result<Applied, Attempt> {
-        let now = self.kv.upgrade().map_or(0, |kv| kv.clock.now());
-        let proposal = Proposal { now, id, op };
-        match tokio::time::timeout_at(deadline, self.node.raft.client_write(proposal)).await {
+        match tokio::time::timeout_at(deadline, self.batcher.write(id, op)).await {
             Err(_) => Err(Attempt::Expired),
-            Ok(Ok(written)) => Ok(written.data),
-            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => {
-                Err(Attempt::Retry)
-            }
-            Ok(Err(e)) => {
-                tracing::warn!("proposal failed: {e}");
-                Err(Attempt::Retry)
-            }
+            Ok(Ok(answer)) => Ok(answer),
+            Ok(Err(Refused::Retry)) => Err(Attempt::Retry),
         }
     }
 
