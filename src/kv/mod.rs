@@ -26,6 +26,7 @@ mod flushed;
 pub mod locks;
 mod meta;
 pub mod proposals;
+mod read_index;
 pub mod replicated;
 pub mod sizes;
 pub mod stats;

@@ -44,6 +44,7 @@ use super::{
     ArithOptions, ArithResult, DeleteOutcome, Kv, KvError, SetOptions, StoreMode, StoreOutcome,
 };
 use super::proposals::{cas_of, Batcher, Proposals, Refused};
+use super::read_index::ReadIndex;
 use crate::replica::{ForwardHandler, Node};
 
 openraft::declare_raft_types!(
@@ -341,6 +342,8 @@ pub struct Replicated {
     timeout: Duration,
     /// The leader's queue of writes for its next entry.
     batcher: Batcher,
+    /// Read-index rounds shared by concurrent reads.
+    reads: Arc<ReadIndex>,
 }
 
 /// Why one attempt at a proposal did not get an answer.
@@ -379,6 +382,7 @@ impl Replicated {
         let replicated = Arc::new(Replicated {
             node,
             batcher,
+            reads: Arc::default(),
             linearizable: cluster.read_consistency == crate::config::ReadConsistency::Linearizable,
             proposer: fastrand::u64(..),
             seq: AtomicU64::new(0),
@@ -434,30 +438,37 @@ impl Replicated {
     /// Waits until a read here sees every write acknowledged before this
     /// call: the leader confirms with a quorum that it still leads and
     /// names its commit point (a read index), and this node waits until it
-    /// has applied that far. `KvError::NoQuorum` after `--quorum-timeout-ms`.
-    pub async fn read_barrier(&self) -> Result<(), KvError> {
+    /// has applied that far. Concurrent reads share one such round (see
+    /// [`ReadIndex`]). `KvError::NoQuorum` after `--quorum-timeout-ms`.
+    pub async fn read_barrier(self: &Arc<Self>) -> Result<(), KvError> {
         let deadline = tokio::time::Instant::now() + self.timeout;
         loop {
-            let done = match self.node.leader() {
-                Some(leader) if leader == self.node.id => {
-                    match tokio::time::timeout_at(deadline, self.node.raft.ensure_linearizable())
-                        .await
-                    {
-                        Err(_) => return Err(KvError::NoQuorum),
-                        Ok(result) => result.is_ok(),
-                    }
-                }
-                Some(leader) => self.follower_read_index(leader, deadline).await,
-                None => false,
-            };
-            if done {
-                return Ok(());
+            let this = self.clone();
+            let round = move || async move { this.read_index_round(deadline).await };
+            match tokio::time::timeout_at(deadline, self.reads.wait(round)).await {
+                Err(_) => return Err(KvError::NoQuorum),
+                Ok(true) => return Ok(()),
+                Ok(false) => {}
             }
             let pause = Duration::from_millis(20);
             if tokio::time::Instant::now() + pause >= deadline {
                 return Err(KvError::NoQuorum);
             }
             tokio::time::sleep(pause).await;
+        }
+    }
+
+    /// One read-index round: this node has applied all the leader had
+    /// committed when the round began (false: no leader, or it failed).
+    async fn read_index_round(&self, deadline: tokio::time::Instant) -> bool {
+        match self.node.leader() {
+            Some(leader) if leader == self.node.id => {
+                let ensured =
+                    tokio::time::timeout_at(deadline, self.node.raft.ensure_linearizable()).await;
+                matches!(ensured, Ok(Ok(_)))
+            }
+            Some(leader) => self.follower_read_index(leader, deadline).await,
+            None => false,
         }
     }
 
