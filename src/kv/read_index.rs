@@ -142,6 +142,10 @@ mod tests {
         for read in later {
             assert!(read.await.unwrap());
         }
-        assert_eq!(rounds.load(Ordering::SeqCst), 2, "one shared round for the ten");
+        assert_eq!(
+            rounds.load(Ordering::SeqCst),
+            2,
+            "one shared round for the ten"
+        );
     }
 }

@@ -40,11 +40,11 @@ use openraft::{
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
+use super::proposals::{cas_of, Batcher, Proposals, Refused};
+use super::read_index::ReadIndex;
 use super::{
     ArithOptions, ArithResult, DeleteOutcome, Kv, KvError, SetOptions, StoreMode, StoreOutcome,
 };
-use super::proposals::{cas_of, Batcher, Proposals, Refused};
-use super::read_index::ReadIndex;
 use crate::replica::{ForwardHandler, Node};
 
 openraft::declare_raft_types!(
