@@ -7,13 +7,15 @@
 //! Every replica applies them in log order with the same inputs, so every
 //! replica decides the same: the proposing leader stamps each entry with
 //! its unix time (relative exptimes and delays become the same absolute
-//! times everywhere), and an item written by entry `i` gets CAS `i`
-//! (unique and increasing across the group, whoever leads).
+//! times everywhere), and the write at position `p` of entry `i` (an
+//! entry carries many, see `proposals`) gets CAS `cas_of(i, p)` (unique
+//! and increasing across the group, whoever leads).
 //!
-//! CAS = index also makes re-applying idempotent. The applied position is
-//! saved after the items (`Store::save_replica_state`), so after a crash
+//! A CAS decided by the log position also makes re-applying idempotent.
+//! The applied position is saved after the items
+//! (`Store::save_replica_state`), so after a crash
 //! a node may apply again entries whose writes sled already holds; a
-//! set or incr finding its key with a CAS at or above its own index was
+//! set or incr finding its key with a CAS at or above its own was
 //! applied already and is skipped, and deletes and flushes are
 //! idempotent. That is also why a group starts from an empty store.
 //!
