@@ -26,7 +26,8 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BIN = os.environ.get("MEMCACHED_LITE_BIN", os.path.join(ROOT, "target", "profiling", "memcached-lite"))
+BIN = os.environ.get("MEMCACHED_LITE_BIN", os.path.join(
+    os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target")), "profiling", "memcached-lite"))
 COMMANDS = []  # every load/server command, recorded for results.md
 TMP = ["/nonexistent"]  # the run's scratch directory, shown as $TMP
 
@@ -353,6 +354,10 @@ def main():
     ap.add_argument("--out", default=os.path.join(ROOT, "bench"))
     ap.add_argument("--only-unix", action="store_true",
                     help="run only workload 1 over TCP vs a unix socket and print it (results files untouched)")
+    ap.add_argument("--only-cluster", action="store_true",
+                    help="run only the replicated group's workloads (bench/cluster.py, a few minutes) and merge "
+                         "them into the results files")
+    ap.add_argument("--no-cluster", action="store_true", help="skip the replicated group's workloads")
     ap.add_argument("--render-only", action="store_true",
                     help="rewrite results.md and the chart from results.json without measuring")
     opts = ap.parse_args()
@@ -369,6 +374,10 @@ def main():
     if hard != resource.RLIM_INFINITY and hard < want:
         sys.exit(f"open-file hard limit {hard} < {want}; raise it (ulimit -Hn) first")
     resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+
+    if opts.only_cluster:
+        cluster_module().run_standalone(opts)
+        return
 
     if opts.only_unix:
         WARMUP[0] = opts.warmup
@@ -543,12 +552,23 @@ def main():
         startup = {"seconds": starts, "after_kill_seconds": crash_starts, "disk_kib": int(du)}
         log(f"    ready after {', '.join(f'{x:.2f}' for x in starts)} s (clean restarts), "
             f"{', '.join(f'{x:.2f}' for x in crash_starts)} s (after kill -9); {int(du) // 1024} MiB on disk")
+        cluster = None
+        if not opts.no_cluster:
+            log("== replicated group (bench/cluster.py)")
+            c0 = time.monotonic()
+            cl = cluster_module()
+            cluster = {"options": {"rounds": opts.rounds, "duration": opts.duration, "warmup": opts.warmup},
+                       "workloads": cl.cluster_workloads(os.path.join(tmp, "cluster"), opts.rounds,
+                                                         opts.duration, opts.warmup)}
+            cluster["elapsed_s"] = time.monotonic() - c0
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
     results = {"facts": facts, "options": vars(opts), "workloads": workloads, "cross_check": cross,
                "scale": scale, "sync": sync, "mirror": mirror, "idle": idle, "items": items, "startup": startup,
                "commands": COMMANDS, "elapsed_s": time.monotonic() - t0}
+    if cluster:
+        results["cluster"] = cluster
     with open(os.path.join(opts.out, "results.json"), "w") as f:
         json.dump(results, f, indent=1)
     md = render(results)
@@ -653,6 +673,8 @@ def render(r):
                   f"**{s3[lite_sync]['ops_per_sec'] / s3[rn]['ops_per_sec']:.2f}x** "
                   "(Redis still acknowledges before its once-a-second fsync)."]
     lines += targets(r)
+    if r.get("cluster"):
+        lines += cluster_module().render_cluster(r["cluster"]["workloads"], r["cluster"]["options"])
     c = r["cross_check"]
     lines += ["", "## Cross-check against libmemcached's memaslap", "",
               "Same workload 1 shape (50 connections, 1 client thread, 100 B values, set:get 1:10) "
@@ -687,6 +709,15 @@ def render(r):
         lines.append(cmd)
     lines += ["```", ""]
     return "\n".join(lines)
+
+
+def cluster_module():
+    """bench/cluster.py, sharing this module's state (commands, scratch dir)
+    even when this file runs as __main__."""
+    sys.modules.setdefault("run", sys.modules[__name__])
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import cluster
+    return cluster
 
 
 def targets(r):

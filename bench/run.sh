@@ -5,7 +5,10 @@
 # open-file limit (10,000 idle connections are measured), then runs
 # memcached-lite, a real memcached and redis-server side by side on loopback
 # (bench/run.py) and writes
-# bench/results.md, bench/results.json and bench/results.svg.
+# bench/results.md, bench/results.json and bench/results.svg. The replicated
+# group's workloads (bench/cluster.py: a 3-node group vs a single node and vs
+# etcd) run last; `--only-cluster` runs just those (a few minutes) and merges
+# them into the results files, `--no-cluster` skips them.
 # Takes about 10 minutes on 2 cores. Not part of tests/run-all.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,6 +17,11 @@ for tool in memcached redis-server memcaslap; do
 done
 python3 -c 'import matplotlib' 2>/dev/null || python3 -m pip install -q --disable-pip-version-check matplotlib \
   || echo "matplotlib unavailable: no chart" >&2
+case " $* " in *" --no-cluster "*) ;; *)
+  for tool in wrk etcd; do
+    command -v "$tool" >/dev/null || { echo "missing $tool (the replicated group's workloads): apt-get install wrk etcd-server" >&2; exit 1; }
+  done;;
+esac
 cargo build --profile profiling --quiet
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 exec python3 bench/run.py "$@"

@@ -97,14 +97,14 @@ impl Kv {
         Ok(choice)
     }
 
-    /// Every replica, applying entry `index`: removes the victims its
+    /// Every replica, applying the write with CAS `cas`: removes the victims its
     /// leader chose. A victim written again by this or a later entry (a
     /// replay after a crash) stays.
-    pub(super) fn evict_listed(&self, victims: &[Vec<u8>], index: u64) -> Result<()> {
+    pub(super) fn evict_listed(&self, victims: &[Vec<u8>], cas: u64) -> Result<()> {
         for key in victims {
             let _guard = self.locks.lock(key);
             if let Some(item) = self.store.get(key)? {
-                if item.cas() < index && self.store.remove_if_unchanged(key, &item)? {
+                if item.cas() < cas && self.store.remove_if_unchanged(key, &item)? {
                     bump(&self.stats.evictions);
                 }
             }

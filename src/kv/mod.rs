@@ -27,6 +27,8 @@ mod evict;
 mod flushed;
 pub mod locks;
 mod meta;
+pub mod proposals;
+mod read_index;
 pub mod replicated;
 pub mod sizes;
 mod starved;
@@ -231,14 +233,15 @@ impl Kv {
     }
 
     /// Runs a committed entry's command here (the state machine's apply):
-    /// with the entry's time and CAS, without proposing it again.
-    fn apply_op(&self, index: u64, now: u64, op: &replicated::Op) -> replicated::Applied {
+    /// with the entry's time and the CAS the log gives it
+    /// ([`proposals::cas_of`]), without proposing it again.
+    fn apply_op(&self, cas: u64, now: u64, op: &replicated::Op) -> replicated::Applied {
         use replicated::{Applied, Op};
         // An entry applied again after a crash finds its own (or a later)
         // write already there: skip it (see `replicated`).
         let written_by_later =
-            |key: &[u8]| matches!(self.store.get(key), Ok(Some(item)) if item.cas() >= index);
-        APPLYING.with(|a| a.set(Some((now, index))));
+            |key: &[u8]| matches!(self.store.get(key), Ok(Some(item)) if item.cas() >= cas);
+        APPLYING.with(|a| a.set(Some((now, cas))));
         let answer = match op {
             Op::Set {
                 mode,

@@ -7,13 +7,15 @@
 //! Every replica applies them in log order with the same inputs, so every
 //! replica decides the same: the proposing leader stamps each entry with
 //! its unix time (relative exptimes and delays become the same absolute
-//! times everywhere), and an item written by entry `i` gets CAS `i`
-//! (unique and increasing across the group, whoever leads).
+//! times everywhere), and the write at position `p` of entry `i` (an
+//! entry carries many, see `proposals`) gets CAS `cas_of(i, p)` (unique
+//! and increasing across the group, whoever leads).
 //!
-//! CAS = index also makes re-applying idempotent. The applied position is
-//! saved after the items (`Store::save_replica_state`), so after a crash
+//! A CAS decided by the log position also makes re-applying idempotent.
+//! The applied position is saved after the items
+//! (`Store::save_replica_state`), so after a crash
 //! a node may apply again entries whose writes sled already holds; a
-//! set or incr finding its key with a CAS at or above its own index was
+//! set or incr finding its key with a CAS at or above its own was
 //! applied already and is skipped, and deletes and flushes are
 //! idempotent. That is also why a group starts from an empty store.
 //!
@@ -32,7 +34,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use openraft::error::{ClientWriteError, RaftError};
 use openraft::storage::{RaftStateMachine, Snapshot, SnapshotMeta};
 use openraft::{
     BasicNode, Entry, EntryPayload, LogId, RaftSnapshotBuilder, StorageError, StorageIOError,
@@ -42,6 +43,8 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
 pub use super::entry::{Applied, Op, Proposal};
+use super::proposals::{cas_of, Batcher, Proposals, Refused};
+use super::read_index::ReadIndex;
 use super::starved::{apply_when_stored, until_stored};
 use super::{Kv, KvError};
 use crate::replica::{ForwardHandler, Node};
@@ -51,8 +54,8 @@ mod operator;
 openraft::declare_raft_types!(
     /// The group's Raft types: proposals in, answers out.
     pub KvRaft:
-        D = Proposal,
-        R = Applied,
+        D = Proposals,
+        R = Vec<Applied>,
 );
 
 /// How many answers the state machine remembers for retried proposals.
@@ -189,7 +192,7 @@ impl RaftStateMachine<KvRaft> for StateMachine {
         Ok((s.position.applied, s.position.membership.clone()))
     }
 
-    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Applied>, StorageError<u64>>
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Vec<Applied>>, StorageError<u64>>
     where
         I: IntoIterator<Item = Entry<KvRaft>> + Send,
         I::IntoIter: Send,
@@ -198,23 +201,28 @@ impl RaftStateMachine<KvRaft> for StateMachine {
         let mut answers = Vec::new();
         for entry in entries {
             let answer = match entry.payload {
-                EntryPayload::Blank => Applied::Nothing,
+                EntryPayload::Blank => Vec::new(),
                 EntryPayload::Membership(m) => {
                     self.state.lock().position.membership =
                         StoredMembership::new(Some(entry.log_id), m);
-                    Applied::Nothing
+                    Vec::new()
                 }
-                EntryPayload::Normal(p) => {
-                    let remembered = self.state.lock().answers.get(&p.id).cloned();
-                    match remembered {
-                        Some(done) => done,
-                        None => {
-                            let mine = p.id.0 == self.proposer;
-                            let answer = apply_when_stored(&kv, entry.log_id.index, &p, mine).await;
-                            self.state.lock().remember(p.id, &answer);
-                            answer
-                        }
+                EntryPayload::Normal(batch) => {
+                    let mut out = Vec::with_capacity(batch.0.len());
+                    for (pos, p) in batch.0.into_iter().enumerate() {
+                        let remembered = self.state.lock().answers.get(&p.id).cloned();
+                        out.push(match remembered {
+                            Some(done) => done,
+                            None => {
+                                let cas = cas_of(entry.log_id.index, pos);
+                                let mine = p.id.0 == self.proposer;
+                                let answer = apply_when_stored(&kv, cas, &p, mine).await;
+                                self.state.lock().remember(p.id, &answer);
+                                answer
+                            }
+                        });
                     }
+                    out
                 }
             };
             self.state.lock().position.applied = Some(entry.log_id);
@@ -273,9 +281,10 @@ pub struct Replicated {
     proposer: u64,
     seq: AtomicU64,
     timeout: Duration,
-    kv: Weak<Kv>,
-    /// `--eviction lru` victims and growth of writes in flight.
-    promised: super::evict::Promised,
+    /// The leader's queue of writes for its next entry.
+    batcher: Batcher,
+    /// Read-index rounds shared by concurrent reads.
+    reads: Arc<ReadIndex>,
 }
 
 /// Why one attempt at a proposal did not get an answer.
@@ -313,14 +322,15 @@ impl Replicated {
         let node = Node::start(id, peers.0.clone(), cluster.join, &dir, sm).await?;
         let raft = node.raft.clone();
         let restored = node.restored;
+        let batcher = Batcher::start(raft.clone(), Arc::downgrade(kv));
         let replicated = Arc::new(Replicated {
             node,
+            batcher,
+            reads: Arc::default(),
             linearizable: cluster.read_consistency == crate::config::ReadConsistency::Linearizable,
             proposer,
             seq: AtomicU64::new(0),
             timeout: Duration::from_millis(cluster.quorum_timeout_ms.max(1)),
-            kv: Arc::downgrade(kv),
-            promised: Default::default(),
         });
         let weak = Arc::downgrade(&replicated);
         let forward: ForwardHandler = Arc::new(move |body| {
@@ -372,36 +382,45 @@ impl Replicated {
     /// Waits until a read here sees every write acknowledged before this
     /// call: the leader confirms with a quorum that it still leads and
     /// names its commit point (a read index), and this node waits until it
-    /// has applied that far. `KvError::NoQuorum` after `--quorum-timeout-ms`.
-    pub async fn read_barrier(&self) -> Result<(), KvError> {
+    /// has applied that far. Concurrent reads share one such round (see
+    /// [`ReadIndex`]). `KvError::NoQuorum` after `--quorum-timeout-ms`.
+    pub async fn read_barrier(self: &Arc<Self>) -> Result<(), KvError> {
         let deadline = tokio::time::Instant::now() + self.timeout;
         loop {
-            let done = match self.node.leader() {
-                Some(leader) if leader == self.node.id => {
-                    match tokio::time::timeout_at(deadline, self.node.raft.ensure_linearizable())
-                        .await
-                    {
-                        Err(_) => return Err(KvError::NoQuorum),
-                        Ok(Err(_)) => false,
-                        // A restarted leader also waits for its floor
-                        // (see `replica::Restored`).
-                        Ok(Ok(_)) => match self.node.restored.floor(&self.node.raft) {
-                            0 => true,
-                            floor => self.applied_at_least(floor, deadline).await,
-                        },
-                    }
-                }
-                Some(leader) => self.follower_read_index(leader, deadline).await,
-                None => false,
-            };
-            if done {
-                return Ok(());
+            let this = self.clone();
+            let round = move || async move { this.read_index_round(deadline).await };
+            match tokio::time::timeout_at(deadline, self.reads.wait(round)).await {
+                Err(_) => return Err(KvError::NoQuorum),
+                Ok(true) => return Ok(()),
+                Ok(false) => {}
             }
             let pause = Duration::from_millis(20);
             if tokio::time::Instant::now() + pause >= deadline {
                 return Err(KvError::NoQuorum);
             }
             tokio::time::sleep(pause).await;
+        }
+    }
+
+    /// One read-index round: this node has applied all the leader had
+    /// committed when the round began (false: no leader, or it failed).
+    async fn read_index_round(&self, deadline: tokio::time::Instant) -> bool {
+        match self.node.leader() {
+            Some(leader) if leader == self.node.id => {
+                let ensured =
+                    tokio::time::timeout_at(deadline, self.node.raft.ensure_linearizable()).await;
+                if !matches!(ensured, Ok(Ok(_))) {
+                    return false;
+                }
+                // A restarted leader also waits for its floor (see
+                // `replica::Restored`).
+                match self.node.restored.floor(&self.node.raft) {
+                    0 => true,
+                    floor => self.applied_at_least(floor, deadline).await,
+                }
+            }
+            Some(leader) => self.follower_read_index(leader, deadline).await,
+            None => false,
         }
     }
 
@@ -436,43 +455,18 @@ impl Replicated {
             .is_ok()
     }
 
-    /// Proposes on this node, which believes it leads.
+    /// Proposes on this node, which believes it leads: in the next entry
+    /// its batcher hands to Raft.
     async fn write_here(
         &self,
         id: (u64, u64),
         op: Op,
         deadline: tokio::time::Instant,
     ) -> Result<Applied, Attempt> {
-        let (now, choice) = match self.kv.upgrade() {
-            Some(kv) => {
-                let choice = kv.choose_victims(&op, &self.promised).unwrap_or_else(|e| {
-                    tracing::warn!("choosing eviction victims failed: {e}");
-                    Default::default()
-                });
-                (kv.clock.now(), choice)
-            }
-            None => (0, Default::default()),
-        };
-        let proposal = Proposal {
-            now,
-            id,
-            op,
-            victims: choice.victims.clone(),
-        };
-        let written =
-            tokio::time::timeout_at(deadline, self.node.raft.client_write(proposal)).await;
-        // Applied here (openraft answers after the leader applied it), or not.
-        self.promised.release(choice);
-        match written {
+        match tokio::time::timeout_at(deadline, self.batcher.write(id, op)).await {
             Err(_) => Err(Attempt::Expired),
-            Ok(Ok(written)) => Ok(written.data),
-            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => {
-                Err(Attempt::Retry)
-            }
-            Ok(Err(e)) => {
-                tracing::warn!("proposal failed: {e}");
-                Err(Attempt::Retry)
-            }
+            Ok(Ok(answer)) => Ok(answer),
+            Ok(Err(Refused::Retry)) => Err(Attempt::Retry),
         }
     }
 

@@ -17,12 +17,12 @@ use crate::store::fault::RETRY;
 
 /// Applies one entry, waiting while the store refuses writes for a disk
 /// fault (see the module doc).
-pub(super) async fn apply_when_stored(kv: &Kv, index: u64, p: &Proposal, counted: bool) -> Applied {
+pub(super) async fn apply_when_stored(kv: &Kv, cas: u64, p: &Proposal, counted: bool) -> Applied {
     let apply = || {
-        if let Err(e) = kv.evict_listed(&p.victims, index) {
+        if let Err(e) = kv.evict_listed(&p.victims, cas) {
             return Applied::from_result(Err::<(), _>(e), |()| Applied::Nothing);
         }
-        kv.apply_op(index, p.now, &p.op)
+        kv.apply_op(cas, p.now, &p.op)
     };
     let mut waited = false;
     loop {
@@ -30,7 +30,7 @@ pub(super) async fn apply_when_stored(kv: &Kv, index: u64, p: &Proposal, counted
             Applied::Starved => {
                 if !waited {
                     tracing::error!(
-                        index,
+                        cas,
                         "applying the log waits: the store refuses writes ({})",
                         kv.storage_problem().unwrap_or_else(|| "disk fault".into())
                     );
@@ -40,7 +40,7 @@ pub(super) async fn apply_when_stored(kv: &Kv, index: u64, p: &Proposal, counted
             }
             answer => {
                 if waited {
-                    tracing::info!(index, "applying the log again: the store takes writes");
+                    tracing::info!(cas, "applying the log again: the store takes writes");
                 }
                 return answer;
             }

@@ -9,6 +9,12 @@
 //! own flush issues `sync_file_range`, which is no durability barrier.
 //! Entries are keyed by their index (big-endian, so sled's order is the
 //! log's) and encoded with postcard.
+//!
+//! The sync runs on a thread of its own ([`Syncer`]), not in `append`:
+//! openraft's core awaits the callback, but the runtime worker that polls
+//! it stays free meanwhile (with one worker, a sync inside `append` stalled
+//! every connection and every Raft message of the node for the whole
+//! `fdatasync`). Appends that arrive while a sync runs share the next one.
 
 // openraft's storage traits fix the error type (`StorageError`, about
 // 200 bytes); the helpers here return it as the traits do.
@@ -41,6 +47,7 @@ pub struct LogStore<C: RaftTypeConfig> {
     dir: PathBuf,
     /// Set while a write waits for free space (see [`LogStore::wait_for_room`]).
     starved: Arc<AtomicBool>,
+    syncer: Syncer<C>,
     _config: PhantomData<C>,
 }
 
@@ -52,8 +59,53 @@ impl<C: RaftTypeConfig> Clone for LogStore<C> {
             meta: self.meta.clone(),
             dir: self.dir.clone(),
             starved: self.starved.clone(),
+            syncer: self.syncer.clone(),
             _config: PhantomData,
         }
+    }
+}
+
+/// sled's flush, then `fdatasync` of every file of the log's database.
+fn sync_log(db: &sled::Db, dir: &Path) -> std::io::Result<()> {
+    db.flush().map_err(std::io::Error::other)?;
+    crate::store::sync_dir_files(dir)
+}
+
+/// The thread that syncs appended entries and then reports them flushed:
+/// one sync for every append waiting when it starts. It ends when the
+/// last [`LogStore`] clone is dropped.
+struct Syncer<C: RaftTypeConfig> {
+    tx: std::sync::mpsc::Sender<LogFlushed<C>>,
+}
+
+impl<C: RaftTypeConfig> Clone for Syncer<C> {
+    fn clone(&self) -> Self {
+        Syncer {
+            tx: self.tx.clone(),
+        }
+    }
+}
+
+impl<C: RaftTypeConfig> Syncer<C> {
+    fn start(db: sled::Db, dir: PathBuf) -> std::io::Result<Self> {
+        let (tx, rx) = std::sync::mpsc::channel::<LogFlushed<C>>();
+        std::thread::Builder::new()
+            .name("raft-log-sync".into())
+            .spawn(move || {
+                while let Ok(first) = rx.recv() {
+                    let mut waiting = vec![first];
+                    waiting.extend(rx.try_iter());
+                    let synced = sync_log(&db, &dir);
+                    for callback in waiting {
+                        let result = match &synced {
+                            Ok(()) => Ok(()),
+                            Err(e) => Err(std::io::Error::new(e.kind(), e.to_string())),
+                        };
+                        callback.log_io_completed(result);
+                    }
+                }
+            })?;
+        Ok(Syncer { tx })
     }
 }
 
@@ -77,6 +129,7 @@ where
         Ok(LogStore {
             log: db.open_tree("log")?,
             meta: db.open_tree("meta")?,
+            syncer: Syncer::start(db.clone(), dir.to_path_buf())?,
             db,
             dir: dir.to_path_buf(),
             starved: Arc::new(AtomicBool::new(false)),
@@ -119,10 +172,9 @@ where
         }
     }
 
-    /// sled's flush, then `fdatasync` of every file of the log's database.
+    /// Syncs the log now, on the caller's thread (votes, truncations).
     fn sync(&self) -> std::io::Result<()> {
-        self.db.flush().map_err(std::io::Error::other)?;
-        crate::store::sync_dir_files(&self.dir)
+        sync_log(&self.db, &self.dir)
     }
 
     fn get_meta<T: DeserializeOwned>(
@@ -256,9 +308,12 @@ where
         self.log
             .apply_batch(batch)
             .map_err(|e| StorageIOError::write_logs(&e))?;
-        // Acknowledged only once on disk: openraft counts it towards a commit.
-        let synced = self.sync();
-        callback.log_io_completed(synced.map_err(|e| std::io::Error::new(e.kind(), e.to_string())));
+        // Acknowledged only once on disk (openraft counts it towards a
+        // commit): the syncer calls back after its next sync.
+        if let Err(std::sync::mpsc::SendError(callback)) = self.syncer.tx.send(callback) {
+            let synced = self.sync();
+            callback.log_io_completed(synced);
+        }
         Ok(())
     }
 
