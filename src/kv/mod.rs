@@ -22,6 +22,7 @@ use crate::store::item::state;
 use crate::store::{Store, StoreError};
 
 pub mod detail;
+pub mod feed;
 mod flushed;
 pub mod locks;
 mod meta;
@@ -143,6 +144,8 @@ pub struct Kv {
     clock: Clock,
     /// Set once this node belongs to a replicated group.
     replica: std::sync::OnceLock<std::sync::Arc<replicated::Replicated>>,
+    /// The change feed (`GET /v1/watch`); off until a watcher connects.
+    feed: std::sync::Arc<feed::Feed>,
 }
 
 enum Lookup {
@@ -187,6 +190,7 @@ impl Kv {
             started: clock.now(),
             clock,
             replica: std::sync::OnceLock::new(),
+            feed: Default::default(),
         }
     }
 
@@ -235,6 +239,7 @@ impl Kv {
         // write already there: skip it (see `replicated`).
         let written_by_later =
             |key: &[u8]| matches!(self.store.get(key), Ok(Some(item)) if item.cas() >= index);
+        self.note_applying(index);
         APPLYING.with(|a| a.set(Some((now, index))));
         let answer = match op {
             Op::Set {
@@ -410,6 +415,9 @@ impl Kv {
         Ok(match found {
             Some(item) if item.is_expired(now) => {
                 bump(&self.stats.get_expired);
+                if self.feed.armed() {
+                    self.expired_found(key, &item)?;
+                }
                 Lookup::Expired
             }
             Some(item) => Lookup::Hit(item),
@@ -427,6 +435,17 @@ impl Kv {
         if self.flushed.take(key) && missing {
             bump(&self.stats.get_flushed);
         }
+    }
+
+    /// While watchers follow the feed, a command that finds an expired
+    /// item removes it (as memcached unlinks it), so that its `expire`
+    /// event is sent once. A group leaves expiry to each node's sweeper.
+    #[inline(never)]
+    fn expired_found(&self, key: &[u8], item: &Item) -> Result<()> {
+        if !self.is_replicated() && self.store.remove_if_unchanged(key, item)? {
+            self.note_removed(feed::ChangeKind::Expire, key, Some(item));
+        }
+        Ok(())
     }
 
     fn live(&self, key: &[u8], now: u64) -> Result<Option<Item>> {

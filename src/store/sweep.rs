@@ -108,6 +108,18 @@ impl Store {
         batch: usize,
         now: u64,
     ) -> Result<(Option<sled::IVec>, u64)> {
+        self.sweep_with(cursor, batch, now, |_, _| {})
+    }
+
+    /// [`Store::sweep`], calling `on_reclaimed` with each item it removes
+    /// (the change feed reports them).
+    pub fn sweep_with(
+        &self,
+        cursor: Option<sled::IVec>,
+        batch: usize,
+        now: u64,
+        mut on_reclaimed: impl FnMut(&[u8], &Item),
+    ) -> Result<(Option<sled::IVec>, u64)> {
         if cursor.is_none() && !self.may_expire.load(Ordering::Acquire) {
             return Ok((None, 0));
         }
@@ -125,6 +137,7 @@ impl Store {
             if let Ok(item) = Item::from_raw(v) {
                 if item.is_expired(now) && self.remove_if_unchanged(&k, &item)? {
                     reclaimed += 1;
+                    on_reclaimed(&k, &item);
                 }
             }
             last = Some(k);
@@ -134,10 +147,10 @@ impl Store {
     }
 
     /// Evicts the approximately least recently used item other than
-    /// `except`; returns the bytes freed, `None` when nothing can go.
-    /// Lock-free against writers: the victim is removed only if unchanged
-    /// since it was read.
-    pub fn evict_one(&self, except: &[u8]) -> Result<Option<u64>> {
+    /// `except`; returns the bytes freed and the victim, `None` when
+    /// nothing can go. Lock-free against writers: the victim is removed
+    /// only if unchanged since it was read.
+    pub fn evict_one(&self, except: &[u8]) -> Result<Option<(u64, Box<[u8]>, Item)>> {
         let Some(recency) = &self.recency else {
             return Ok(None);
         };
@@ -151,7 +164,7 @@ impl Store {
                     let freed = Item::footprint(victim.len(), raw.len());
                     let item = Item::from_raw(raw)?;
                     if self.remove_if_unchanged(&victim, &item)? {
-                        return Ok(Some(freed));
+                        return Ok(Some((freed, victim, item)));
                     }
                 }
             }
