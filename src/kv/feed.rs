@@ -151,6 +151,7 @@ struct Watcher {
 
 #[derive(Default)]
 struct Inner {
+    limits: Limits,
     history: VecDeque<Arc<Change>>,
     history_bytes: usize,
     /// Every change after this revision is in `history`: the revision the
@@ -174,7 +175,6 @@ pub struct Feed {
     value_watchers: AtomicUsize,
     events: AtomicU64,
     overflows: AtomicU64,
-    limits: Mutex<Limits>,
     inner: Mutex<Inner>,
 }
 
@@ -227,11 +227,11 @@ impl Feed {
     }
 
     pub fn set_limits(&self, limits: Limits) {
-        *self.limits.lock() = limits;
+        self.inner.lock().limits = limits;
     }
 
     pub fn limits(&self) -> Limits {
-        *self.limits.lock()
+        self.inner.lock().limits
     }
 
     /// Watchers connected now.
@@ -265,8 +265,8 @@ impl Feed {
         values: bool,
         start: impl FnOnce() -> u64,
     ) -> Result<Subscription, Refused> {
-        let limits = self.limits();
         let mut inner = self.inner.lock();
+        let limits = inner.limits;
         if inner.watchers.len() >= limits.max_watchers {
             return Err(Refused::TooManyWatchers(limits.max_watchers));
         }
@@ -321,8 +321,8 @@ impl Feed {
     /// not above the last one published is dropped (a replicated entry
     /// applied again).
     fn publish(&self, mut change: Change, revision: impl FnOnce(u64) -> u64) {
-        let limits = self.limits();
         let mut inner = self.inner.lock();
+        let limits = inner.limits;
         let rev = revision(inner.last);
         if rev <= inner.last {
             return;
@@ -398,8 +398,10 @@ impl Kv {
         values: bool,
     ) -> Result<Subscription, Refused> {
         self.feed.subscribe(filter, since, values, || {
-            if self.is_replicated() {
-                0
+            if let Some(group) = self.cluster_status() {
+                // What this node had applied when it started (entries
+                // applied since pass `note_applying`, which is kept too).
+                group.applied_index
             } else {
                 // Everything published from now on is above this.
                 self.store.next_cas().unwrap_or(0)
