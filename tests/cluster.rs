@@ -398,7 +398,10 @@ fn events(r: &mut std::io::BufReader<std::net::TcpStream>, n: usize) -> Vec<(u64
     let (mut id, mut event, mut key) = (0, String::new(), String::new());
     while out.len() < n {
         let mut line = String::new();
-        assert!(r.read_line(&mut line).unwrap() > 0, "stream ended after {out:?}");
+        assert!(
+            r.read_line(&mut line).unwrap() > 0,
+            "stream ended after {out:?}"
+        );
         let line = line.trim_end();
         if let Some(v) = line.strip_prefix("id: ") {
             id = v.parse().unwrap();
@@ -434,7 +437,10 @@ fn watchers_on_two_nodes_see_the_same_events_with_the_same_revisions() {
     assert_eq!(c.line(b"flush_all\r\n"), "OK\r\n");
     let a = events(&mut on_leader, 6);
     let b = events(&mut on_follower, 6);
-    assert_eq!(a, b, "the same events with the same revisions on both nodes");
+    assert_eq!(
+        a, b,
+        "the same events with the same revisions on both nodes"
+    );
     let kinds: Vec<(&str, &str)> = a.iter().map(|(_, e, k)| (e.as_str(), k.as_str())).collect();
     assert_eq!(
         kinds,
@@ -452,7 +458,10 @@ fn watchers_on_two_nodes_see_the_same_events_with_the_same_revisions() {
     assert_eq!(c.line(b"set w3 0 0 1\r\nz\r\n"), "STORED\r\n");
     let (rev, _, _) = events(&mut on_follower, 1).remove(0);
     let gets = c.until_end(b"gets w3\r\n");
-    assert!(gets.starts_with(&format!("VALUE w3 0 1 {rev}\r\n")), "{gets} vs {rev}");
+    assert!(
+        gets.starts_with(&format!("VALUE w3 0 1 {rev}\r\n")),
+        "{gets} vs {rev}"
+    );
     // Resuming on the other node from a revision seen here replays the rest.
     let mut third = watch(&g, (leader + 2) % 3, &format!("?prefix=w&since={}", a[2].0));
     let rest = events(&mut third, 4);

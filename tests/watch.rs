@@ -171,7 +171,10 @@ fn binary_set(c: &mut Client, key: &[u8], value: &[u8], flags: u32) {
 
 fn assert_increasing(events: &[Ev]) {
     let ids: Vec<u64> = events.iter().map(|e| e.id.unwrap()).collect();
-    assert!(ids.windows(2).all(|w| w[0] < w[1]), "ids not increasing: {ids:?}");
+    assert!(
+        ids.windows(2).all(|w| w[0] < w[1]),
+        "ids not increasing: {ids:?}"
+    );
 }
 
 #[test]
@@ -286,7 +289,10 @@ fn key_filter_values_and_non_utf8_keys() {
     assert!(one.quiet_for(Duration::from_millis(300)).is_none());
     let every = all.take(4);
     assert_eq!(every[1].key(), "k10");
-    assert_eq!(every[2].data["key_base64"], "a_8", "base64url as in the listing");
+    assert_eq!(
+        every[2].data["key_base64"], "a_8",
+        "base64url as in the listing"
+    );
     assert_eq!(every[2].data["key"], "k\u{fffd}");
 }
 
@@ -331,10 +337,14 @@ fn delete_expire_and_flush_events() {
     c.until_end(b"get read\r\n");
     c.until_end(b"get read\r\n");
     // The other one is reclaimed by the sweeper (a pass a second).
-    let mut expired: Vec<String> = w.take(2).iter().map(|e| {
-        assert_eq!(e.event, "expire", "{e:?}");
-        e.key().to_owned()
-    }).collect();
+    let mut expired: Vec<String> = w
+        .take(2)
+        .iter()
+        .map(|e| {
+            assert_eq!(e.event, "expire", "{e:?}");
+            e.key().to_owned()
+        })
+        .collect();
     expired.sort();
     assert_eq!(expired, ["read", "swept"]);
     c.line(b"set x 0 0 1\r\nx\r\n");
@@ -404,7 +414,11 @@ fn a_revision_older_than_the_history_gets_resync_then_live_changes() {
     assert_eq!(resync.data["reason"], "history");
     assert!(resync.id.is_none());
     c.line(b"set live 0 0 1\r\nx\r\n");
-    assert_eq!(late.take(1)[0].key(), "live", "then it follows live changes");
+    assert_eq!(
+        late.take(1)[0].key(),
+        "live",
+        "then it follows live changes"
+    );
     // A revision still within the history replays.
     // The history now holds b16..b19 and live: after b15 replays.
     let rest = w.take(21);
@@ -483,7 +497,10 @@ fn max_watchers_refuses_with_503() {
     assert!(c.head.contains("--max-watchers"), "{}", c.head);
     let mut mc = server.connect();
     assert_eq!(stat(&mut mc, "watchers"), 2);
-    let metrics = reqwest::blocking::get(server.url("/metrics")).unwrap().text().unwrap();
+    let metrics = reqwest::blocking::get(server.url("/metrics"))
+        .unwrap()
+        .text()
+        .unwrap();
     assert!(metrics.contains("memcached_lite_watchers 2"), "{metrics}");
     // A watcher that leaves frees its place (noticed when its stream is
     // next written to).

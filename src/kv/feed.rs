@@ -455,7 +455,13 @@ impl Kv {
     #[inline]
     pub(super) fn note_item(&self, key: &[u8], item: &Item) {
         if self.feed.armed() {
-            self.publish_set(key, item.flags(), item.exptime(), item.cas(), &[item.value()]);
+            self.publish_set(
+                key,
+                item.flags(),
+                item.exptime(),
+                item.cas(),
+                &[item.value()],
+            );
         }
     }
 

@@ -12,6 +12,9 @@ use std::sync::atomic::Ordering;
 
 use super::{Item, Result, Store};
 
+/// An item [`Store::evict_one`] removed: the bytes freed, its key, the item.
+pub type Evicted = (u64, Box<[u8]>, Item);
+
 impl Store {
     /// Removes every item; returns how many were removed. Runs without the
     /// key locks, so each removal is a compare-and-swap: an item written
@@ -150,7 +153,7 @@ impl Store {
     /// `except`; returns the bytes freed and the victim, `None` when
     /// nothing can go. Lock-free against writers: the victim is removed
     /// only if unchanged since it was read.
-    pub fn evict_one(&self, except: &[u8]) -> Result<Option<(u64, Box<[u8]>, Item)>> {
+    pub fn evict_one(&self, except: &[u8]) -> Result<Option<Evicted>> {
         let Some(recency) = &self.recency else {
             return Ok(None);
         };
