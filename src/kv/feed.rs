@@ -520,3 +520,189 @@ impl Kv {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::StoreMode;
+    use super::*;
+    use crate::rules::Clock;
+
+    fn kv_at(unix_secs: u64) -> (tempfile::TempDir, Kv, Clock) {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = crate::config::Config::for_data_dir(dir.path()).store;
+        let clock = Clock::manual(unix_secs);
+        let kv = Kv::open_with_clock(&cfg, clock.clone()).unwrap();
+        (dir, kv, clock)
+    }
+
+    fn drain(sub: &mut Subscription) -> Vec<(ChangeKind, Vec<u8>, u64)> {
+        let mut out = Vec::new();
+        while let Ok(c) = sub.rx.try_recv() {
+            out.push((c.kind, c.key.to_vec(), c.revision));
+        }
+        out
+    }
+
+    fn all() -> Filter {
+        Filter::Prefix(Vec::new())
+    }
+
+    #[test]
+    fn nothing_is_published_before_the_first_watcher() {
+        let (_d, kv, _c) = kv_at(1_000);
+        kv.set(StoreMode::Set, b"a", 0, 0, b"v").unwrap();
+        assert!(!kv.feed().armed());
+        assert_eq!(kv.feed().events(), 0);
+        let mut sub = kv.watch(all(), None, false).unwrap();
+        kv.set(StoreMode::Set, b"b", 0, 0, b"v").unwrap();
+        assert_eq!(drain(&mut sub).len(), 1);
+        assert_eq!(kv.feed().events(), 1);
+    }
+
+    #[test]
+    fn every_write_kind_maps_to_one_event_in_revision_order() {
+        let (_d, kv, clock) = kv_at(1_000);
+        let mut sub = kv.watch(all(), None, true).unwrap();
+        kv.set(StoreMode::Set, b"a", 0, 0, b"1").unwrap();
+        kv.set(StoreMode::Add, b"a", 0, 0, b"x").unwrap(); // not stored: nothing
+        kv.incr_decr(b"a", 2, true).unwrap();
+        kv.touch(b"a", 50).unwrap();
+        kv.get_and_touch(b"a", 60).unwrap();
+        kv.delete(b"a", None).unwrap();
+        kv.delete(b"a", None).unwrap(); // a miss: nothing
+        kv.set(StoreMode::Set, b"t", 0, 5, b"v").unwrap();
+        clock.advance(10);
+        assert!(kv.get(b"t").unwrap().is_none());
+        assert!(kv.get(b"t").unwrap().is_none(), "expire is sent once");
+        kv.flush_all(0).unwrap();
+        let got = drain(&mut sub);
+        let kinds: Vec<_> = got.iter().map(|(k, key, _)| (*k, key.as_slice())).collect();
+        use ChangeKind::*;
+        assert_eq!(
+            kinds,
+            [
+                (Set, &b"a"[..]),
+                (Set, b"a"),
+                (Set, b"a"),
+                (Set, b"a"),
+                (Delete, b"a"),
+                (Set, b"t"),
+                (Expire, b"t"),
+                (Flush, b""),
+            ]
+        );
+        assert!(got.windows(2).all(|w| w[0].2 < w[1].2), "{got:?}");
+    }
+
+    #[test]
+    fn the_sweeper_reports_what_it_reclaims() {
+        let (_d, kv, clock) = kv_at(1_000);
+        let mut sub = kv.watch(all(), None, false).unwrap();
+        kv.set(StoreMode::Set, b"t", 0, 5, b"v").unwrap();
+        kv.store.settle().unwrap();
+        clock.advance(10);
+        kv.sweep(None, 100).unwrap();
+        let got = drain(&mut sub);
+        assert_eq!(got.last().unwrap().0, ChangeKind::Expire);
+    }
+
+    #[test]
+    fn history_replays_after_a_revision_or_says_resync() {
+        let (_d, kv, _c) = kv_at(1_000);
+        kv.feed().set_limits(Limits {
+            history: 3,
+            ..Limits::default()
+        });
+        let mut first = kv.watch(all(), None, false).unwrap();
+        for k in [b"a", b"b", b"c", b"d", b"e"] {
+            kv.set(StoreMode::Set, k, 0, 0, b"v").unwrap();
+        }
+        let seen = drain(&mut first);
+        let late = kv.watch(all(), Some(seen[0].2), false).unwrap();
+        assert!(
+            late.resync && late.replay.is_empty(),
+            "a and b were dropped"
+        );
+        let ok = kv
+            .watch(Filter::Key(b"e".to_vec()), Some(seen[1].2 + 1), false)
+            .unwrap();
+        assert!(!ok.resync);
+        assert_eq!(&*ok.replay[0].key, b"e", "only the key's changes replay");
+        assert_eq!(ok.replay.len(), 1);
+    }
+
+    #[test]
+    fn a_full_queue_drops_the_watcher_without_blocking() {
+        let (_d, kv, _c) = kv_at(1_000);
+        kv.feed().set_limits(Limits {
+            queue: 2,
+            ..Limits::default()
+        });
+        let slow = kv.watch(all(), None, false).unwrap();
+        let mut other = kv.watch(Filter::Key(b"z".to_vec()), None, false).unwrap();
+        for i in 0..10u8 {
+            kv.set(StoreMode::Set, &[b'k', i], 0, 0, b"v").unwrap();
+        }
+        kv.set(StoreMode::Set, b"z", 0, 0, b"v").unwrap();
+        assert_eq!(slow.ended(), Ended::Overflow);
+        assert_eq!(kv.feed().overflows(), 1);
+        assert_eq!(kv.feed().watchers(), 1);
+        assert_eq!(drain(&mut other).len(), 1);
+        drop(slow);
+        assert_eq!(
+            kv.feed().watchers(),
+            1,
+            "dropping it later counts nothing twice"
+        );
+    }
+
+    #[test]
+    fn max_watchers_is_enforced_and_dropping_frees_a_place() {
+        let (_d, kv, _c) = kv_at(1_000);
+        kv.feed().set_limits(Limits {
+            max_watchers: 1,
+            ..Limits::default()
+        });
+        let one = kv.watch(all(), None, false).unwrap();
+        assert!(matches!(
+            kv.watch(all(), None, false),
+            Err(Refused::TooManyWatchers(1))
+        ));
+        drop(one);
+        assert_eq!(kv.feed().watchers(), 0);
+        assert!(kv.watch(all(), None, false).is_ok());
+    }
+
+    #[test]
+    fn applied_entries_take_their_log_index_as_revision() {
+        let (_d, kv, _c) = kv_at(1_000);
+        let mut sub = kv.watch(all(), None, false).unwrap();
+        let op = |key: &[u8]| super::super::replicated::Op::Set {
+            mode: StoreMode::Set,
+            key: key.to_vec(),
+            flags: 0,
+            exptime: 0,
+            value: b"v".to_vec(),
+            opts: Default::default(),
+        };
+        kv.apply_op(7_000_000, 1_000, op(b"a"));
+        kv.apply_op(7_000_002, 1_000, op(b"b"));
+        kv.apply_op(7_000_002, 1_000, op(b"c")); // the same index again: dropped
+        let got = drain(&mut sub);
+        let revs: Vec<u64> = got.iter().map(|g| g.2).collect();
+        assert_eq!(revs, [7_000_000, 7_000_002]);
+    }
+
+    #[test]
+    fn values_are_bounded() {
+        let (_d, kv, _c) = kv_at(1_000);
+        let mut sub = kv.watch(all(), None, true).unwrap();
+        kv.set(StoreMode::Set, b"small", 0, 0, b"abc").unwrap();
+        kv.set(StoreMode::Set, b"big", 0, 0, &vec![0; MAX_EVENT_VALUE + 1])
+            .unwrap();
+        let small = sub.rx.try_recv().unwrap();
+        let big = sub.rx.try_recv().unwrap();
+        assert_eq!(small.value.as_deref(), Some(&b"abc"[..]));
+        assert_eq!((big.value.is_none(), big.size), (true, MAX_EVENT_VALUE + 1));
+    }
+}
