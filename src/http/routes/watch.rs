@@ -27,7 +27,12 @@ use crate::state::AppState;
 
 /// How often an idle stream gets a keep-alive comment (`: keep-alive`), so
 /// that proxies keep it open and a dead client is noticed.
-pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
+/// (Unit tests wait a fifth of a second instead.)
+pub const KEEP_ALIVE: Duration = if cfg!(test) {
+    Duration::from_millis(200)
+} else {
+    Duration::from_secs(15)
+};
 
 /// Query of `GET /v1/watch`.
 #[derive(Debug, Deserialize, IntoParams)]
