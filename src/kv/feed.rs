@@ -95,6 +95,13 @@ pub enum Filter {
 }
 
 impl Filter {
+    /// The first byte every key it follows starts with (`None`: any key).
+    fn first_byte(&self) -> Option<u8> {
+        match self {
+            Filter::Prefix(p) | Filter::Key(p) => p.first().copied(),
+        }
+    }
+
     /// Whether `change` concerns this watcher (a flush concerns everyone).
     pub fn matches(&self, change: &Change) -> bool {
         match self {
@@ -160,7 +167,35 @@ struct Inner {
     /// The last revision published.
     last: u64,
     watchers: Vec<Watcher>,
+    /// Watchers by the first byte of their filter ([`Filter::first_byte`],
+    /// 256 = any key): a change no filter can match skips the watchers.
+    by_first: Vec<u32>,
     next_id: u64,
+}
+
+impl Inner {
+    fn count(&mut self, filter: &Filter, add: bool) {
+        if self.by_first.is_empty() {
+            self.by_first = vec![0; 257];
+        }
+        let slot = filter.first_byte().map_or(256, usize::from);
+        if add {
+            self.by_first[slot] += 1;
+        } else {
+            self.by_first[slot] -= 1;
+        }
+    }
+
+    /// Whether some watcher's filter may match `change`.
+    fn may_match(&self, change: &Change) -> bool {
+        if self.watchers.is_empty() {
+            return false;
+        }
+        match (change.kind, change.key.first()) {
+            (ChangeKind::Flush, _) | (_, None) => true,
+            (_, Some(&b)) => self.by_first[256] > 0 || self.by_first[usize::from(b)] > 0,
+        }
+    }
 }
 
 /// The change feed (one per [`Kv`]).
@@ -210,7 +245,8 @@ impl Drop for Subscription {
     fn drop(&mut self) {
         let mut inner = self.feed.inner.lock();
         if let Some(i) = inner.watchers.iter().position(|w| w.id == self.id) {
-            inner.watchers.swap_remove(i);
+            let gone = inner.watchers.swap_remove(i);
+            inner.count(&gone.filter, false);
             self.feed.watchers.fetch_sub(1, Ordering::Relaxed);
             if self.values {
                 self.feed.value_watchers.fetch_sub(1, Ordering::Relaxed);
@@ -293,6 +329,7 @@ impl Feed {
         let ended = Arc::new(AtomicU8::new(0));
         inner.next_id += 1;
         let id = inner.next_id;
+        inner.count(&filter, true);
         inner.watchers.push(Watcher {
             id,
             filter,
@@ -345,7 +382,10 @@ impl Feed {
             inner.history_bytes -= old.bytes();
             inner.floor = old.revision;
         }
-        let mut dropped = 0;
+        if !inner.may_match(&change) {
+            return;
+        }
+        let mut dropped = Vec::new();
         inner.watchers.retain(|w| {
             if !w.filter.matches(&change) {
                 return true;
@@ -355,7 +395,7 @@ impl Feed {
                 Err(mpsc::error::TrySendError::Full(_)) => {
                     w.ended.store(Ended::Overflow as u8, Ordering::Release);
                     self.overflows.fetch_add(1, Ordering::Relaxed);
-                    dropped += 1;
+                    dropped.push(w.filter.clone());
                     if w.values {
                         self.value_watchers.fetch_sub(1, Ordering::Relaxed);
                     }
@@ -365,7 +405,10 @@ impl Feed {
                 Err(mpsc::error::TrySendError::Closed(_)) => true,
             }
         });
-        self.watchers.fetch_sub(dropped, Ordering::Relaxed);
+        self.watchers.fetch_sub(dropped.len(), Ordering::Relaxed);
+        for filter in &dropped {
+            inner.count(filter, false);
+        }
     }
 
     /// Every watcher must resync and the history starts over (the items
@@ -375,6 +418,7 @@ impl Feed {
         for w in inner.watchers.drain(..) {
             w.ended.store(Ended::Reset as u8, Ordering::Release);
         }
+        inner.by_first.clear();
         self.watchers.store(0, Ordering::Relaxed);
         self.value_watchers.store(0, Ordering::Relaxed);
         inner.history.clear();
@@ -691,6 +735,29 @@ mod tests {
         let got = drain(&mut sub);
         let revs: Vec<u64> = got.iter().map(|g| g.2).collect();
         assert_eq!(revs, [7_000_000, 7_000_002]);
+    }
+
+    #[test]
+    fn filters_see_only_their_keys_whatever_their_first_byte() {
+        let (_d, kv, _c) = kv_at(1_000);
+        let mut a = kv
+            .watch(Filter::Prefix(b"ab".to_vec()), None, false)
+            .unwrap();
+        let mut b = kv.watch(Filter::Key(b"b1".to_vec()), None, false).unwrap();
+        for k in [&b"ab1"[..], b"ac", b"b1", b"b10", b"c"] {
+            kv.set(StoreMode::Set, k, 0, 0, b"v").unwrap();
+        }
+        kv.flush_all(0).unwrap();
+        let keys = |s: &mut Subscription| -> Vec<Vec<u8>> {
+            drain(s).into_iter().map(|(_, k, _)| k).collect()
+        };
+        assert_eq!(keys(&mut a), [b"ab1".to_vec(), Vec::new()]);
+        assert_eq!(keys(&mut b), [b"b1".to_vec(), Vec::new()]);
+        drop(b);
+        kv.set(StoreMode::Set, b"b1", 0, 0, b"v").unwrap();
+        kv.set(StoreMode::Set, b"ab2", 0, 0, b"v").unwrap();
+        assert_eq!(keys(&mut a), [b"ab2".to_vec()]);
+        assert_eq!(kv.feed().events(), 8, "the history keeps every change");
     }
 
     #[test]
