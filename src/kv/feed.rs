@@ -761,6 +761,27 @@ mod tests {
     }
 
     #[test]
+    fn an_eviction_is_a_delete_marked_evicted() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = crate::config::Config::for_data_dir(dir.path()).store;
+        cfg.eviction = crate::config::Eviction::Lru;
+        let kv = Kv::open(&cfg).unwrap();
+        kv.set_memory_limit(3 * (1 + 26 + 10));
+        let mut sub = kv.watch(all(), None, false).unwrap();
+        for k in [b"a", b"b", b"c", b"d"] {
+            kv.set(StoreMode::Set, k, 0, 0, &[b'v'; 10]).unwrap();
+        }
+        let mut evicted = Vec::new();
+        while let Ok(c) = sub.rx.try_recv() {
+            if c.evicted {
+                assert_eq!(c.kind, ChangeKind::Delete);
+                evicted.push(c.key.to_vec());
+            }
+        }
+        assert_eq!(evicted.len(), 1, "one made room for d");
+    }
+
+    #[test]
     fn values_are_bounded() {
         let (_d, kv, _c) = kv_at(1_000);
         let mut sub = kv.watch(all(), None, true).unwrap();
