@@ -124,6 +124,20 @@ pub struct Config {
     /// Longest an HTTP request may take, body upload included (then 408).
     #[arg(long, env = "MEMCACHED_LITE_HTTP_TIMEOUT_SECS", default_value_t = 30)]
     pub http_timeout_secs: u64,
+
+    /// Changes kept for `GET /v1/watch` clients that reconnect
+    /// (`Last-Event-ID`); an older revision gets `resync`.
+    #[arg(long, env = "MEMCACHED_LITE_WATCH_HISTORY", default_value_t = 10_000)]
+    pub watch_history: usize,
+
+    /// Most simultaneous `GET /v1/watch` streams (then 503).
+    #[arg(long, env = "MEMCACHED_LITE_MAX_WATCHERS", default_value_t = 1024)]
+    pub max_watchers: usize,
+
+    /// Changes queued for one watcher that is not reading; when full, the
+    /// watcher gets `resync` and its stream ends (writers never wait).
+    #[arg(long, env = "MEMCACHED_LITE_WATCH_QUEUE", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    pub watch_queue: u32,
     #[command(flatten)]
     pub mirror: MirrorConfig,
 
@@ -395,6 +409,9 @@ impl Config {
             http_listen: "127.0.0.1:0".parse().expect("valid literal"),
             no_http: false,
             http_timeout_secs: 30,
+            watch_history: 10_000,
+            max_watchers: 1024,
+            watch_queue: 1024,
             mirror: MirrorConfig {
                 csv_mirror: None,
                 no_csv_mirror: true,

@@ -240,7 +240,7 @@ pub fn render_recorded() -> String {
 /// (name, type, help, labels, value) of each scrape-time value.
 type ScrapeValue = (&'static str, &'static str, &'static str, &'static str, u64);
 
-fn scrape_values(state: &AppState) -> [ScrapeValue; 9] {
+fn scrape_values(state: &AppState) -> [ScrapeValue; 12] {
     let kv = &state.kv;
     let mc = r#"{protocol="memcache"}"#;
     let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
@@ -307,6 +307,27 @@ fn scrape_values(state: &AppState) -> [ScrapeValue; 9] {
             "Failed store flushes and syncs (retries included) and CSV mirror writes.",
             "",
             kv.storage_errors(),
+        ),
+        (
+            "watchers",
+            "gauge",
+            "Open GET /v1/watch streams.",
+            "",
+            kv.feed().watchers(),
+        ),
+        (
+            "watch_events_total",
+            "counter",
+            "Changes published to the watch feed (counted once watchers have connected).",
+            "",
+            kv.feed().events(),
+        ),
+        (
+            "watch_overflows_total",
+            "counter",
+            "Watchers dropped with resync because their queue was full.",
+            "",
+            kv.feed().overflows(),
         ),
     ]
 }

@@ -60,6 +60,11 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let kv = Arc::new(Kv::new(store, config.store.max_item_size));
     kv.set_memory_limit(config.max_bytes);
     kv.detail.set_delimiter(config.prefix_delimiter as u8);
+    kv.feed().set_limits(crate::kv::feed::Limits {
+        history: config.watch_history,
+        max_watchers: config.max_watchers,
+        queue: config.watch_queue as usize,
+    });
     spawn_index_loader(kv.clone());
     let raft_server = match &config.cluster.peers {
         None => None,

@@ -521,3 +521,100 @@ fn lru_eviction_in_a_group_drops_the_same_keys_on_every_node() {
         assert_eq!(g.export(i), export, "node {i} evicted other keys");
     }
 }
+
+/// `GET /v1/watch` on node `i` over HTTP/1.0 (the body is the raw event
+/// stream); returns a reader positioned after the response head.
+fn watch(g: &Group, i: usize, query: &str) -> std::io::BufReader<std::net::TcpStream> {
+    use std::io::{BufRead, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", g.nodes[i].http)).unwrap();
+    s.write_all(format!("GET /v1/watch{query} HTTP/1.0\r\n\r\n").as_bytes())
+        .unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut r = std::io::BufReader::new(s);
+    let mut line = String::new();
+    r.read_line(&mut line).unwrap();
+    assert!(line.starts_with("HTTP/1.0 200"), "{line}");
+    while line != "\r\n" {
+        line.clear();
+        r.read_line(&mut line).unwrap();
+    }
+    r
+}
+
+/// The next `n` events of a watch stream as (id, event, key).
+fn events(r: &mut std::io::BufReader<std::net::TcpStream>, n: usize) -> Vec<(u64, String, String)> {
+    use std::io::BufRead;
+    let mut out = Vec::new();
+    let (mut id, mut event, mut key) = (0, String::new(), String::new());
+    while out.len() < n {
+        let mut line = String::new();
+        assert!(
+            r.read_line(&mut line).unwrap() > 0,
+            "stream ended after {out:?}"
+        );
+        let line = line.trim_end();
+        if let Some(v) = line.strip_prefix("id: ") {
+            id = v.parse().unwrap();
+        } else if let Some(v) = line.strip_prefix("event: ") {
+            event = v.to_owned();
+        } else if let Some(v) = line.strip_prefix("data: ") {
+            let data: serde_json::Value = serde_json::from_str(v).unwrap();
+            key = data["key"].as_str().unwrap_or("").to_owned();
+        } else if line.is_empty() && !event.is_empty() {
+            out.push((id, std::mem::take(&mut event), std::mem::take(&mut key)));
+        }
+    }
+    out
+}
+
+#[test]
+fn watchers_on_two_nodes_see_the_same_events_with_the_same_revisions() {
+    let g = Group::start(3);
+    let leader = g.wait_leader();
+    let follower = (leader + 1) % 3;
+    let mut on_leader = watch(&g, leader, "?prefix=w");
+    let mut on_follower = watch(&g, follower, "?prefix=w");
+    // The third node's history starts with its first watcher.
+    let _armed = watch(&g, (leader + 2) % 3, "?prefix=nothing");
+    let mut c = g.client(follower);
+    let mut l = g.client(leader);
+    assert_eq!(c.line(b"set w1 0 0 1\r\na\r\n"), "STORED\r\n");
+    assert_eq!(l.line(b"set other 0 0 1\r\nb\r\n"), "STORED\r\n");
+    assert_eq!(l.line(b"set w2 0 0 1\r\n5\r\n"), "STORED\r\n");
+    assert_eq!(c.line(b"incr w2 1\r\n"), "6\r\n");
+    assert_eq!(c.line(b"touch w1 100\r\n"), "TOUCHED\r\n");
+    assert_eq!(l.line(b"delete w1\r\n"), "DELETED\r\n");
+    assert_eq!(c.line(b"flush_all\r\n"), "OK\r\n");
+    let a = events(&mut on_leader, 6);
+    let b = events(&mut on_follower, 6);
+    assert_eq!(
+        a, b,
+        "the same events with the same revisions on both nodes"
+    );
+    let kinds: Vec<(&str, &str)> = a.iter().map(|(_, e, k)| (e.as_str(), k.as_str())).collect();
+    assert_eq!(
+        kinds,
+        [
+            ("set", "w1"),
+            ("set", "w2"),
+            ("set", "w2"),
+            ("set", "w1"),
+            ("delete", "w1"),
+            ("flush", "")
+        ]
+    );
+    assert!(a.windows(2).all(|w| w[0].0 < w[1].0), "{a:?}");
+    // A set's revision is its log index, which is also the item's CAS.
+    assert_eq!(c.line(b"set w3 0 0 1\r\nz\r\n"), "STORED\r\n");
+    let (rev, _, _) = events(&mut on_follower, 1).remove(0);
+    let gets = c.until_end(b"gets w3\r\n");
+    assert!(
+        gets.starts_with(&format!("VALUE w3 0 1 {rev}\r\n")),
+        "{gets} vs {rev}"
+    );
+    // Resuming on the other node from a revision seen here replays the rest.
+    let mut third = watch(&g, (leader + 2) % 3, &format!("?prefix=w&since={}", a[2].0));
+    let rest = events(&mut third, 4);
+    assert_eq!(rest[..3], a[3..]);
+    assert_eq!(rest[3].0, rev);
+}

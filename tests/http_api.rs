@@ -770,6 +770,7 @@ fn openapi_document_is_served_and_checked_in() {
     assert_eq!(served, doc);
     let expected = [
         ("/v1/keys", "get"),
+        ("/v1/watch", "get"),
         ("/v1/keys/{key}", "get"),
         ("/v1/keys/{key}", "head"),
         ("/v1/keys/{key}", "put"),
@@ -816,6 +817,9 @@ fn openapi_document_is_served_and_checked_in() {
         doc["paths"]["/v1/keys/{key}"]["get"]["responses"]["200"]["headers"]["ETag"].is_object()
     );
     assert!(doc["components"]["schemas"]["ErrorBody"].is_object());
+    let watch = &doc["paths"]["/v1/watch"]["get"]["responses"];
+    assert!(watch["200"]["content"]["text/event-stream"].is_object());
+    assert!(watch["503"].is_object() && watch["400"].is_object());
 
     // Swagger UI comes from the binary itself.
     let docs = c.get(s.url("/docs")).send().unwrap();

@@ -13,7 +13,7 @@ pub mod openapi;
 pub mod routes;
 
 use middleware::{durable, observe};
-use routes::{admin, cluster, export, items, list};
+use routes::{admin, cluster, export, items, list, watch};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -44,6 +44,7 @@ const MIN_BODY_LIMIT: usize = 4096;
 pub fn router() -> OpenApiRouter<Arc<AppState>> {
     OpenApiRouter::with_openapi(openapi::base())
         .routes(routes!(list::list_items))
+        .routes(routes!(watch::watch))
         .routes(routes!(
             items::get_item,
             items::head_item,

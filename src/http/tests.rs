@@ -230,3 +230,27 @@ fn the_document_defines_every_schema_it_references() {
         "links must say operationId"
     );
 }
+
+#[tokio::test]
+async fn an_idle_watch_stream_gets_keep_alive_comments_then_events() {
+    use futures_util::StreamExt;
+    let h = harness();
+    let resp = h.call("GET", "/v1/watch?prefix=k", "").await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()["content-type"], "text/event-stream");
+    let mut stream = resp.into_body().into_data_stream();
+    let mut next = async || {
+        let frame = tokio::time::timeout(std::time::Duration::from_secs(5), stream.next());
+        String::from_utf8(frame.await.unwrap().unwrap().unwrap().to_vec()).unwrap()
+    };
+    assert_eq!(next().await, ": keep-alive\n\n");
+    let stored = h.call("PUT", "/v1/keys/k1?flags=3", "v").await;
+    assert_eq!(stored.status(), StatusCode::CREATED);
+    let event = next().await;
+    assert!(event.starts_with("id: "), "{event}");
+    assert!(event.contains("event: set\n"), "{event}");
+    assert!(
+        event.contains(r#""key":"k1""#) && event.contains(r#""flags":3"#),
+        "{event}"
+    );
+}

@@ -4,6 +4,7 @@
 //! invalidation. Storage and arithmetic extras live in [`Kv::set_with`] and
 //! [`Kv::arith_with`] so that there is one copy of each command's logic.
 
+use super::feed::ChangeKind;
 use super::{bump, expiry, state, DeleteOutcome, Item, Kv, Lookup, Result, StoreError};
 
 /// A read rewrites an item just to refresh its access time at most this
@@ -286,12 +287,20 @@ impl Kv {
         let changed = created || new_bits != bits || exptime != old_exptime || new_atime != atime;
         let item = if changed {
             let record = item.rewrite(exptime, new_bits, new_atime);
+            // Watchers hear of a new item or TTL, not of access bookkeeping.
+            let visible = created || exptime != old_exptime;
             if expiry::is_expired(exptime, now) {
-                self.store.remove(key)?;
+                if let Some(old) = self.store.remove(key)? {
+                    self.note_removed(ChangeKind::Expire, key, Some(&old));
+                }
             } else {
                 self.store.insert(key, record.clone())?;
             }
-            Item::from_raw(record.into()).map_err(StoreError::from)?
+            let item = Item::from_raw(record.into()).map_err(StoreError::from)?;
+            if visible && !expiry::is_expired(exptime, now) {
+                self.note_item(key, &item);
+            }
+            item
         } else {
             item
         };
@@ -349,8 +358,10 @@ impl Kv {
         let record = Item::encode_with(item.flags(), exp, cas, bits, atime, &[item.value()]);
         if expiry::is_expired(exp, now) {
             self.store.remove(key)?;
+            self.note_removed(ChangeKind::Delete, key, Some(&item));
         } else {
             self.store.insert(key, record)?;
+            self.note_set(key, item.flags(), exp, cas, &[item.value()]);
         }
         Ok(DeleteOutcome::Deleted)
     }

@@ -24,6 +24,7 @@ use crate::store::{Store, StoreError};
 pub mod detail;
 mod entry;
 mod evict;
+pub mod feed;
 mod flushed;
 pub mod locks;
 mod meta;
@@ -148,6 +149,8 @@ pub struct Kv {
     clock: Clock,
     /// Set once this node belongs to a replicated group.
     replica: std::sync::OnceLock<std::sync::Arc<replicated::Replicated>>,
+    /// The change feed (`GET /v1/watch`); off until a watcher connects.
+    feed: std::sync::Arc<feed::Feed>,
 }
 
 enum Lookup {
@@ -192,6 +195,7 @@ impl Kv {
             started: clock.now(),
             clock,
             replica: std::sync::OnceLock::new(),
+            feed: Default::default(),
         }
     }
 
@@ -241,6 +245,7 @@ impl Kv {
         // write already there: skip it (see `replicated`).
         let written_by_later =
             |key: &[u8]| matches!(self.store.get(key), Ok(Some(item)) if item.cas() >= cas);
+        self.note_applying(cas);
         APPLYING.with(|a| a.set(Some((now, cas))));
         let answer = match op {
             Op::Set {
@@ -470,6 +475,9 @@ impl Kv {
         Ok(match found {
             Some(item) if item.is_expired(now) => {
                 bump(&self.stats.get_expired);
+                if self.feed.armed() {
+                    self.expired_found(key, &item)?;
+                }
                 Lookup::Expired
             }
             Some(item) => Lookup::Hit(item),
@@ -487,6 +495,17 @@ impl Kv {
         if self.flushed.take(key) && missing {
             bump(&self.stats.get_flushed);
         }
+    }
+
+    /// While watchers follow the feed, a command that finds an expired
+    /// item removes it (as memcached unlinks it), so that its `expire`
+    /// event is sent once. A group leaves expiry to each node's sweeper.
+    #[inline(never)]
+    fn expired_found(&self, key: &[u8], item: &Item) -> Result<()> {
+        if !self.is_replicated() && self.store.remove_if_unchanged(key, item)? {
+            self.note_removed(feed::ChangeKind::Expire, key, Some(item));
+        }
+        Ok(())
     }
 
     fn live(&self, key: &[u8], now: u64) -> Result<Option<Item>> {

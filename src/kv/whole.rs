@@ -35,6 +35,9 @@ impl Kv {
         } else {
             self.flush_at.store(deadline, Ordering::Relaxed);
         }
+        // One event when the command is applied, saying when it takes
+        // effect: the same on every node of a group.
+        self.note_flush(deadline.max(now));
         Ok(())
     }
 
@@ -107,7 +110,13 @@ impl Kv {
     pub fn sweep(&self, cursor: Option<sled::IVec>, batch: usize) -> Result<Option<sled::IVec>> {
         let now = self.now();
         self.apply_due_flush(now)?;
-        let (next, reclaimed) = self.store.sweep(cursor, batch, now)?;
+        let (next, reclaimed) = if self.feed.armed() {
+            self.store.sweep_with(cursor, batch, now, |key, item| {
+                self.note_removed(super::feed::ChangeKind::Expire, key, Some(item))
+            })?
+        } else {
+            self.store.sweep(cursor, batch, now)?
+        };
         add(&self.stats.reclaimed, reclaimed);
         Ok(next)
     }
@@ -267,6 +276,8 @@ impl Kv {
 
     /// Replaces every record with `records` (installing a snapshot).
     pub(super) fn replace_records(&self, records: Vec<(Vec<u8>, Vec<u8>)>) -> Result<()> {
+        // Watchers of this node can no longer follow by changes.
+        self.feed.reset();
         self.flush_at.store(0, Ordering::Relaxed);
         self.flushed.forget_all();
         off_the_runtime(|| self.store.clear())?;

@@ -3,6 +3,7 @@
 //! one key never interleave; `--max-bytes` is enforced here before a write
 //! grows the store.
 
+use super::feed::ChangeKind;
 use super::replicated::{Applied, Op};
 use super::stats::bump;
 use super::{
@@ -51,7 +52,10 @@ impl Kv {
         // expired result stays, invisible, until the sweeper takes it.
         let record = item.rewrite(exp, item.state() | state::FETCHED, now);
         self.store.insert(key, record.clone())?;
-        Ok(Item::from_raw(record.into()).map_err(StoreError::from)?)
+        let item = Item::from_raw(record.into()).map_err(StoreError::from)?;
+        // A touch is a `set` with the new TTL for watchers.
+        self.note_item(key, &item);
+        Ok(item)
     }
 
     /// `touch` (and HTTP touch): new exptime for an existing item.
@@ -217,6 +221,7 @@ impl Kv {
         };
         let record = Item::encode_with(flags, exp, cas, key_bits(opts.binary_key), now, &[value]);
         let old = self.store.insert(key, record)?;
+        self.note_set(key, flags, exp, cas, &[value]);
         // The lookup memcached's set makes first finds a flushed item.
         self.forget_flushed(key, old.is_none());
         bump(&self.stats.total_items);
@@ -259,6 +264,7 @@ impl Kv {
         };
         self.store
             .insert(key, Item::encode_with(flags, exp, cas, state, now, value))?;
+        self.note_set(key, flags, exp, cas, value);
         bump(&self.stats.total_items);
         Ok(cas)
     }
@@ -283,7 +289,12 @@ impl Kv {
                 None
             };
             match evicted {
-                Some(_) => bump(&self.stats.evictions),
+                Some((_, victim, item)) => {
+                    bump(&self.stats.evictions);
+                    if self.feed.armed() {
+                        self.publish_removed(ChangeKind::Delete, &victim, Some(&item), true);
+                    }
+                }
                 None => {
                     bump(&self.stats.store_no_memory);
                     return Err(KvError::NoMemory);
@@ -305,6 +316,9 @@ impl Kv {
         }
         let _guard = self.locks.lock(key);
         let removed = self.store.remove(key)?;
+        if let Some(item) = &removed {
+            self.note_removed(ChangeKind::Delete, key, Some(item));
+        }
         // memcached looks the key up to unlink it: a flushed item counts.
         self.forget_flushed(key, removed.is_none());
         Ok(())
@@ -329,8 +343,9 @@ impl Kv {
         let outcome = match (self.live(key, self.now())?, cas) {
             (None, _) => DeleteOutcome::NotFound,
             (Some(item), Some(want)) if item.cas() != want => DeleteOutcome::Exists,
-            (Some(_), _) => {
+            (Some(item), _) => {
                 self.store.remove(key)?;
+                self.note_removed(ChangeKind::Delete, key, Some(&item));
                 DeleteOutcome::Deleted
             }
         };

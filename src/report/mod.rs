@@ -206,6 +206,11 @@ pub fn general(state: &AppState) -> Report {
     );
     out.push(("commit_syncs", Int(kv.commit_rounds())));
     out.push(("storage_errors", Int(kv.storage_errors())));
+    out.extend([
+        ("watchers", Int(kv.feed().watchers())),
+        ("watch_events", Int(kv.feed().events())),
+        ("watch_overflows", Int(kv.feed().overflows())),
+    ]);
     if let Some(c) = kv.cluster_status() {
         out.extend([
             ("raft_node_id", Int(c.node_id)),

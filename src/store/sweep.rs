@@ -12,6 +12,9 @@ use std::sync::atomic::Ordering;
 
 use super::{Item, Result, Store};
 
+/// An item [`Store::evict_one`] removed: the bytes freed, its key, the item.
+pub type Evicted = (u64, Box<[u8]>, Item);
+
 impl Store {
     /// Removes every item; returns how many were removed. Runs without the
     /// key locks, so each removal is a compare-and-swap: an item written
@@ -108,6 +111,18 @@ impl Store {
         batch: usize,
         now: u64,
     ) -> Result<(Option<sled::IVec>, u64)> {
+        self.sweep_with(cursor, batch, now, |_, _| {})
+    }
+
+    /// [`Store::sweep`], calling `on_reclaimed` with each item it removes
+    /// (the change feed reports them).
+    pub fn sweep_with(
+        &self,
+        cursor: Option<sled::IVec>,
+        batch: usize,
+        now: u64,
+        mut on_reclaimed: impl FnMut(&[u8], &Item),
+    ) -> Result<(Option<sled::IVec>, u64)> {
         if cursor.is_none() && !self.may_expire.load(Ordering::Acquire) {
             return Ok((None, 0));
         }
@@ -125,6 +140,7 @@ impl Store {
             if let Ok(item) = Item::from_raw(v) {
                 if item.is_expired(now) && self.remove_if_unchanged(&k, &item)? {
                     reclaimed += 1;
+                    on_reclaimed(&k, &item);
                 }
             }
             last = Some(k);
@@ -175,10 +191,10 @@ impl Store {
     }
 
     /// Evicts the approximately least recently used item other than
-    /// `except`; returns the bytes freed, `None` when nothing can go.
-    /// Lock-free against writers: the victim is removed only if unchanged
-    /// since it was read.
-    pub fn evict_one(&self, except: &[u8]) -> Result<Option<u64>> {
+    /// `except`; returns the bytes freed and the victim, `None` when
+    /// nothing can go. Lock-free against writers: the victim is removed
+    /// only if unchanged since it was read.
+    pub fn evict_one(&self, except: &[u8]) -> Result<Option<Evicted>> {
         let Some(recency) = &self.recency else {
             return Ok(None);
         };
@@ -192,7 +208,7 @@ impl Store {
                     let freed = Item::footprint(victim.len(), raw.len());
                     let item = Item::from_raw(raw)?;
                     if self.remove_if_unchanged(&victim, &item)? {
-                        return Ok(Some(freed));
+                        return Ok(Some((freed, victim, item)));
                     }
                 }
             }

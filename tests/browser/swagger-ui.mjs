@@ -39,7 +39,7 @@ try {
   // Every operation of the document is listed.
   const listed = await page.$$eval('.opblock', (els) => els.map((e) => e.id));
   for (const op of ['put_item', 'get_item', 'head_item', 'delete_item', 'incr_item', 'decr_item',
-    'touch_item', 'list_items', 'stats', 'flush', 'healthz', 'readyz', 'export_csv', 'metrics']) {
+    'touch_item', 'list_items', 'watch', 'stats', 'flush', 'healthz', 'readyz', 'export_csv', 'metrics']) {
     assert.ok(listed.some((id) => id.endsWith(`-${op}`)), `operation ${op} listed (got ${listed})`);
   }
 

@@ -90,6 +90,10 @@ def test_schemathesis_finds_no_contract_violation(tmp_path):
             "run", url,
             "--checks", "all",
             "--phases", "examples,coverage,fuzzing,stateful",
+            # GET /v1/watch answers a stream that stays open, which a
+            # request/response tester would wait on until its timeout;
+            # tests/watch.rs checks it, its bad input included.
+            "--exclude-operation-id", "watch",
             "--max-examples", os.environ.get("SCHEMATHESIS_EXAMPLES", "25"),
             "--max-time", os.environ.get("SCHEMATHESIS_MAX_TIME", "90"),
             "--workers", "1",

@@ -23,6 +23,9 @@ LITE_ONLY = {
     "memcached_lite_version",  # this server's own release
     "commit_syncs",  # group-commit disk syncs (--durability sync)
     "storage_errors",  # failed flushes/syncs of the store and CSV mirror
+    "watchers",  # open GET /v1/watch streams (docs/watch.md)
+    "watch_events",  # changes published to the watch feed
+    "watch_overflows",  # watchers dropped with resync (queue full)
     "data_dir",  # where the sled store lives
     "flush_interval_ms",  # periodic mode's loss window
     "durability",  # periodic or sync
