@@ -21,6 +21,7 @@ use crate::store::commit::Ticket;
 use crate::store::item::state;
 use crate::store::{Store, StoreError};
 
+mod apply;
 pub mod detail;
 mod entry;
 mod evict;
@@ -234,89 +235,6 @@ impl Kv {
         op: replicated::Op,
     ) -> Result<replicated::Applied> {
         wait_for(r.propose(op))
-    }
-
-    /// Runs a committed entry's command here (the state machine's apply):
-    /// with the entry's time and the CAS the log gives it
-    /// ([`proposals::cas_of`]), without proposing it again.
-    fn apply_op(&self, cas: u64, now: u64, op: &replicated::Op) -> replicated::Applied {
-        use replicated::{Applied, Op};
-        // An entry applied again after a crash finds its own (or a later)
-        // write already there: skip it (see `replicated`).
-        let written_by_later =
-            |key: &[u8]| matches!(self.store.get(key), Ok(Some(item)) if item.cas() >= cas);
-        self.note_applying(cas);
-        APPLYING.with(|a| a.set(Some((now, cas))));
-        let answer = match op {
-            Op::Set {
-                mode,
-                key,
-                flags,
-                exptime,
-                value,
-                opts,
-            } => {
-                if opts.new_cas.is_none() && written_by_later(key) {
-                    Applied::Nothing
-                } else {
-                    Applied::from_result(
-                        self.set_with(*mode, key, *flags, *exptime, value, opts),
-                        Applied::Stored,
-                    )
-                }
-            }
-            Op::Arith {
-                key,
-                delta,
-                incr,
-                opts,
-            } => {
-                if opts.new_cas.is_none() && written_by_later(key) {
-                    Applied::Nothing
-                } else {
-                    Applied::from_result(self.arith_with(key, *delta, *incr, opts), Applied::Arith)
-                }
-            }
-            Op::Delete { key, cas } => {
-                Applied::from_result(self.delete(key, *cas), Applied::Deleted)
-            }
-            Op::Touch { key, exptime } => {
-                Applied::from_result(self.touch(key, *exptime), Applied::Touched)
-            }
-            Op::FlushAll { delay } => {
-                Applied::from_result(self.flush_all(*delay), |()| Applied::Flushed)
-            }
-            Op::MetaGet { key, opts } => {
-                if written_by_later(key) {
-                    Applied::Nothing
-                } else {
-                    // `h`/`l` read the item's bits; turning on access
-                    // recording by plain reads would write on one node only.
-                    let opts = MetaGetOptions {
-                        report_access: false,
-                        ..*opts
-                    };
-                    Applied::from_result(self.meta_get(key, &opts), Applied::MetaGot)
-                }
-            }
-            Op::Invalidate {
-                key,
-                cas,
-                exptime,
-                new_cas,
-            } => {
-                if new_cas.is_none() && written_by_later(key) {
-                    Applied::Nothing
-                } else {
-                    Applied::from_result(
-                        self.invalidate(key, *cas, *exptime, *new_cas),
-                        Applied::Deleted,
-                    )
-                }
-            }
-        };
-        APPLYING.with(|a| a.set(None));
-        answer
     }
 
     /// Makes this node a member of the group `cluster` describes; returns
