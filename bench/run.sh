@@ -9,7 +9,9 @@
 # group's workloads (bench/cluster.py: a 3-node group vs a single node and vs
 # etcd) run last; `--only-cluster` runs just those (a few minutes) and merges
 # them into the results files, `--no-cluster` skips them.
-# Takes about 10 minutes on 2 cores. Not part of tests/run-all.sh.
+# Takes about 15 minutes on 2 cores (the replicated group and the watch
+# workloads included; `--only-cluster`, `--only-watch` run one part).
+# Not part of tests/run-all.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 for tool in memcached redis-server memcaslap; do
@@ -24,4 +26,16 @@ case " $* " in *" --no-cluster "*) ;; *)
 esac
 cargo build --profile profiling --quiet
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-exec python3 bench/run.py "$@"
+if [[ "${1:-}" == "--only-watch" ]]; then
+  # Writes with 100 idle watchers vs none (bench/watch.py), alone.
+  shift
+  MEMCACHED_LITE_BIN="${CARGO_TARGET_DIR:-target}/profiling/memcached-lite" exec python3 bench/watch.py "$@"
+fi
+python3 bench/run.py "$@"
+# The change feed's cost, appended to bench/results.md unless only one
+# part of the harness ran.
+case " $* " in
+  *" --only-"*|*" --render-only "*) ;;
+  *) MEMCACHED_LITE_BIN="${CARGO_TARGET_DIR:-target}/profiling/memcached-lite" \
+       python3 bench/watch.py --markdown bench/results.md --json bench/watch.json ;;
+esac

@@ -118,6 +118,7 @@ def main():
     ap.add_argument("--connections", type=int, default=50)
     ap.add_argument("--data-size", type=int, default=100)
     ap.add_argument("--json", help="also write the summary here")
+    ap.add_argument("--markdown", help="also append the table to this file (bench/run.sh: bench/results.md)")
     args = ap.parse_args()
     if not os.path.exists(BIN):
         sys.exit(f"no {BIN}: build it with `cargo build --release` (or set MEMCACHED_LITE_BIN)")
@@ -156,6 +157,17 @@ def main():
             print(f"| {field} | {fmt.format(a)} | {fmt.format(b)} |")
         print(f"\nratio (watched / plain): {ratio:.3f}  (target >= 0.9); "
               f"changes published to the feed: {events}")
+        if args.markdown:
+            with open(args.markdown, "a") as f:
+                f.write(f"\n## Writes with {args.watchers} idle watchers (bench/watch.py)\n\n"
+                        f"Set-only, {args.data_size} B values, {args.connections} connections, "
+                        f"{args.rounds} rounds of {args.duration:g} s alternating A B; the second server has "
+                        f"{args.watchers} `GET /v1/watch` streams open on prefixes nobody writes.\n\n")
+                f.write(f"| | {plain.name} | {watched.name} |\n| --- | ---: | ---: |\n")
+                for field, fmt in [("sets_per_sec", "{:.0f}"), ("p50_ms", "{:.3f}"), ("p99_ms", "{:.3f}")]:
+                    a, b = summary[plain.name][field], summary[watched.name][field]
+                    f.write(f"| {field} | {fmt.format(a)} | {fmt.format(b)} |\n")
+                f.write(f"\nRatio {ratio:.2f} (target >= 0.9).\n")
         if args.json:
             with open(args.json, "w") as f:
                 json.dump({"ratio": ratio, "servers": summary, "rounds": args.rounds,
