@@ -3,8 +3,8 @@
 # Debian machine, then runs the Rust tests (unit + integration against the
 # real binary) and the real-client tests (pymemcache, libmemcached, the
 # documentation's console examples, ...). Exits non-zero on any failure.
-# Takes about 8-9 minutes on 2 cores from a fresh clone, including a build of
-# about 3.5 minutes (about 5 minutes once built).
+# Takes about 9-10 minutes on 2 cores from a fresh clone, including a build of
+# about 3 minutes (about 6.5 minutes once built).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR=never
