@@ -441,6 +441,17 @@ fn meta_reads_that_write_go_through_the_log_and_agree_on_every_node() {
     }
 }
 
+/// A `stats` figure of node `i`.
+fn stat(g: &Group, i: usize, name: &str) -> u64 {
+    let text = g.client(i).until_end(b"stats\r\n");
+    let prefix = format!("STAT {name} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .unwrap_or_else(|| panic!("no {name} in {text}"))
+        .parse()
+        .unwrap()
+}
+
 #[test]
 fn a_command_is_counted_in_stats_by_the_node_that_served_it() {
     let g = Group::start(3);
@@ -452,24 +463,15 @@ fn a_command_is_counted_in_stats_by_the_node_that_served_it() {
         assert_eq!(c.line(set.as_bytes()), "STORED\r\n");
     }
     g.wait_caught_up();
-    let stat = |i: usize, name: &str| -> u64 {
-        let text = g.client(i).until_end(b"stats\r\n");
-        let prefix = format!("STAT {name} ");
-        text.lines()
-            .find_map(|l| l.strip_prefix(&prefix))
-            .unwrap_or_else(|| panic!("no {name} in {text}"))
-            .parse()
-            .unwrap()
-    };
-    assert_eq!(stat(follower, "cmd_set"), 5);
+    assert_eq!(stat(&g, follower, "cmd_set"), 5);
     for other in [leader, (leader + 2) % 3] {
         assert_eq!(
-            stat(other, "cmd_set"),
+            stat(&g, other, "cmd_set"),
             0,
             "node {other} counted another node's sets"
         );
         // Every replica holds the items all the same.
-        assert_eq!(stat(other, "curr_items"), 5);
+        assert_eq!(stat(&g, other, "curr_items"), 5);
     }
 }
 
@@ -498,24 +500,15 @@ fn lru_eviction_in_a_group_drops_the_same_keys_on_every_node() {
         }
     });
     g.wait_caught_up();
-    let stat = |i: usize, name: &str| -> u64 {
-        let text = g.client(i).until_end(b"stats\r\n");
-        let prefix = format!("STAT {name} ");
-        text.lines()
-            .find_map(|l| l.strip_prefix(&prefix))
-            .unwrap()
-            .parse()
-            .unwrap()
-    };
-    let items = stat(leader, "curr_items");
-    let evictions: u64 = (0..3).map(|i| stat(i, "evictions")).sum();
+    let items = stat(&g, leader, "curr_items");
+    let evictions: u64 = (0..3).map(|i| stat(&g, i, "evictions")).sum();
     assert!(items < 900 && items > 300, "{items} items left");
     assert_eq!(
         items + evictions,
         900,
         "every set stored, then kept or evicted once"
     );
-    assert!(stat(leader, "bytes") <= 524288);
+    assert!(stat(&g, leader, "bytes") <= 524288);
     let export = g.export(leader);
     for i in 0..3 {
         assert_eq!(g.export(i), export, "node {i} evicted other keys");
