@@ -7,13 +7,14 @@
 #[path = "common/cluster.rs"]
 mod cluster;
 mod common;
+#[path = "common/tmpfs.rs"]
+mod tmpfs;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use cluster::Group;
+use tmpfs::Tmpfs;
 
 fn rounds() -> usize {
     cluster::rounds(3)
@@ -193,66 +194,6 @@ fn a_follower_reads_every_write_acknowledged_before_it() {
     }
 }
 
-/// A tmpfs mounted over a node's data directory, unmounted on drop (after
-/// the group, which is dropped first, killed the node).
-struct SmallDisk(PathBuf);
-
-impl SmallDisk {
-    /// `None` (the test then skips) where mounting is not permitted.
-    fn mount(dir: &std::path::Path, mb: u64) -> Option<SmallDisk> {
-        std::fs::create_dir_all(dir).unwrap();
-        let ok = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={mb}m"), "tmpfs"])
-            .arg(dir)
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !ok {
-            eprintln!(
-                "skipping: cannot mount a tmpfs on {} (needs root)",
-                dir.display()
-            );
-            return None;
-        }
-        Some(SmallDisk(dir.to_path_buf()))
-    }
-
-    fn free(&self) -> u64 {
-        let out = Command::new("df")
-            .args(["--output=avail", "-B1"])
-            .arg(&self.0)
-            .output()
-            .unwrap();
-        let text = String::from_utf8(out.stdout).unwrap();
-        text.lines().nth(1).unwrap().trim().parse().unwrap()
-    }
-
-    /// Fills the disk until `left` bytes are free.
-    fn fill(&self, left: u64) -> PathBuf {
-        let filler = self.0.join("filler");
-        let size = self.free().saturating_sub(left);
-        let f = std::fs::File::create(&filler).unwrap();
-        f.set_len(0).unwrap();
-        // tmpfs allocates pages as they are written, not on set_len.
-        let mut w = std::io::BufWriter::new(f);
-        let chunk = vec![7u8; 1 << 20];
-        let mut written = 0;
-        while written < size {
-            let n = chunk.len().min((size - written) as usize);
-            std::io::Write::write_all(&mut w, &chunk[..n]).unwrap();
-            written += n as u64;
-        }
-        std::io::Write::flush(&mut w).unwrap();
-        filler
-    }
-}
-
-impl Drop for SmallDisk {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
-}
-
 fn readyz(g: &Group, i: usize) -> (u16, String) {
     let url = format!("http://127.0.0.1:{}/readyz", g.nodes[i].http);
     let resp = g.http.get(url).send().unwrap();
@@ -267,7 +208,7 @@ fn a_follower_whose_disk_fills_falls_behind_and_catches_up_by_itself() {
     // The follower restarts with its data directory on a small disk (it
     // rejoins as a wiped node does).
     g.kill(full);
-    let Some(disk) = SmallDisk::mount(&g.nodes[full].dir, 64) else {
+    let Some(disk) = Tmpfs::mount_at(&g.nodes[full].dir, 64) else {
         return;
     };
     g.launch(full);
@@ -339,7 +280,7 @@ fn when_the_leaders_disk_fills_another_node_leads_and_nothing_diverges() {
     let mut disks = Vec::new();
     for i in 0..3 {
         g.kill(i);
-        let Some(disk) = SmallDisk::mount(&g.nodes[i].dir, 64) else {
+        let Some(disk) = Tmpfs::mount_at(&g.nodes[i].dir, 64) else {
             return;
         };
         disks.push(disk);

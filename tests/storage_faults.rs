@@ -15,74 +15,19 @@
 //! not permitted.
 
 mod common;
+#[path = "common/tmpfs.rs"]
+mod tmpfs;
 
 use std::collections::HashMap;
-use std::path::PathBuf;
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{Client, Server};
+use tmpfs::Tmpfs;
 
 const VALUE: usize = 1000;
 const KEYS_PER_WRITER: u64 = 40;
-
-/// A tmpfs mounted for one test, unmounted on drop.
-struct Tmpfs(PathBuf);
-
-impl Tmpfs {
-    fn mount(name: &str, mb: u64) -> Option<Tmpfs> {
-        let dir = std::env::temp_dir().join(format!("mcl-{name}-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let ok = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={mb}m"), "tmpfs"])
-            .arg(&dir)
-            .stderr(std::process::Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !ok {
-            eprintln!(
-                "skipping: cannot mount a tmpfs on {} (needs root)",
-                dir.display()
-            );
-            let _ = std::fs::remove_dir(&dir);
-            return None;
-        }
-        Some(Tmpfs(dir))
-    }
-
-    fn grow(&self, mb: u64) {
-        let ok = Command::new("mount")
-            .args(["-o", &format!("remount,size={mb}m")])
-            .arg(&self.0)
-            .status()
-            .unwrap();
-        assert!(ok.success(), "remount failed");
-    }
-
-    fn free(&self) -> u64 {
-        let out = Command::new("df")
-            .args(["-B1", "--output=avail"])
-            .arg(&self.0)
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .nth(1)
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap()
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
-        let _ = std::fs::remove_dir(&self.0);
-    }
-}
 
 /// A value naming its writer's attempt, padded to [`VALUE`] bytes.
 fn value(tag: &str) -> Vec<u8> {
@@ -218,14 +163,14 @@ fn fill_and_recover(mode: &str) {
     let Some(fs) = Tmpfs::mount(&format!("faults-{mode}"), 30) else {
         return;
     };
-    let data = fs.0.join("data");
+    let data = fs.path().join("data");
     let mut args = vec!["--durability", mode];
     if mode == "periodic" {
         args.extend(["--flush-interval-ms", "50"]);
     }
     let mut server = Server::start_in(&data, &args);
     // Leave about 6 MiB free: the store refuses below 4 MiB.
-    let ballast = fs.0.join("ballast");
+    let ballast = fs.path().join("ballast");
     let size = fs.free().saturating_sub(6 << 20);
     std::fs::write(&ballast, vec![0u8; size as usize]).unwrap();
 
@@ -387,7 +332,7 @@ fn a_full_mirror_disk_does_not_affect_serving() {
     let Some(fs) = Tmpfs::mount("mirror", 1) else {
         return;
     };
-    let mirror = fs.0.join("store.csv");
+    let mirror = fs.path().join("store.csv");
     let mirror_arg = mirror.to_str().unwrap().to_owned();
     let server = Server::start(&["--csv-mirror", &mirror_arg, "--mirror-interval", "100ms"]);
     let mut c = server.connect();
