@@ -567,17 +567,9 @@ impl Kv {
 
 #[cfg(test)]
 mod tests {
+    use super::super::test_kv_at as kv_at;
     use super::super::StoreMode;
     use super::*;
-    use crate::rules::Clock;
-
-    fn kv_at(unix_secs: u64) -> (tempfile::TempDir, Kv, Clock) {
-        let dir = tempfile::tempdir().unwrap();
-        let cfg = crate::config::Config::for_data_dir(dir.path()).store;
-        let clock = Clock::manual(unix_secs);
-        let kv = Kv::open_with_clock(&cfg, clock.clone()).unwrap();
-        (dir, kv, clock)
-    }
 
     fn drain(sub: &mut Subscription) -> Vec<(ChangeKind, Vec<u8>, u64)> {
         let mut out = Vec::new();

@@ -533,6 +533,16 @@ fn off_the_runtime<T>(f: impl FnOnce() -> T) -> T {
     }
 }
 
+/// Tests: a fresh store whose clock moves only when the test says so.
+#[cfg(test)]
+fn test_kv_at(unix_secs: u64) -> (tempfile::TempDir, Kv, Clock) {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = crate::config::Config::for_data_dir(dir.path()).store;
+    let clock = Clock::manual(unix_secs);
+    let kv = Kv::open_with_clock(&cfg, clock.clone()).unwrap();
+    (dir, kv, clock)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -289,17 +289,9 @@ impl Kv {
 
 #[cfg(test)]
 mod tests {
+    use super::super::test_kv_at as kv_at;
     use super::super::{StoreMode, StoreOutcome};
     use super::*;
-    use crate::rules::Clock;
-
-    fn kv_at(unix_secs: u64) -> (tempfile::TempDir, Kv, Clock) {
-        let dir = tempfile::tempdir().unwrap();
-        let cfg = crate::config::Config::for_data_dir(dir.path()).store;
-        let clock = Clock::manual(unix_secs);
-        let kv = Kv::open_with_clock(&cfg, clock.clone()).unwrap();
-        (dir, kv, clock)
-    }
 
     fn count(kv: &Kv) -> (u64, u64) {
         let c = |n: &std::sync::atomic::AtomicU64| n.load(Ordering::Relaxed);
