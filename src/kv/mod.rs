@@ -27,6 +27,7 @@ mod entry;
 mod evict;
 pub mod feed;
 mod flushed;
+mod lease;
 pub mod locks;
 mod meta;
 pub mod proposals;
@@ -385,7 +386,9 @@ impl Kv {
     /// [`Kv::forget_flushed`]).
     fn lookup(&self, key: &[u8], now: u64) -> Result<Lookup> {
         if let Some(r) = self.replicated().filter(|r| r.linearizable_reads()) {
-            wait_for(r.read_barrier())?;
+            if !r.read_under_lease() {
+                wait_for(r.read_barrier())?;
+            }
         }
         self.apply_due_flush(now)?;
         let found = self.store.get(key)?;

@@ -43,6 +43,7 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
 pub use super::entry::{Applied, Op, Proposal};
+use super::lease::{Holds, Lease};
 use super::proposals::{cas_of, Batcher, Proposals, Refused};
 use super::read_index::ReadIndex;
 use super::starved::{apply_when_stored, until_stored};
@@ -285,6 +286,8 @@ pub struct Replicated {
     batcher: Batcher,
     /// Read-index rounds shared by concurrent reads.
     reads: Arc<ReadIndex>,
+    /// The leader's read lease (see [`super::lease`]).
+    lease: Lease,
 }
 
 /// Why one attempt at a proposal did not get an answer.
@@ -327,6 +330,7 @@ impl Replicated {
             node,
             batcher,
             reads: Arc::default(),
+            lease: Lease::default(),
             linearizable: cluster.read_consistency == crate::config::ReadConsistency::Linearizable,
             proposer,
             seq: AtomicU64::new(0),
@@ -379,6 +383,30 @@ impl Replicated {
         self.linearizable
     }
 
+    /// Whether a linearizable read may be served from this node's items
+    /// right now without a read-index round: it leads under a lease (see
+    /// [`super::lease`]). A read near the lease's end renews it in the
+    /// background.
+    pub fn read_under_lease(self: &Arc<Self>) -> bool {
+        let (leader, term) = self.node.leads();
+        match self.lease.holds(leader, term) {
+            Holds::No => false,
+            Holds::Yes => true,
+            Holds::YesRenew => {
+                let this = self.clone();
+                let renew = async move {
+                    let _ = this.read_barrier().await;
+                    this.lease.renewed();
+                };
+                match tokio::runtime::Handle::try_current() {
+                    Ok(h) => drop(h.spawn(renew)),
+                    Err(_) => self.lease.renewed(),
+                }
+                true
+            }
+        }
+    }
+
     /// Waits until a read here sees every write acknowledged before this
     /// call: the leader confirms with a quorum that it still leads and
     /// names its commit point (a read index), and this node waits until it
@@ -407,17 +435,24 @@ impl Replicated {
     async fn read_index_round(&self, deadline: tokio::time::Instant) -> bool {
         match self.node.leader() {
             Some(leader) if leader == self.node.id => {
+                let started = std::time::Instant::now();
+                let (_, term) = self.node.leads();
                 let ensured =
                     tokio::time::timeout_at(deadline, self.node.raft.ensure_linearizable()).await;
                 if !matches!(ensured, Ok(Ok(_))) {
+                    self.lease.end();
                     return false;
                 }
                 // A restarted leader also waits for its floor (see
                 // `replica::Restored`).
-                match self.node.restored.floor(&self.node.raft) {
+                let applied = match self.node.restored.floor(&self.node.raft) {
                     0 => true,
                     floor => self.applied_at_least(floor, deadline).await,
+                };
+                if applied && self.node.leads() == (true, term) {
+                    self.lease.taken(term, started);
                 }
+                applied
             }
             Some(leader) => self.follower_read_index(leader, deadline).await,
             None => false,

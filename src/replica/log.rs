@@ -24,7 +24,7 @@ use std::fmt::Debug;
 use std::marker::PhantomData;
 use std::ops::{Bound, RangeBounds};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
@@ -47,6 +47,8 @@ pub struct LogStore<C: RaftTypeConfig> {
     dir: PathBuf,
     /// Set while a write waits for free space (see [`LogStore::wait_for_room`]).
     starved: Arc<AtomicBool>,
+    /// The commit index openraft last saved here (`GET /v1/cluster`).
+    committed: Arc<AtomicU64>,
     syncer: Syncer<C>,
     _config: PhantomData<C>,
 }
@@ -59,6 +61,7 @@ impl<C: RaftTypeConfig> Clone for LogStore<C> {
             meta: self.meta.clone(),
             dir: self.dir.clone(),
             starved: self.starved.clone(),
+            committed: self.committed.clone(),
             syncer: self.syncer.clone(),
             _config: PhantomData,
         }
@@ -126,15 +129,27 @@ where
             // Every append and vote syncs itself.
             .flush_every_ms(None)
             .open()?;
+        let meta = db.open_tree("meta")?;
+        let committed = meta
+            .get(COMMITTED)?
+            .and_then(|v| postcard::from_bytes::<Option<LogId<NodeIdOf<C>>>>(&v).ok())
+            .flatten()
+            .map_or(0, |l| l.index);
         Ok(LogStore {
             log: db.open_tree("log")?,
-            meta: db.open_tree("meta")?,
+            meta,
             syncer: Syncer::start(db.clone(), dir.to_path_buf())?,
             db,
             dir: dir.to_path_buf(),
             starved: Arc::new(AtomicBool::new(false)),
+            committed: Arc::new(AtomicU64::new(committed)),
             _config: PhantomData,
         })
+    }
+
+    /// The commit index as openraft last reported it to this log.
+    pub fn committed(&self) -> Arc<AtomicU64> {
+        self.committed.clone()
     }
 
     /// True while the log waits for free space: this node neither appends
@@ -278,7 +293,11 @@ where
         committed: Option<LogId<C::NodeId>>,
     ) -> Result<(), StorageError<C::NodeId>> {
         // Not synced: a lost commit index is learned again from the leader.
-        self.put_meta(COMMITTED, &committed)
+        self.put_meta(COMMITTED, &committed)?;
+        if let Some(c) = &committed {
+            self.committed.fetch_max(c.index, Ordering::Relaxed);
+        }
+        Ok(())
     }
 
     async fn read_committed(

@@ -34,6 +34,8 @@ pub struct Node<C: Config> {
     pub network: Network,
     /// True while the log waits for disk space (`log::LogStore::starved`).
     pub log_starved: Arc<std::sync::atomic::AtomicBool>,
+    /// The commit index openraft last saved in the log.
+    pub committed: Arc<std::sync::atomic::AtomicU64>,
     /// Whether this node restarted as the leader it was (see [`Restored`]).
     pub restored: Restored,
 }
@@ -75,6 +77,8 @@ pub struct Status {
     pub term: u64,
     /// The last entry in this node's log.
     pub last_log_index: u64,
+    /// The last entry this node knows to be committed (held by a quorum).
+    pub commit_index: u64,
     /// The last entry applied to this node's items.
     pub applied_index: u64,
     pub members: Vec<Member>,
@@ -126,6 +130,7 @@ where
         .validate()?;
         let mut log = log::LogStore::<C>::open(dir)?;
         let log_starved = log.starved();
+        let committed = log.committed();
         let restored = restored_leadership(&mut log, id).await?;
         let network = Network::new();
         let raft = Raft::new(id, Arc::new(config), network.clone(), log, sm).await?;
@@ -151,8 +156,19 @@ where
             peers,
             network,
             log_starved,
+            committed,
             restored,
         })
+    }
+
+    /// Whether this node leads now, and its term, as openraft reports them.
+    pub fn leads(&self) -> (bool, u64) {
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow();
+        (
+            m.state == ServerState::Leader && m.current_leader == Some(self.id),
+            m.current_term,
+        )
     }
 
     /// The current leader, if this node knows one.
@@ -187,6 +203,12 @@ where
             leader_id: m.current_leader,
             term: m.current_term,
             last_log_index: m.last_log_index.unwrap_or(0),
+            // Never behind what is applied (a follower learns the commit
+            // index with the next append, and may apply from a snapshot).
+            commit_index: self
+                .committed
+                .load(std::sync::atomic::Ordering::Relaxed)
+                .max(m.last_applied.map_or(0, |l| l.index)),
             applied_index: m.last_applied.map_or(0, |l| l.index),
             members: members::members_of(m.membership_config.membership()),
         }

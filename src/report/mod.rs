@@ -218,6 +218,7 @@ pub fn general(state: &AppState) -> Report {
             ("raft_leader_id", Int(c.leader_id.unwrap_or(0))),
             ("raft_term", Int(c.term)),
             ("raft_last_log_index", Int(c.last_log_index)),
+            ("raft_commit_index", Int(c.commit_index)),
             ("raft_applied_index", Int(c.applied_index)),
             ("raft_members", Int(c.members.len() as u64)),
         ]);

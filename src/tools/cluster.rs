@@ -160,10 +160,11 @@ fn status_text(s: &Value) -> String {
         .as_u64()
         .map_or("none".to_owned(), |l| l.to_string());
     let mut out = format!(
-        "node {id}: {}, leader {leader}, term {}\nlog index {}, applied index {}\n",
+        "node {id}: {}, leader {leader}, term {}\nlog index {}, commit index {}, applied index {}\n",
         s["role"].as_str().unwrap_or("?"),
         s["term"],
         s["last_log_index"],
+        s["commit_index"],
         s["applied_index"],
     );
     out.push_str(&members_text(s));
