@@ -157,7 +157,7 @@ mod tests {
         lease.taken(1, t + Duration::from_millis(400));
         lease.taken(1, t);
         let at = t + LEASE + Duration::from_millis(200);
-        assert_eq!(lease.holds_at(true, 1, at), Holds::Yes);
+        assert_eq!(lease.holds_at(true, 1, at), Holds::YesRenew, "still held");
         lease.taken(2, t);
         assert_eq!(lease.holds_at(true, 1, t), Holds::No);
         assert_eq!(lease.holds_at(true, 2, at), Holds::No, "term 2's own end");

@@ -326,17 +326,8 @@ impl Kv {
         exptime: Option<i64>,
         new_cas: Option<u64>,
     ) -> Result<DeleteOutcome> {
-        if let Some(r) = self.replicated() {
-            let op = super::replicated::Op::Invalidate {
-                key: key.to_vec(),
-                cas,
-                exptime,
-                new_cas,
-            };
-            return match self.replicate(r, op)? {
-                super::replicated::Applied::Deleted(outcome) => Ok(outcome),
-                other => Err(super::unexpected(other)),
-            };
+        if self.replicated().is_some() {
+            return super::wait_for(self.invalidate_async(key, cas, exptime, new_cas));
         }
         let _guard = self.locks.lock(key);
         let now = self.now();

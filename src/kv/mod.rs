@@ -22,6 +22,7 @@ use crate::store::item::state;
 use crate::store::{Store, StoreError};
 
 mod apply;
+mod awaited;
 pub mod detail;
 mod entry;
 mod evict;

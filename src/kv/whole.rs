@@ -16,11 +16,8 @@ impl Kv {
     /// Like memcached, the deadline is one second before `delay`, so
     /// `flush_all 1` takes effect at once.
     pub fn flush_all(&self, delay: i64) -> Result<()> {
-        if let Some(r) = self.replicated() {
-            return match self.replicate(r, super::replicated::Op::FlushAll { delay })? {
-                super::replicated::Applied::Flushed => Ok(()),
-                other => Err(super::unexpected(other)),
-            };
+        if self.replicated().is_some() {
+            return super::wait_for(self.flush_all_async(delay));
         }
         bump(&self.stats.cmd_flush);
         let now = self.now();

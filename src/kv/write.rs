@@ -4,10 +4,9 @@
 //! grows the store.
 
 use super::feed::ChangeKind;
-use super::replicated::{Applied, Op};
 use super::stats::bump;
 use super::{
-    expiry, key_bits, state, unexpected, ArithOptions, ArithOutcome, ArithResult, DeleteOutcome,
+    expiry, key_bits, state, wait_for, ArithOptions, ArithOutcome, ArithResult, DeleteOutcome,
     Item, Kv, KvError, Result, SetOptions, StoreError, StoreMode, StoreOutcome,
 };
 use crate::rules::parse_u64;
@@ -18,11 +17,7 @@ impl Kv {
     pub fn get_and_touch(&self, key: &[u8], exptime: i64) -> Result<Option<Item>> {
         if self.replicated().is_some() {
             // The touch goes through the log; the read is this node's.
-            return Ok(if self.touch(key, exptime)? {
-                self.peek(key)?
-            } else {
-                None
-            });
+            return wait_for(self.get_and_touch_async(key, exptime));
         }
         bump(&self.stats.cmd_touch);
         let _guard = self.locks.lock(key);
@@ -60,15 +55,8 @@ impl Kv {
 
     /// `touch` (and HTTP touch): new exptime for an existing item.
     pub fn touch(&self, key: &[u8], exptime: i64) -> Result<bool> {
-        if let Some(r) = self.replicated() {
-            let op = Op::Touch {
-                key: key.to_vec(),
-                exptime,
-            };
-            return match self.replicate(r, op)? {
-                Applied::Touched(found) => Ok(found),
-                other => Err(unexpected(other)),
-            };
+        if self.replicated().is_some() {
+            return wait_for(self.touch_async(key, exptime));
         }
         bump(&self.stats.cmd_touch);
         let _guard = self.locks.lock(key);
@@ -108,23 +96,8 @@ impl Kv {
         value: &[u8],
         opts: &SetOptions,
     ) -> Result<StoreOutcome> {
-        if let Some(r) = self.replicated() {
-            if value.len() > self.max_item_size {
-                bump(&self.stats.store_too_large);
-                return Err(KvError::TooLarge);
-            }
-            let op = Op::Set {
-                mode,
-                key: key.to_vec(),
-                flags,
-                exptime,
-                value: value.to_vec(),
-                opts: *opts,
-            };
-            return match self.replicate(r, op)? {
-                Applied::Stored(outcome) => Ok(outcome),
-                other => Err(unexpected(other)),
-            };
+        if self.replicated().is_some() {
+            return wait_for(self.set_with_async(mode, key, flags, exptime, value, opts));
         }
         bump(&self.stats.cmd_set);
         if self.detail.enabled() {
@@ -307,12 +280,8 @@ impl Kv {
     /// Drops a key whose new value was refused as too large: memcached does
     /// this so a failed `set` never leaves the stale value readable.
     pub fn discard(&self, key: &[u8]) -> Result<()> {
-        if let Some(r) = self.replicated() {
-            let op = Op::Delete {
-                key: key.to_vec(),
-                cas: None,
-            };
-            return self.replicate(r, op).map(|_| ());
+        if self.replicated().is_some() {
+            return wait_for(self.delete_async(key, None)).map(|_| ());
         }
         let _guard = self.locks.lock(key);
         let removed = self.store.remove(key)?;
@@ -326,15 +295,8 @@ impl Kv {
 
     /// `delete`, optionally only when the item's CAS matches.
     pub fn delete(&self, key: &[u8], cas: Option<u64>) -> Result<DeleteOutcome> {
-        if let Some(r) = self.replicated() {
-            let op = Op::Delete {
-                key: key.to_vec(),
-                cas,
-            };
-            return match self.replicate(r, op)? {
-                Applied::Deleted(outcome) => Ok(outcome),
-                other => Err(unexpected(other)),
-            };
+        if self.replicated().is_some() {
+            return wait_for(self.delete_async(key, cas));
         }
         if self.detail.enabled() {
             self.detail.delete(key);
@@ -358,13 +320,12 @@ impl Kv {
 
     /// `incr` / `decr`: 64-bit unsigned; incr wraps, decr stops at 0.
     pub fn incr_decr(&self, key: &[u8], delta: u64, incr: bool) -> Result<ArithOutcome> {
-        Ok(
-            match self.arith_with(key, delta, incr, &ArithOptions::default())? {
-                ArithResult::Value { value, cas, .. } => ArithOutcome::Value { value, cas },
-                ArithResult::NonNumeric => ArithOutcome::NonNumeric,
-                ArithResult::NotFound | ArithResult::Exists => ArithOutcome::NotFound,
-            },
-        )
+        Ok(ArithOutcome::from(self.arith_with(
+            key,
+            delta,
+            incr,
+            &ArithOptions::default(),
+        )?))
     }
 
     /// [`Kv::incr_decr`] with the meta/binary extras of [`ArithOptions`]:
@@ -376,17 +337,8 @@ impl Kv {
         incr: bool,
         opts: &ArithOptions,
     ) -> Result<ArithResult> {
-        if let Some(r) = self.replicated() {
-            let op = Op::Arith {
-                key: key.to_vec(),
-                delta,
-                incr,
-                opts: *opts,
-            };
-            return match self.replicate(r, op)? {
-                Applied::Arith(result) => Ok(result),
-                other => Err(unexpected(other)),
-            };
+        if self.replicated().is_some() {
+            return wait_for(self.arith_with_async(key, delta, incr, opts));
         }
         let _guard = self.locks.lock(key);
         let now = self.now();
@@ -452,5 +404,16 @@ impl Kv {
             exptime: exp,
             created: false,
         })
+    }
+}
+
+impl From<ArithResult> for ArithOutcome {
+    /// What the classic `incr`/`decr` answer of a meta/binary result is.
+    fn from(result: ArithResult) -> Self {
+        match result {
+            ArithResult::Value { value, cas, .. } => ArithOutcome::Value { value, cas },
+            ArithResult::NonNumeric => ArithOutcome::NonNumeric,
+            ArithResult::NotFound | ArithResult::Exists => ArithOutcome::NotFound,
+        }
     }
 }

@@ -148,7 +148,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             }
             if self.unauthenticated.is_some() {
                 let gate = if self.is_binary() {
-                    self.sasl_gate()
+                    self.sasl_gate().await
                 } else {
                     self.authenticate()
                 };
@@ -163,7 +163,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 let kind = binary_kind(&self.input);
                 self.batch.before(&self.shared.kv);
                 let (flow, len) =
-                    match binary_cmd::step(&self.input, &self.shared, &mut self.output) {
+                    match binary_cmd::step(&self.input, &self.shared, &mut self.output).await {
                         binary_cmd::Step::Incomplete { need } => {
                             if need > self.input.capacity() {
                                 self.input.reserve(need - self.input.len());
@@ -203,7 +203,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 Frame::Close => return Ok(Flow::Close),
                 Frame::Request { req, len } => {
                     mutating = text::mutates(&req);
-                    (text::execute(req, &self.shared, &mut self.output), len)
+                    (
+                        text::execute(req, &self.shared, &mut self.output).await,
+                        len,
+                    )
                 }
                 Frame::Error { msg, noreply, len } => {
                     text::METRICS.error();
@@ -264,7 +267,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     /// One step of the `--auth-file` gate of a binary connection (SASL
     /// PLAIN); `None` when more bytes are needed, or when the request is
     /// one served before authentication (it then runs as usual).
-    fn sasl_gate(&mut self) -> Option<Flow> {
+    async fn sasl_gate(&mut self) -> Option<Flow> {
         let creds = self.unauthenticated.as_ref()?;
         let max_item = self.shared.kv.max_item_size();
         let gate = super::binary::sasl::step(
@@ -284,7 +287,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             super::binary::sasl::Gate::Pass => {
                 // Run this one request through the normal binary path,
                 // then gate again.
-                return match binary_cmd::step(&self.input, &self.shared, &mut self.output) {
+                return match binary_cmd::step(&self.input, &self.shared, &mut self.output).await {
                     binary_cmd::Step::Incomplete { .. } => None,
                     binary_cmd::Step::Done { flow, len, skip } => {
                         self.swallow = skip;

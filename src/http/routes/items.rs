@@ -237,7 +237,8 @@ pub async fn put_item(
     };
     let outcome = shared
         .kv
-        .set(mode, &key, q.flags.unwrap_or(0), q.ttl.unwrap_or(0), &body)?;
+        .set_async(mode, &key, q.flags.unwrap_or(0), q.ttl.unwrap_or(0), &body)
+        .await?;
     match outcome {
         StoreOutcome::Stored { cas, created: true } => Ok((
             StatusCode::CREATED,
@@ -294,7 +295,7 @@ pub async fn delete_item(
             ))
         }
     };
-    match shared.kv.delete(&key, cas)? {
+    match shared.kv.delete_async(&key, cas).await? {
         DeleteOutcome::Deleted => Ok(StatusCode::NO_CONTENT),
         DeleteOutcome::NotFound => Err(ApiError::NotFound),
         DeleteOutcome::Exists => Err(ApiError::PreconditionFailed(
@@ -303,8 +304,8 @@ pub async fn delete_item(
     }
 }
 
-fn arith(shared: &AppState, key: &[u8], by: u64, incr: bool) -> Result<Response, ApiError> {
-    match shared.kv.incr_decr(key, by, incr)? {
+async fn arith(shared: &AppState, key: &[u8], by: u64, incr: bool) -> Result<Response, ApiError> {
+    match shared.kv.incr_decr_async(key, by, incr).await? {
         ArithOutcome::Value { value, cas } => {
             Ok(([(header::ETAG, etag(cas))], Json(ArithResponse { value })).into_response())
         }
@@ -337,7 +338,7 @@ pub async fn incr_item(
     Key(key): Key,
     Json(req): Json<ArithRequest>,
 ) -> Result<Response, ApiError> {
-    arith(&shared, &key, req.by, true)
+    arith(&shared, &key, req.by, true).await
 }
 
 /// Decrement a counter.
@@ -363,7 +364,7 @@ pub async fn decr_item(
     Key(key): Key,
     Json(req): Json<ArithRequest>,
 ) -> Result<Response, ApiError> {
-    arith(&shared, &key, req.by, false)
+    arith(&shared, &key, req.by, false).await
 }
 
 /// Set a new expiry.
@@ -387,7 +388,7 @@ pub async fn touch_item(
     Key(key): Key,
     Json(req): Json<TouchRequest>,
 ) -> Result<StatusCode, ApiError> {
-    if shared.kv.touch(&key, req.ttl)? {
+    if shared.kv.touch_async(&key, req.ttl).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::NotFound)

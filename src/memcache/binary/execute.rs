@@ -27,7 +27,7 @@ pub enum Step {
 }
 
 /// Parses and runs the first request in `buf`, appending replies to `out`.
-pub fn step(buf: &[u8], shared: &AppState, out: &mut BytesMut) -> Step {
+pub async fn step(buf: &[u8], shared: &AppState, out: &mut BytesMut) -> Step {
     match binary::parse(buf, shared.kv.max_item_size()) {
         Frame::Incomplete { need } => Step::Incomplete { need },
         Frame::Close => Step::Done {
@@ -53,7 +53,7 @@ pub fn step(buf: &[u8], shared: &AppState, out: &mut BytesMut) -> Step {
             Step::Done { flow, len, skip }
         }
         Frame::Request { req, len } => Step::Done {
-            flow: execute(&req, shared, out),
+            flow: execute(&req, shared, out).await,
             len,
             skip: 0,
         },
@@ -98,7 +98,7 @@ fn be_u64(b: &[u8]) -> u64 {
 }
 
 /// Runs one validated request.
-pub fn execute(req: &Request<'_>, shared: &AppState, out: &mut BytesMut) -> Flow {
+pub async fn execute(req: &Request<'_>, shared: &AppState, out: &mut BytesMut) -> Flow {
     let h = &req.header;
     let kv = &*shared.kv;
     let quiet = h.quiet();
@@ -230,7 +230,10 @@ pub fn execute(req: &Request<'_>, shared: &AppState, out: &mut BytesMut) -> Flow
                 cas: (h.cas != 0).then_some(h.cas),
                 ..SetOptions::default()
             };
-            match kv.set_with(mode, req.key, flags, exptime, req.value, &opts) {
+            match kv
+                .set_with_async(mode, req.key, flags, exptime, req.value, &opts)
+                .await
+            {
                 Ok(StoreOutcome::Stored { cas, .. }) => ok(out, cas, &[], &[], &[]),
                 Ok(StoreOutcome::Exists) => fail(out, status::KEY_EEXISTS),
                 Ok(StoreOutcome::NotFound) => fail(out, status::KEY_ENOENT),
@@ -245,7 +248,10 @@ pub fn execute(req: &Request<'_>, shared: &AppState, out: &mut BytesMut) -> Flow
                 Err(e) => kv_fail(out, &e),
             }
         }
-        op::DELETE | op::DELETEQ => match kv.delete(req.key, (h.cas != 0).then_some(h.cas)) {
+        op::DELETE | op::DELETEQ => match kv
+            .delete_async(req.key, (h.cas != 0).then_some(h.cas))
+            .await
+        {
             Ok(DeleteOutcome::Deleted) => ok(out, 0, &[], &[], &[]),
             Ok(DeleteOutcome::NotFound) => fail(out, status::KEY_ENOENT),
             Ok(DeleteOutcome::Exists) => fail(out, status::KEY_EEXISTS),
@@ -261,7 +267,7 @@ pub fn execute(req: &Request<'_>, shared: &AppState, out: &mut BytesMut) -> Flow
                 ..ArithOptions::default()
             };
             let incr = matches!(h.opcode, op::INCREMENT | op::INCREMENTQ);
-            match kv.arith_with(req.key, delta, incr, &opts) {
+            match kv.arith_with_async(req.key, delta, incr, &opts).await {
                 Ok(ArithResult::Value { value, cas, .. }) => {
                     ok(out, cas, &[], &[], &value.to_be_bytes())
                 }
@@ -281,7 +287,7 @@ pub fn execute(req: &Request<'_>, shared: &AppState, out: &mut BytesMut) -> Flow
             } else {
                 0
             };
-            match kv.flush_all(delay) {
+            match kv.flush_all_async(delay).await {
                 Ok(()) => ok(out, 0, &[], &[], &[]),
                 Err(e) => kv_fail(out, &e),
             }

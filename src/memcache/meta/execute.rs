@@ -13,12 +13,12 @@ use crate::kv::{
 use crate::memcache::reply;
 use crate::rules::exptime as expiry;
 
-pub fn execute(kv: &Kv, req: MetaRequest<'_>, out: &mut BytesMut) {
+pub async fn execute(kv: &Kv, req: MetaRequest<'_>, out: &mut BytesMut) {
     match req.cmd {
         MetaCmd::Get => get(kv, &req, out),
-        MetaCmd::Set => set(kv, &req, out),
-        MetaCmd::Delete => delete(kv, &req, out),
-        MetaCmd::Arith => arith(kv, &req, out),
+        MetaCmd::Set => set(kv, &req, out).await,
+        MetaCmd::Delete => delete(kv, &req, out).await,
+        MetaCmd::Arith => arith(kv, &req, out).await,
         MetaCmd::Debug => debug(kv, &req, out),
     }
 }
@@ -138,7 +138,7 @@ fn get(kv: &Kv, req: &MetaRequest<'_>, out: &mut BytesMut) {
     }
 }
 
-fn set(kv: &Kv, req: &MetaRequest<'_>, out: &mut BytesMut) {
+async fn set(kv: &Kv, req: &MetaRequest<'_>, out: &mut BytesMut) {
     let o = &req.opts;
     let mut mode = match o.mode {
         Some(b'E') => StoreMode::Add,
@@ -158,15 +158,17 @@ fn set(kv: &Kv, req: &MetaRequest<'_>, out: &mut BytesMut) {
         binary_key: o.base64,
     };
     let exptime = o.ttl.unwrap_or(0);
-    let (code, cas): (&[u8], u64) =
-        match kv.set_with(mode, &req.key, o.client_flags, exptime, req.data, &opts) {
-            Ok(StoreOutcome::Stored { .. }) if o.quiet => return,
-            Ok(StoreOutcome::Stored { cas, .. }) => (b"HD", cas),
-            Ok(StoreOutcome::NotStored) => (b"NS", 0),
-            Ok(StoreOutcome::Exists) => (b"EX", 0),
-            Ok(StoreOutcome::NotFound) => (b"NF", 0),
-            Err(e) => return reply::kv_error(out, &e),
-        };
+    let (code, cas): (&[u8], u64) = match kv
+        .set_with_async(mode, &req.key, o.client_flags, exptime, req.data, &opts)
+        .await
+    {
+        Ok(StoreOutcome::Stored { .. }) if o.quiet => return,
+        Ok(StoreOutcome::Stored { cas, .. }) => (b"HD", cas),
+        Ok(StoreOutcome::NotStored) => (b"NS", 0),
+        Ok(StoreOutcome::Exists) => (b"EX", 0),
+        Ok(StoreOutcome::NotFound) => (b"NF", 0),
+        Err(e) => return reply::kv_error(out, &e),
+    };
     out.put_slice(code);
     for f in req.flags.iter() {
         match f[0] {
@@ -182,12 +184,12 @@ fn set(kv: &Kv, req: &MetaRequest<'_>, out: &mut BytesMut) {
     out.put_slice(b"\r\n");
 }
 
-fn delete(kv: &Kv, req: &MetaRequest<'_>, out: &mut BytesMut) {
+async fn delete(kv: &Kv, req: &MetaRequest<'_>, out: &mut BytesMut) {
     let o = &req.opts;
     let outcome = if o.invalidate {
-        kv.invalidate(&req.key, o.cas, o.ttl, o.new_cas)
+        kv.invalidate_async(&req.key, o.cas, o.ttl, o.new_cas).await
     } else {
-        kv.delete(&req.key, o.cas)
+        kv.delete_async(&req.key, o.cas).await
     };
     let code: &[u8] = match outcome {
         Ok(DeleteOutcome::Deleted) if o.quiet => return,
@@ -201,7 +203,7 @@ fn delete(kv: &Kv, req: &MetaRequest<'_>, out: &mut BytesMut) {
     out.put_slice(b"\r\n");
 }
 
-fn arith(kv: &Kv, req: &MetaRequest<'_>, out: &mut BytesMut) {
+async fn arith(kv: &Kv, req: &MetaRequest<'_>, out: &mut BytesMut) {
     let o = &req.opts;
     let incr = !matches!(o.mode, Some(b'D' | b'-'));
     let opts = ArithOptions {
@@ -211,7 +213,7 @@ fn arith(kv: &Kv, req: &MetaRequest<'_>, out: &mut BytesMut) {
         new_cas: o.new_cas,
         binary_key: o.base64,
     };
-    let (value, cas, exptime) = match kv.arith_with(&req.key, o.delta, incr, &opts) {
+    let (value, cas, exptime) = match kv.arith_with_async(&req.key, o.delta, incr, &opts).await {
         // memcached still answers a quiet ma that created its counter.
         Ok(ArithResult::Value { created: false, .. }) if o.quiet => return,
         Ok(ArithResult::Value {

@@ -6,8 +6,8 @@ use crate::kv::Kv;
 use crate::memcache::{reply, Flow};
 use crate::state::AppState;
 
-pub fn flush_all(kv: &Kv, delay: i64, out: &mut BytesMut) {
-    match kv.flush_all(delay) {
+pub async fn flush_all(kv: &Kv, delay: i64, out: &mut BytesMut) {
+    match kv.flush_all_async(delay).await {
         Ok(()) => reply::line(out, "OK"),
         Err(e) => reply::kv_error(out, &e),
     }

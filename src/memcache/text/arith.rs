@@ -5,8 +5,8 @@ use bytes::BytesMut;
 use crate::kv::{ArithOutcome, Kv};
 use crate::memcache::reply;
 
-pub fn execute(kv: &Kv, key: &[u8], delta: u64, incr: bool, out: &mut BytesMut) {
-    match kv.incr_decr(key, delta, incr) {
+pub async fn execute(kv: &Kv, key: &[u8], delta: u64, incr: bool, out: &mut BytesMut) {
+    match kv.incr_decr_async(key, delta, incr).await {
         Ok(ArithOutcome::Value { value, .. }) => reply::number(out, value),
         Ok(ArithOutcome::NotFound) => reply::line(out, "NOT_FOUND"),
         Ok(ArithOutcome::NonNumeric) => reply::line(

@@ -5,16 +5,16 @@ use bytes::BytesMut;
 use crate::kv::{DeleteOutcome, Kv};
 use crate::memcache::reply;
 
-pub fn delete(kv: &Kv, key: &[u8], out: &mut BytesMut) {
-    match kv.delete(key, None) {
+pub async fn delete(kv: &Kv, key: &[u8], out: &mut BytesMut) {
+    match kv.delete_async(key, None).await {
         Ok(DeleteOutcome::Deleted) => reply::line(out, "DELETED"),
         Ok(_) => reply::line(out, "NOT_FOUND"),
         Err(e) => reply::kv_error(out, &e),
     }
 }
 
-pub fn touch(kv: &Kv, key: &[u8], exptime: i64, out: &mut BytesMut) {
-    match kv.touch(key, exptime) {
+pub async fn touch(kv: &Kv, key: &[u8], exptime: i64, out: &mut BytesMut) {
+    match kv.touch_async(key, exptime).await {
         Ok(true) => reply::line(out, "TOUCHED"),
         Ok(false) => reply::line(out, "NOT_FOUND"),
         Err(e) => reply::kv_error(out, &e),

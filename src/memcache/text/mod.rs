@@ -114,15 +114,15 @@ pub fn mutates(req: &Request<'_>) -> bool {
 
 /// Runs one request, appending its reply (if any) to `out`, and records
 /// it in the command counters and latency histogram.
-pub fn execute(req: Request<'_>, shared: &AppState, out: &mut BytesMut) -> Flow {
+pub async fn execute(req: Request<'_>, shared: &AppState, out: &mut BytesMut) -> Flow {
     let started = Timer::start();
     let command = METRICS.command(command_index(&req));
-    let flow = run(req, shared, out);
+    let flow = run(req, shared, out).await;
     command.record(started);
     flow
 }
 
-fn run(req: Request<'_>, shared: &AppState, out: &mut BytesMut) -> Flow {
+async fn run(req: Request<'_>, shared: &AppState, out: &mut BytesMut) -> Flow {
     let kv = &*shared.kv;
     let mark = out.len();
     let noreply = match req {
@@ -134,15 +134,15 @@ fn run(req: Request<'_>, shared: &AppState, out: &mut BytesMut) -> Flow {
             data,
             noreply,
         } => {
-            storage::execute(kv, mode, key, flags, exptime, data, out);
+            storage::execute(kv, mode, key, flags, exptime, data, out).await;
             noreply
         }
         Request::Get { keys, cas, touch } => {
-            retrieval::execute(kv, keys, cas, touch, out);
+            retrieval::execute(kv, keys, cas, touch, out).await;
             false
         }
         Request::Delete { key, noreply } => {
-            keys::delete(kv, key, out);
+            keys::delete(kv, key, out).await;
             noreply
         }
         Request::Touch {
@@ -150,7 +150,7 @@ fn run(req: Request<'_>, shared: &AppState, out: &mut BytesMut) -> Flow {
             exptime,
             noreply,
         } => {
-            keys::touch(kv, key, exptime, out);
+            keys::touch(kv, key, exptime, out).await;
             noreply
         }
         Request::Arith {
@@ -159,11 +159,11 @@ fn run(req: Request<'_>, shared: &AppState, out: &mut BytesMut) -> Flow {
             incr,
             noreply,
         } => {
-            arith::execute(kv, key, delta, incr, out);
+            arith::execute(kv, key, delta, incr, out).await;
             noreply
         }
         Request::FlushAll { delay, noreply } => {
-            admin::flush_all(kv, delay, out);
+            admin::flush_all(kv, delay, out).await;
             noreply
         }
         Request::Stats { args } => {
@@ -202,7 +202,7 @@ fn run(req: Request<'_>, shared: &AppState, out: &mut BytesMut) -> Flow {
         Request::Meta(req) => {
             crate::kv::stats::bump(&kv.stats.cmd_meta);
             // Meta commands apply their own `q` rules.
-            meta::execute::execute(kv, *req, out);
+            meta::execute::execute(kv, *req, out).await;
             false
         }
         Request::Quit => return Flow::Close,

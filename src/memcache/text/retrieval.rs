@@ -6,11 +6,11 @@ use super::parse::Keys;
 use crate::kv::Kv;
 use crate::memcache::reply;
 
-pub fn execute(kv: &Kv, keys: Keys<'_>, cas: bool, touch: Option<i64>, out: &mut BytesMut) {
+pub async fn execute(kv: &Kv, keys: Keys<'_>, cas: bool, touch: Option<i64>, out: &mut BytesMut) {
     let mark = out.len();
     for key in keys.iter() {
         let found = match touch {
-            Some(exptime) => kv.get_and_touch(key, exptime),
+            Some(exptime) => kv.get_and_touch_async(key, exptime).await,
             None => kv.get(key),
         };
         match found {

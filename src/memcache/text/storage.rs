@@ -5,7 +5,7 @@ use bytes::BytesMut;
 use crate::kv::{Kv, StoreMode, StoreOutcome};
 use crate::memcache::reply;
 
-pub fn execute(
+pub async fn execute(
     kv: &Kv,
     mode: StoreMode,
     key: &[u8],
@@ -14,7 +14,7 @@ pub fn execute(
     data: &[u8],
     out: &mut BytesMut,
 ) {
-    match kv.set(mode, key, flags, exptime, data) {
+    match kv.set_async(mode, key, flags, exptime, data).await {
         Ok(StoreOutcome::Stored { .. }) => reply::line(out, "STORED"),
         Ok(StoreOutcome::NotStored) => reply::line(out, "NOT_STORED"),
         Ok(StoreOutcome::Exists) => reply::line(out, "EXISTS"),

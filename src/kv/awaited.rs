@@ -1,0 +1,183 @@
+//! The writes front ends await: in a replicated group a write waits for
+//! its entry's commit, and it waits here as a future on the connection's
+//! task.
+//!
+//! The synchronous commands (`Kv::set_with`, `Kv::delete`, ...) are what
+//! tests, the CSV import and a single node use; in a group they block their
+//! thread on the commit (`wait_for`, `block_in_place`). With 50 clients
+//! that meant 50 threads parked on futexes and a core handed between
+//! runtime threads for every write: two thirds of the leader's CPU went to
+//! context switches. The front ends call these instead; on a single node
+//! each is its synchronous twin and never suspends. The op each builds is
+//! the one the synchronous command replicates (they call these through
+//! `wait_for`), so the two paths cannot drift apart.
+
+use super::replicated::{Applied, Op};
+use super::stats::bump;
+use super::{
+    unexpected, ArithOptions, ArithOutcome, ArithResult, DeleteOutcome, Kv, KvError, Result,
+    SetOptions, StoreMode, StoreOutcome,
+};
+
+impl Kv {
+    /// [`Kv::set_with`], awaiting the group's commit.
+    pub async fn set_with_async(
+        &self,
+        mode: StoreMode,
+        key: &[u8],
+        flags: u32,
+        exptime: i64,
+        value: &[u8],
+        opts: &SetOptions,
+    ) -> Result<StoreOutcome> {
+        let Some(r) = self.replicated() else {
+            return self.set_with(mode, key, flags, exptime, value, opts);
+        };
+        if value.len() > self.max_item_size {
+            bump(&self.stats.store_too_large);
+            return Err(KvError::TooLarge);
+        }
+        let op = Op::Set {
+            mode,
+            key: key.to_vec(),
+            flags,
+            exptime,
+            value: value.to_vec(),
+            opts: *opts,
+        };
+        match r.propose(op).await? {
+            Applied::Stored(outcome) => Ok(outcome),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// [`Kv::set`], awaiting the group's commit.
+    pub async fn set_async(
+        &self,
+        mode: StoreMode,
+        key: &[u8],
+        flags: u32,
+        exptime: i64,
+        value: &[u8],
+    ) -> Result<StoreOutcome> {
+        self.set_with_async(mode, key, flags, exptime, value, &SetOptions::default())
+            .await
+    }
+
+    /// [`Kv::touch`], awaiting the group's commit.
+    pub async fn touch_async(&self, key: &[u8], exptime: i64) -> Result<bool> {
+        let Some(r) = self.replicated() else {
+            return self.touch(key, exptime);
+        };
+        let op = Op::Touch {
+            key: key.to_vec(),
+            exptime,
+        };
+        match r.propose(op).await? {
+            Applied::Touched(found) => Ok(found),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// [`Kv::get_and_touch`] (`gat`), awaiting the group's commit of the
+    /// touch; the read is this node's.
+    pub async fn get_and_touch_async(
+        &self,
+        key: &[u8],
+        exptime: i64,
+    ) -> Result<Option<super::Item>> {
+        if self.replicated().is_none() {
+            return self.get_and_touch(key, exptime);
+        }
+        Ok(if self.touch_async(key, exptime).await? {
+            self.peek(key)?
+        } else {
+            None
+        })
+    }
+
+    /// [`Kv::delete`], awaiting the group's commit.
+    pub async fn delete_async(&self, key: &[u8], cas: Option<u64>) -> Result<DeleteOutcome> {
+        let Some(r) = self.replicated() else {
+            return self.delete(key, cas);
+        };
+        let op = Op::Delete {
+            key: key.to_vec(),
+            cas,
+        };
+        match r.propose(op).await? {
+            Applied::Deleted(outcome) => Ok(outcome),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// [`Kv::arith_with`], awaiting the group's commit.
+    pub async fn arith_with_async(
+        &self,
+        key: &[u8],
+        delta: u64,
+        incr: bool,
+        opts: &ArithOptions,
+    ) -> Result<ArithResult> {
+        let Some(r) = self.replicated() else {
+            return self.arith_with(key, delta, incr, opts);
+        };
+        let op = Op::Arith {
+            key: key.to_vec(),
+            delta,
+            incr,
+            opts: *opts,
+        };
+        match r.propose(op).await? {
+            Applied::Arith(result) => Ok(result),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// [`Kv::incr_decr`], awaiting the group's commit.
+    pub async fn incr_decr_async(
+        &self,
+        key: &[u8],
+        delta: u64,
+        incr: bool,
+    ) -> Result<ArithOutcome> {
+        let result = self
+            .arith_with_async(key, delta, incr, &ArithOptions::default())
+            .await?;
+        Ok(ArithOutcome::from(result))
+    }
+
+    /// [`Kv::invalidate`] (`md <key> I`), awaiting the group's commit.
+    pub async fn invalidate_async(
+        &self,
+        key: &[u8],
+        cas: Option<u64>,
+        exptime: Option<i64>,
+        new_cas: Option<u64>,
+    ) -> Result<DeleteOutcome> {
+        let Some(r) = self.replicated() else {
+            return self.invalidate(key, cas, exptime, new_cas);
+        };
+        let op = Op::Invalidate {
+            key: key.to_vec(),
+            cas,
+            exptime,
+            new_cas,
+        };
+        match r.propose(op).await? {
+            Applied::Deleted(outcome) => Ok(outcome),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// [`Kv::flush_all`], awaiting the group's commit.
+    pub async fn flush_all_async(&self, delay: i64) -> Result<()> {
+        let Some(r) = self.replicated() else {
+            return self.flush_all(delay);
+        };
+        match r.propose(Op::FlushAll { delay }).await? {
+            Applied::Flushed => Ok(()),
+            other => Err(unexpected(other)),
+        }
+    }
+}
