@@ -13,7 +13,8 @@
 //!
 //! A CAS decided by the log position also makes re-applying idempotent.
 //! The applied position is saved after the items
-//! (`Store::save_replica_state`), so after a crash
+//! (`Store::save_replica_state`, at most every [`SAVE_EVERY`] while
+//! entries apply), so after a crash
 //! a node may apply again entries whose writes sled already holds; a
 //! set or incr finding its key with a CAS at or above its own was
 //! applied already and is skipped, and deletes and flushes are
@@ -62,6 +63,14 @@ openraft::declare_raft_types!(
 /// How many answers the state machine remembers for retried proposals.
 const REMEMBERED: usize = 100_000;
 
+/// The applied position is saved at most this often while entries apply
+/// (and whenever the membership changes or a snapshot is built). Saving
+/// first hands the write-behind queue to sled, and doing that after every
+/// entry put it on every write's path; a position saved a little late only
+/// means a few more entries applied again after a crash, which re-applying
+/// tolerates (see the module doc).
+const SAVE_EVERY: Duration = Duration::from_millis(50);
+
 /// The position a node's items are at, saved with them.
 #[derive(Default, Serialize, Deserialize)]
 struct Position {
@@ -76,6 +85,8 @@ struct State {
     order: VecDeque<(u64, u64)>,
     snapshot: Option<(SnapshotMeta<u64, BasicNode>, Vec<u8>)>,
     snapshots_built: u64,
+    /// When the position was last saved.
+    saved_at: Option<std::time::Instant>,
 }
 
 impl State {
@@ -143,7 +154,11 @@ impl StateMachine {
     /// [`StateMachine::save`] after applying, waiting out a disk fault as
     /// [`apply_when_stored`] does; other errors stop Raft on this node.
     async fn save_when_stored(&self, kv: &Kv) -> Result<(), StorageError<u64>> {
-        let bytes = postcard::to_allocvec(&self.state.lock().position).map_err(io_err)?;
+        let bytes = {
+            let mut s = self.state.lock();
+            s.saved_at = Some(std::time::Instant::now());
+            postcard::to_allocvec(&s.position).map_err(io_err)?
+        };
         until_stored("saving the applied position", || {
             kv.store.save_replica_state(&bytes)
         })
@@ -200,12 +215,14 @@ impl RaftStateMachine<KvRaft> for StateMachine {
     {
         let kv = self.kv()?;
         let mut answers = Vec::new();
+        let mut membership_changed = false;
         for entry in entries {
             let answer = match entry.payload {
                 EntryPayload::Blank => Vec::new(),
                 EntryPayload::Membership(m) => {
                     self.state.lock().position.membership =
                         StoredMembership::new(Some(entry.log_id), m);
+                    membership_changed = true;
                     Vec::new()
                 }
                 EntryPayload::Normal(batch) => {
@@ -229,7 +246,14 @@ impl RaftStateMachine<KvRaft> for StateMachine {
             self.state.lock().position.applied = Some(entry.log_id);
             answers.push(answer);
         }
-        self.save_when_stored(&kv).await?;
+        let due = self
+            .state
+            .lock()
+            .saved_at
+            .is_none_or(|at| at.elapsed() >= SAVE_EVERY);
+        if due || membership_changed {
+            self.save_when_stored(&kv).await?;
+        }
         Ok(answers)
     }
 
@@ -556,8 +580,13 @@ impl Replicated {
 
     /// Stops Raft (at shutdown, before the store closes).
     pub async fn shutdown(&self) {
-        if let Err(e) = self.node.raft.shutdown().await {
-            tracing::warn!("stopping raft: {e}");
+        // Bounded: a log stuck waiting for its disk (full, or its directory
+        // deleted under the server) must not keep the process from exiting.
+        let limit = Duration::from_secs(5);
+        match tokio::time::timeout(limit, self.node.raft.shutdown()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!("stopping raft: {e}"),
+            Err(_) => tracing::warn!("raft did not stop within {limit:?}; exiting anyway"),
         }
     }
 

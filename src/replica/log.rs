@@ -24,8 +24,12 @@ use std::fmt::Debug;
 use std::marker::PhantomData;
 use std::ops::{Bound, RangeBounds};
 use std::path::{Path, PathBuf};
+
+use crate::store::DbFiles;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{
@@ -45,6 +49,8 @@ pub struct LogStore<C: RaftTypeConfig> {
     log: sled::Tree,
     meta: sled::Tree,
     dir: PathBuf,
+    /// The log's files, for `fdatasync` (shared with the syncer thread).
+    files: Arc<Mutex<DbFiles>>,
     /// Set while a write waits for free space (see [`LogStore::wait_for_room`]).
     starved: Arc<AtomicBool>,
     /// The commit index openraft last saved here (`GET /v1/cluster`).
@@ -60,18 +66,13 @@ impl<C: RaftTypeConfig> Clone for LogStore<C> {
             log: self.log.clone(),
             meta: self.meta.clone(),
             dir: self.dir.clone(),
+            files: self.files.clone(),
             starved: self.starved.clone(),
             committed: self.committed.clone(),
             syncer: self.syncer.clone(),
             _config: PhantomData,
         }
     }
-}
-
-/// sled's flush, then `fdatasync` of every file of the log's database.
-fn sync_log(db: &sled::Db, dir: &Path) -> std::io::Result<()> {
-    db.flush().map_err(std::io::Error::other)?;
-    crate::store::sync_dir_files(dir)
 }
 
 /// The thread that syncs appended entries and then reports them flushed:
@@ -90,7 +91,7 @@ impl<C: RaftTypeConfig> Clone for Syncer<C> {
 }
 
 impl<C: RaftTypeConfig> Syncer<C> {
-    fn start(db: sled::Db, dir: PathBuf) -> std::io::Result<Self> {
+    fn start(db: sled::Db, files: Arc<Mutex<DbFiles>>) -> std::io::Result<Self> {
         let (tx, rx) = std::sync::mpsc::channel::<LogFlushed<C>>();
         std::thread::Builder::new()
             .name("raft-log-sync".into())
@@ -98,7 +99,7 @@ impl<C: RaftTypeConfig> Syncer<C> {
                 while let Ok(first) = rx.recv() {
                     let mut waiting = vec![first];
                     waiting.extend(rx.try_iter());
-                    let synced = sync_log(&db, &dir);
+                    let synced = files.lock().sync(&db);
                     for callback in waiting {
                         let result = match &synced {
                             Ok(()) => Ok(()),
@@ -130,6 +131,7 @@ where
             .flush_every_ms(None)
             .open()?;
         let meta = db.open_tree("meta")?;
+        let files = Arc::new(Mutex::new(DbFiles::new(dir.to_path_buf())));
         let committed = meta
             .get(COMMITTED)?
             .and_then(|v| postcard::from_bytes::<Option<LogId<NodeIdOf<C>>>>(&v).ok())
@@ -138,7 +140,8 @@ where
         Ok(LogStore {
             log: db.open_tree("log")?,
             meta,
-            syncer: Syncer::start(db.clone(), dir.to_path_buf())?,
+            syncer: Syncer::start(db.clone(), files.clone())?,
+            files,
             db,
             dir: dir.to_path_buf(),
             starved: Arc::new(AtomicBool::new(false)),
@@ -189,7 +192,7 @@ where
 
     /// Syncs the log now, on the caller's thread (votes, truncations).
     fn sync(&self) -> std::io::Result<()> {
-        sync_log(&self.db, &self.dir)
+        self.files.lock().sync(&self.db)
     }
 
     fn get_meta<T: DeserializeOwned>(

@@ -65,6 +65,7 @@ mod cas;
 pub mod commit;
 mod counts;
 mod durable;
+pub use commit::DbFiles;
 pub use durable::sync_dir_files;
 pub mod fault;
 pub use fault::Fault;
