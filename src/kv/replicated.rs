@@ -345,7 +345,15 @@ impl Replicated {
                 kv.curr_items()
             );
         }
-        let dir = data_dir.join("raft");
+        if data_dir.join("raft").join("db").exists() {
+            anyhow::bail!(
+                "{} holds a Raft log in the sled format of earlier builds; the log is now a \
+                 raft-log WAL in raft-log/. Re-form the group from empty data directories \
+                 (move the items through the CSV export and PUTs)",
+                data_dir.display()
+            );
+        }
+        let dir = data_dir.join("raft-log");
         let node = Node::start(id, peers.0.clone(), cluster.join, &dir, sm).await?;
         let raft = node.raft.clone();
         let restored = node.restored;
@@ -617,7 +625,7 @@ mod tests {
             let dir = tempfile::tempdir().map_err(io_err)?;
             let cfg = crate::config::Config::for_data_dir(dir.path().join("items")).store;
             let kv = Arc::new(Kv::open(&cfg).map_err(io_err)?);
-            let log = LogStore::open(&dir.path().join("raft")).map_err(io_err)?;
+            let log = LogStore::open(&dir.path().join("raft-log")).map_err(io_err)?;
             let sm = StateMachine::new(&kv, 1).map_err(io_err)?;
             Ok(((dir, kv), log, sm))
         }
