@@ -5,9 +5,16 @@
 //! with the store, so at 10^7 keys a read cost twice what it cost at 10^4.
 //! With the index a read is one hash probe whatever the size; sled still
 //! holds every item and remains the only thing that is persisted (the index
-//! is rebuilt from it after start-up, see [`ShardGuard::load`]). Records are
-//! sled's own reference-counted `IVec`s, so a record sled still caches is
-//! held once.
+//! is rebuilt from it after start-up, see [`ShardGuard::load`]).
+//!
+//! Memory: the index holds every item, so its per-item cost is the
+//! store's. A slot is 16 bytes (a thin pointer to an [`Entry`], which
+//! holds key and record in one allocation, and the dirty flag), and the
+//! index keeps its own copy of each record rather than sharing sled's
+//! buffers, so that sled's page cache, which then serves only writes, can
+//! stay small and really free what it evicts (see `bench/profile.md`,
+//! session 6: 10^6 items of 100 B cost ~150 MiB of entries and ~34 MiB
+//! of tables).
 //!
 //! Loading 10^6 items takes about a second, so the server does not wait for
 //! it: until a shard is loaded, a key the shard has not seen may still be in
@@ -26,9 +33,10 @@
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
-use hashbrown::hash_table::{Entry, HashTable};
+use hashbrown::hash_table::{self, HashTable};
 use parking_lot::{RwLock, RwLockWriteGuard};
-use sled::IVec;
+
+use super::record::{Entry, Raw};
 
 /// Number of shards (a power of two): enough that a writer rarely meets
 /// another thread on its shard, and that copying one shard out for the CSV
@@ -37,13 +45,25 @@ use sled::IVec;
 const SHARDS: usize = 4096;
 
 struct Slot {
-    key: Box<[u8]>,
-    /// `None`: removed while the shard was loading, or removed and sled
-    /// not told yet (a tombstone).
-    record: Option<IVec>,
+    /// The key and its record, or a tombstone: removed while the shard was
+    /// loading, or removed and sled not told yet.
+    entry: Entry,
     /// sled does not have this state yet; the key is in its shard's
     /// `unsaved` list for the write-behind (see [`super::behind`]).
     dirty: bool,
+}
+
+impl Slot {
+    fn is(&self, key: &[u8]) -> bool {
+        self.entry.key() == key
+    }
+
+    fn found(&self) -> Found {
+        match Raw::indexed(&self.entry) {
+            Some(r) => Found::Record(r),
+            None => Found::Absent,
+        }
+    }
 }
 
 struct Shard {
@@ -59,7 +79,8 @@ struct Shard {
 /// What the index knows about a key.
 #[derive(Debug)]
 pub enum Found {
-    Record(IVec),
+    /// Shared with the index, not copied.
+    Record(Raw),
     Absent,
     /// The key's shard is still loading: ask sled.
     Unknown,
@@ -108,17 +129,14 @@ impl Index {
     }
 
     fn rehash(&self) -> impl Fn(&Slot) -> u64 + '_ {
-        move |slot| self.hasher.hash_one(&*slot.key)
+        move |slot| self.hasher.hash_one(slot.entry.key())
     }
 
     pub fn get(&self, key: &[u8]) -> Found {
         let (hash, shard) = self.locate(key);
         let shard = self.shards[shard].read();
-        match shard.table.find(hash, |s| *s.key == *key) {
-            Some(Slot {
-                record: Some(r), ..
-            }) => Found::Record(r.clone()),
-            Some(_) => Found::Absent,
+        match shard.table.find(hash, |s| s.is(key)) {
+            Some(slot) => slot.found(),
             None if shard.loading => Found::Unknown,
             None => Found::Absent,
         }
@@ -175,7 +193,7 @@ impl Index {
         for shard in self.shards.iter() {
             let mut shard = shard.write();
             // A removal sled has not seen yet must stay visible.
-            shard.table.retain(|s| s.record.is_some() || s.dirty);
+            shard.table.retain(|s| !s.entry.is_tombstone() || s.dirty);
             shard.loading = false;
         }
         self.complete.store(true, Ordering::Release);
@@ -190,14 +208,15 @@ impl Index {
         self.shards.len()
     }
 
-    /// A copy of shard `i`'s records (shared, not copied), taken under its
-    /// read lock for just as long as the copy takes.
-    pub fn shard_entries(&self, i: usize) -> Vec<(Box<[u8]>, IVec)> {
+    /// A copy of shard `i`'s keys and records (records shared, not
+    /// copied), taken under its read lock for just as long as the copy
+    /// takes.
+    pub fn shard_entries(&self, i: usize) -> Vec<(Box<[u8]>, Raw)> {
         let shard = self.shards[i].read();
         shard
             .table
             .iter()
-            .filter_map(|s| Some((s.key.clone(), s.record.clone()?)))
+            .filter_map(|s| Some((s.entry.key().into(), Raw::indexed(&s.entry)?)))
             .collect()
     }
 
@@ -205,7 +224,14 @@ impl Index {
     pub fn len(&self) -> usize {
         self.shards
             .iter()
-            .map(|s| s.read().table.iter().filter(|s| s.record.is_some()).count())
+            .map(|s| {
+                let shard = s.read();
+                shard
+                    .table
+                    .iter()
+                    .filter(|s| !s.entry.is_tombstone())
+                    .count()
+            })
             .sum()
     }
 
@@ -224,25 +250,23 @@ pub struct ShardGuard<'a> {
 }
 
 impl ShardGuard<'_> {
-    /// Stores `record`; returns whether the slot was dirty before.
-    fn put(&mut self, record: Option<IVec>, dirty: bool) -> bool {
+    /// Stores `record` (`None`: a tombstone); returns whether the slot was
+    /// dirty before.
+    fn put(&mut self, record: Option<&[u8]>, dirty: bool) -> bool {
         let key = self.key;
+        let entry = Entry::new(key, record);
         match self
             .shard
             .table
-            .entry(self.hash, |s| *s.key == *key, self.index.rehash())
+            .entry(self.hash, |s| s.is(key), self.index.rehash())
         {
-            Entry::Occupied(mut o) => {
+            hash_table::Entry::Occupied(mut o) => {
                 let slot = o.get_mut();
-                slot.record = record;
+                slot.entry = entry;
                 std::mem::replace(&mut slot.dirty, dirty)
             }
-            Entry::Vacant(v) => {
-                v.insert(Slot {
-                    key: key.into(),
-                    record,
-                    dirty,
-                });
+            hash_table::Entry::Vacant(v) => {
+                v.insert(Slot { entry, dirty });
                 false
             }
         }
@@ -250,16 +274,13 @@ impl ShardGuard<'_> {
 
     fn slot(&self) -> Option<&Slot> {
         let key = self.key;
-        self.shard.table.find(self.hash, |s| *s.key == *key)
+        self.shard.table.find(self.hash, |s| s.is(key))
     }
 
     /// What the index holds for the key, under the write lock.
     pub fn current(&self) -> Found {
         match self.slot() {
-            Some(Slot {
-                record: Some(r), ..
-            }) => Found::Record(r.clone()),
-            Some(_) => Found::Absent,
+            Some(slot) => slot.found(),
             None if self.shard.loading => Found::Unknown,
             None => Found::Absent,
         }
@@ -268,7 +289,7 @@ impl ShardGuard<'_> {
     /// Records a write (`None`: a removal) that sled has not been given
     /// yet, queueing the key for the write-behind unless it is queued
     /// already.
-    pub fn set_unsaved(&mut self, record: Option<IVec>) {
+    pub fn set_unsaved(&mut self, record: Option<&[u8]>) {
         if !self.put(record, true) {
             self.queue();
         }
@@ -294,8 +315,10 @@ impl ShardGuard<'_> {
 
     /// The state sled still lacks, if the key is dirty: `Some(None)` is a
     /// removal.
-    pub fn unsaved(&self) -> Option<Option<IVec>> {
-        self.slot().filter(|s| s.dirty).map(|s| s.record.clone())
+    pub fn unsaved(&self) -> Option<Option<Raw>> {
+        self.slot()
+            .filter(|s| s.dirty)
+            .map(|s| Raw::indexed(&s.entry))
     }
 
     /// sled now has the key's state: the slot is clean, and a tombstone
@@ -303,8 +326,8 @@ impl ShardGuard<'_> {
     pub fn saved(&mut self) {
         let key = self.key;
         let loading = self.shard.loading;
-        if let Ok(mut o) = self.shard.table.find_entry(self.hash, |s| *s.key == *key) {
-            if o.get().record.is_none() && !loading {
+        if let Ok(mut o) = self.shard.table.find_entry(self.hash, |s| s.is(key)) {
+            if o.get().entry.is_tombstone() && !loading {
                 o.remove();
             } else {
                 o.get_mut().dirty = false;
@@ -313,7 +336,7 @@ impl ShardGuard<'_> {
     }
 
     /// A write sled already has.
-    pub fn set(&mut self, record: IVec) {
+    pub fn set(&mut self, record: &[u8]) {
         self.put(Some(record), false);
     }
 
@@ -323,7 +346,7 @@ impl ShardGuard<'_> {
             self.put(None, false);
         } else {
             let key = self.key;
-            if let Ok(o) = self.shard.table.find_entry(self.hash, |s| *s.key == *key) {
+            if let Ok(o) = self.shard.table.find_entry(self.hash, |s| s.is(key)) {
                 o.remove();
             }
         }
@@ -332,15 +355,9 @@ impl ShardGuard<'_> {
     /// The loader's offer of a record it read from sled: taken only if no
     /// write (or removal) of the key reached the index since, because any
     /// such write is newer than what the loader read.
-    pub fn load(&mut self, record: IVec) {
+    pub fn load(&mut self, record: &[u8]) {
         let key = self.key;
-        if self.shard.loading
-            && self
-                .shard
-                .table
-                .find(self.hash, |s| *s.key == *key)
-                .is_none()
-        {
+        if self.shard.loading && self.shard.table.find(self.hash, |s| s.is(key)).is_none() {
             self.put(Some(record), false);
         }
     }
@@ -350,11 +367,11 @@ impl ShardGuard<'_> {
 mod tests {
     use super::*;
 
-    fn rec(s: &str) -> IVec {
-        IVec::from(s)
+    fn rec(s: &str) -> &[u8] {
+        s.as_bytes()
     }
 
-    fn record(ix: &Index, key: &[u8]) -> Option<IVec> {
+    fn record(ix: &Index, key: &[u8]) -> Option<Raw> {
         match ix.get(key) {
             Found::Record(r) => Some(r),
             Found::Absent => None,
@@ -440,8 +457,7 @@ mod tests {
     fn many_keys_across_shards() {
         let ix = Index::default();
         for i in 0..100_000u32 {
-            ix.lock(&i.to_be_bytes())
-                .load(IVec::from(&i.to_le_bytes()[..]));
+            ix.lock(&i.to_be_bytes()).load(&i.to_le_bytes());
         }
         ix.finish_loading();
         assert_eq!(ix.len(), 100_000);
