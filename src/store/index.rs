@@ -240,11 +240,7 @@ impl Index {
             .iter()
             .map(|s| {
                 let shard = s.read();
-                shard
-                    .table
-                    .iter()
-                    .filter(|s| !s.is_tombstone())
-                    .count()
+                shard.table.iter().filter(|s| !s.is_tombstone()).count()
             })
             .sum()
     }
@@ -369,8 +365,7 @@ impl ShardGuard<'_> {
     pub fn unsaved(&self) -> Option<Option<Raw>> {
         // A dirty key always has a slot (a missing one would read as a
         // removal).
-        self.is_dirty()
-            .then(|| self.slot().and_then(Raw::indexed))
+        self.is_dirty().then(|| self.slot().and_then(Raw::indexed))
     }
 
     /// sled now has the key's state: the slot is clean, and a tombstone
