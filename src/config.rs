@@ -20,7 +20,7 @@ pub struct StoreConfig {
 
     /// sled page-cache size in MiB. Default: 16 with the memory index,
     /// which serves every read (sled's cache then serves only writes, and
-    /// a bigger one would hold a second copy of the items: about 230 MiB
+    /// a bigger one would hold a second copy of the items: about 200 MiB
     /// more per 10^6 items of 100 B); 1024 (sled's own default) with
     /// --no-memory-index, where a smaller cache costs reads from disk at
     /// 10^6+ keys (see bench/profile.md).
