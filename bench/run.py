@@ -14,6 +14,7 @@ import datetime
 import json
 import os
 import platform
+import random
 import resource
 import shlex
 import shutil
@@ -39,9 +40,27 @@ def display(argv):
 
 
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """Any free loopback port, or a free one in $BENCH_PORTS (`lo-hi`) on a
+    machine shared with someone who benchmarks on ports of their own."""
+    span = os.environ.get("BENCH_PORTS")
+    if not span:
+        candidates = [0]
+    else:
+        lo, hi = map(int, span.split("-"))
+        candidates = random.sample(range(lo, hi + 1), hi + 1 - lo)
+    for port in candidates:
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return s.getsockname()[1]
+    raise RuntimeError(f"no free port in {span}")
+
+
+def http_port():
+    """memcached-lite's HTTP listener: any port, unless $BENCH_PORTS confines them."""
+    return free_port() if os.environ.get("BENCH_PORTS") else 0
 
 
 def rss_kib(pid):
@@ -153,7 +172,7 @@ def lite(data_dir, max_conns=1024, durability=None, mirror=False, flush_ms=None,
     if mirror:
         name += " (CSV mirror on)"
     return Server(name, lambda p: [
-        BIN, "serve", "--listen", f"127.0.0.1:{p}", "--http-listen", "127.0.0.1:0", "--data-dir", data_dir,
+        BIN, "serve", "--listen", f"127.0.0.1:{p}", "--http-listen", f"127.0.0.1:{http_port()}", "--data-dir", data_dir,
         "--max-connections", str(max_conns)] + extra)
 
 
@@ -217,10 +236,10 @@ def unix_rows(tmp, rounds, args):
             s.stop()
 
 
-def redis(data_dir):
-    return Server("redis (AOF everysec)", lambda p: [
+def redis(data_dir, fsync="everysec"):
+    return Server(f"redis (AOF {fsync})", lambda p: [
         "redis-server", "--port", str(p), "--bind", "127.0.0.1", "--appendonly", "yes",
-        "--appendfsync", "everysec", "--save", "", "--dir", data_dir],
+        "--appendfsync", fsync, "--save", "", "--dir", data_dir],
         ready=b"PING\r\n", ready_until=b"+PONG\r\n")
 
 
@@ -344,6 +363,58 @@ def machine_facts():
     }
 
 
+def rss_per_million(tmp):
+    """RSS growth of each server filled with 1,000,000 items of 100 B (8
+    connections, pipeline 32), read 1 s after the fill; leaves the filled
+    memcached-lite store in $TMP/lite-million for the start-up step."""
+    items = {}
+    for name, make in [("memcached-lite", lambda: lite(os.path.join(tmp, "lite-million"))), ("memcached", memcached)]:
+        s = make()
+        try:
+            time.sleep(0.3)
+            before = s.rss_kib()
+            if populate(s, 1_000_000)["errors"]:
+                raise RuntimeError(f"{s.name} refused sets while populating 1M items")
+            time.sleep(1.0)
+            after = s.rss_kib()
+            items[name] = {"before_kib": before, "after_kib": after, "per_million_mib": (after - before) / 1024}
+            log(f"    {name}: +{(after - before) / 1024:.0f} MiB RSS for 1M items")
+        finally:
+            s.stop()
+    return items
+
+
+def write_rows(tmp, rounds, d):
+    """Issue 15's write workloads: 7, set-only 1 KB with every write on disk
+    before its reply (memcached-lite `--durability sync`, Redis `appendfsync
+    always`); 8, set-only 100 B, pipeline 16, over 10^6 keys filled first."""
+    out = {}
+    log("== workload 7: set-only 1 KB, 50 connections, --durability sync vs Redis appendfsync always")
+    A = lite(os.path.join(tmp, "lite-w7"), durability="sync")
+    os.makedirs(os.path.join(tmp, "redis-always"), exist_ok=True)
+    C = redis(os.path.join(tmp, "redis-always"), fsync="always")
+    try:
+        w7 = ["--connections", 50, "--pipeline", 1, "--ratio", "1:0", "--data-size", 1024,
+              "--key-space", 100_000, "--key-prefix", "big:"]
+        out["7"] = alternate([(A, "memcache"), (C, "resp")], rounds, w7 + d)
+    finally:
+        A.stop()
+        C.stop()
+    log("== workload 8: set-only 100 B, 50 connections, pipeline 16, 10^6 keys (filled first)")
+    A, B = lite(os.path.join(tmp, "lite-w8")), memcached()
+    try:
+        for s in (A, B):
+            if populate(s, 1_000_000)["errors"]:
+                raise RuntimeError(f"{s.name} refused sets while populating 1M items")
+        w8 = ["--connections", 50, "--pipeline", 16, "--ratio", "1:0", "--data-size", 100,
+              "--key-space", 1_000_000]
+        out["8"] = alternate([(A, "memcache"), (B, "memcache")], rounds, w8 + d)
+    finally:
+        A.stop()
+        B.stop()
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--duration", type=float, default=5.0, help="seconds per load run")
@@ -358,6 +429,9 @@ def main():
                     help="run only the replicated group's workloads (bench/cluster.py, a few minutes) and merge "
                          "them into the results files")
     ap.add_argument("--no-cluster", action="store_true", help="skip the replicated group's workloads")
+    ap.add_argument("--only-writes", action="store_true",
+                    help="run only workloads 7 and 8 (issue 15's write targets) and the RSS-per-million step, "
+                         "and print them (results files untouched)")
     ap.add_argument("--render-only", action="store_true",
                     help="rewrite results.md and the chart from results.json without measuring")
     opts = ap.parse_args()
@@ -377,6 +451,18 @@ def main():
 
     if opts.only_cluster:
         cluster_module().run_standalone(opts)
+        return
+
+    if opts.only_writes:
+        WARMUP[0] = opts.warmup
+        tmp = tempfile.mkdtemp(prefix="mcl-bench-")
+        TMP[0] = tmp
+        try:
+            res = {"workloads": write_rows(tmp, opts.rounds, ["--duration", opts.duration]),
+                   "items": rss_per_million(tmp)}
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        print(json.dumps(res, indent=1))
         return
 
     if opts.only_unix:
@@ -470,6 +556,8 @@ def main():
         log("== workloads 1 and 3 with the CSV mirror on (serve's default)")
         mirror = w1_and_w3(lite(os.path.join(tmp, "lite-mirror"), mirror=True), "redis-mirror")
 
+        workloads.update(write_rows(tmp, opts.rounds, d))
+
         log("== workload 5: scale curve (workload 1 at growing pre-filled key counts)")
         scale = {}
         A = lite(os.path.join(tmp, "lite-scale"))
@@ -508,20 +596,7 @@ def main():
             log(f"    {k}: {v['per_conn_kib']:.1f} KiB per connection")
 
         log("== RSS per million 100 B items, and time to serving with 1,000,000 keys on disk")
-        items = {}
-        for name, make in [("memcached-lite", lambda: lite(os.path.join(tmp, "lite-million"))), ("memcached", memcached)]:
-            s = make()
-            try:
-                time.sleep(0.3)
-                before = s.rss_kib()
-                if populate(s, 1_000_000)["errors"]:
-                    raise RuntimeError(f"{s.name} refused sets while populating 1M items")
-                time.sleep(1.0)
-                after = s.rss_kib()
-                items[name] = {"before_kib": before, "after_kib": after, "per_million_mib": (after - before) / 1024}
-                log(f"    {name}: +{(after - before) / 1024:.0f} MiB RSS for 1M items")
-            finally:
-                s.stop()
+        items = rss_per_million(tmp)
         du = subprocess.run(["du", "-sk", os.path.join(tmp, "lite-million")], capture_output=True, text=True).stdout.split()[0]
         def start_million():
             s = Server("memcached-lite", lambda p: [
@@ -587,6 +662,8 @@ TITLES = {
     "3": "3: set-only, 1 KB values",
     "4": "4: get-only, all keys present",
     "1u": "1 over a unix socket (`--unix-socket`, memcached `-s`) and loopback TCP",
+    "7": "7: set-only 1 KB, every write on disk first (`--durability sync` / `appendfsync always`)",
+    "8": "8: set-only 100 B, pipeline 16, 10^6 keys",
 }
 
 
@@ -610,14 +687,15 @@ def render(r):
              "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
 
     def rows(title, res):
-        base = res["memcached"]
+        # Workload 7 has no memcached (it cannot put a write on disk): its ratios are / Redis.
+        base = res.get("memcached") or next(v for n, v in res.items() if n.startswith("redis"))
         for name, s in res.items():
             ratio = s["ops_per_sec"] / base["ops_per_sec"]
             p99r = s["p99_ms"] / base["p99_ms"] if base["p99_ms"] else float("nan")
             lines.append(f"| {title} | {name} | {s['ops_per_sec']:,.0f} | {s['p50_ms']:.3f} | {s['p99_ms']:.3f} | "
                          f"{s['p999_ms']:.3f} | {ratio:.2f}x | {p99r:.2f}x | {', '.join(f'{x:,}' for x in s['runs'])} |")
 
-    for k in ["1", "2", "3", "4", "1u"]:
+    for k in ["1", "2", "3", "4", "1u", "7", "8"]:
         if k in r["workloads"]:
             rows(TITLES[k], r["workloads"][k])
     for exp, res in r["scale"].items():
@@ -740,6 +818,16 @@ def targets(r):
     if len(exps) >= 2:
         lite = [r["scale"][e]["memcached-lite"]["ops_per_sec"] for e in (exps[-1], exps[0])]
         rows.append((f"ops/s at 10^{exps[-1]} keys >= 0.8x ops/s at 10^{exps[0]}", lite[0] / lite[1], lite[0] / lite[1] >= 0.8))
+    if "7" in w:
+        r7 = next(n for n in w["7"] if n.startswith("redis"))
+        lite7 = next(n for n in w["7"] if n.startswith("memcached-lite"))
+        v = w["7"][lite7]["ops_per_sec"] / w["7"][r7]["ops_per_sec"]
+        rows.append(("workload 7 ops/s vs Redis AOF always (issue 15; no threshold set)", v, None))
+    if "8" in w:
+        rows.append(("workload 8 ops/s vs memcached (issue 15; no threshold set)", ratio("8"), None))
+    it = r["items"]
+    v = it["memcached-lite"]["per_million_mib"] / it["memcached"]["per_million_mib"]
+    rows.append(("RSS growth per 10^6 items of 100 B <= 1.5x memcached", v, v <= 1.5))
     idle = r["idle"]["memcached-lite"]["per_conn_kib"]
     rows.append(("<= 16 KiB RSS per idle connection", idle, idle <= 16))
     ready = max(r["startup"]["seconds"])
@@ -748,7 +836,8 @@ def targets(r):
         ready = max(r["startup"]["after_kill_seconds"])
         rows.append(("ready in <= 2 s with 1,000,000 keys (slowest of 3 starts after kill -9)", ready, ready <= 2.0))
     out = ["", "## Targets of the issue", "", "| target | measured | met |", "| --- | ---: | --- |"]
-    out += [f"| {name} | {value:.2f} | {'yes' if ok else '**no**'} |" for name, value, ok in rows]
+    verdict = {True: "yes", False: "**no**", None: "n/a"}
+    out += [f"| {name} | {value:.2f} | {verdict[ok]} |" for name, value, ok in rows]
     return out
 
 

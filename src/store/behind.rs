@@ -117,7 +117,7 @@ impl WriteBehind {
         let mut shard = self.index.lock(key);
         match shard.unsaved() {
             Some(Some(record)) => {
-                self.items.insert(key, record)?;
+                self.items.insert(key, &*record)?;
             }
             Some(None) => {
                 self.items.remove(key)?;

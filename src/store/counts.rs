@@ -64,7 +64,7 @@ impl Store {
     /// with a record of `new_size` bytes (`None`: a removal): updates the
     /// recency stamps and the counts (the write itself took the next write
     /// generation).
-    pub(super) fn account(&self, key: &[u8], old: Option<&sled::IVec>, new_size: Option<u64>) {
+    pub(super) fn account(&self, key: &[u8], old: Option<&[u8]>, new_size: Option<u64>) {
         if let Some(r) = &self.recency {
             match new_size {
                 Some(_) => r.touch(key),

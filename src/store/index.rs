@@ -5,9 +5,17 @@
 //! with the store, so at 10^7 keys a read cost twice what it cost at 10^4.
 //! With the index a read is one hash probe whatever the size; sled still
 //! holds every item and remains the only thing that is persisted (the index
-//! is rebuilt from it after start-up, see [`ShardGuard::load`]). Records are
-//! sled's own reference-counted `IVec`s, so a record sled still caches is
-//! held once.
+//! is rebuilt from it after start-up, see [`ShardGuard::load`]).
+//!
+//! Memory: the index holds every item, so its per-item cost is the
+//! store's. A slot is an 8-byte thin pointer to an [`Entry`], which holds
+//! key and record in one allocation; the few dirty keys (see below) are
+//! in a small table of their own rather than a flag in every slot (which
+//! would double the slot with padding). The index keeps its own copy of
+//! each record rather than sharing sled's buffers, so that sled's page
+//! cache, which then serves only writes, can stay small and really free
+//! what it evicts (see `bench/profile.md`, session 6: 10^6 items of 100 B
+//! cost ~153 MiB of entries and ~18 MiB of tables).
 //!
 //! Loading 10^6 items takes about a second, so the server does not wait for
 //! it: until a shard is loaded, a key the shard has not seen may still be in
@@ -26,9 +34,10 @@
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
-use hashbrown::hash_table::{Entry, HashTable};
+use hashbrown::hash_table::{self, HashTable};
 use parking_lot::{RwLock, RwLockWriteGuard};
-use sled::IVec;
+
+use super::record::{Entry, Raw};
 
 /// Number of shards (a power of two): enough that a writer rarely meets
 /// another thread on its shard, and that copying one shard out for the CSV
@@ -36,18 +45,31 @@ use sled::IVec;
 /// empty, they cost about 200 KiB.
 const SHARDS: usize = 4096;
 
-struct Slot {
-    key: Box<[u8]>,
-    /// `None`: removed while the shard was loading, or removed and sled
-    /// not told yet (a tombstone).
-    record: Option<IVec>,
-    /// sled does not have this state yet; the key is in its shard's
-    /// `unsaved` list for the write-behind (see [`super::behind`]).
-    dirty: bool,
+/// Capacity a shard's `dirty` table and `unsaved` list keep once emptied:
+/// enough for the keys of a normal hand-over interval (a few per shard);
+/// what a backlog (up to [`super::behind::BACKLOG_LIMIT`] keys) made them
+/// grow to is given back, about 10 MiB over all shards.
+const KEEP_DIRTY: usize = 28;
+const KEEP_UNSAVED: usize = 1024;
+
+/// What a slot (an entry: a record, or a tombstone, removed while the
+/// shard was loading or removed and sled not told yet) tells a reader.
+fn found(slot: &Entry) -> Found {
+    match Raw::indexed(slot) {
+        Some(r) => Found::Record(r),
+        None => Found::Absent,
+    }
 }
 
 struct Shard {
-    table: HashTable<Slot>,
+    table: HashTable<Entry>,
+    /// The *dirty* keys: sled does not have their state yet, and each is
+    /// in the `unsaved` list for the write-behind (see [`super::behind`]).
+    /// Each holds its slot's newest entry (so no older record stays alive
+    /// here), and every dirty key has a slot in `table`. At most the
+    /// write-behind's backlog, so a table of its own costs less than a
+    /// flag in every slot.
+    dirty: HashTable<Entry>,
     /// Not every record of this shard is in memory yet.
     loading: bool,
     /// Keys that became dirty since the last hand-over, each as a 2-byte
@@ -59,7 +81,8 @@ struct Shard {
 /// What the index knows about a key.
 #[derive(Debug)]
 pub enum Found {
-    Record(IVec),
+    /// Shared with the index, not copied.
+    Record(Raw),
     Absent,
     /// The key's shard is still loading: ask sled.
     Unknown,
@@ -85,6 +108,7 @@ impl Default for Index {
                 .map(|_| {
                     RwLock::new(Shard {
                         table: HashTable::new(),
+                        dirty: HashTable::new(),
                         loading: true,
                         unsaved: Vec::new(),
                     })
@@ -107,18 +131,15 @@ impl Index {
         (hash, (hash >> 40) as usize & (SHARDS - 1))
     }
 
-    fn rehash(&self) -> impl Fn(&Slot) -> u64 + '_ {
-        move |slot| self.hasher.hash_one(&*slot.key)
+    fn rehash(&self) -> impl Fn(&Entry) -> u64 + '_ {
+        move |slot| self.hasher.hash_one(slot.key())
     }
 
     pub fn get(&self, key: &[u8]) -> Found {
         let (hash, shard) = self.locate(key);
         let shard = self.shards[shard].read();
-        match shard.table.find(hash, |s| *s.key == *key) {
-            Some(Slot {
-                record: Some(r), ..
-            }) => Found::Record(r.clone()),
-            Some(_) => Found::Absent,
+        match shard.table.find(hash, |s| s.key() == key) {
+            Some(slot) => found(slot),
             None if shard.loading => Found::Unknown,
             None => Found::Absent,
         }
@@ -161,7 +182,12 @@ impl Index {
                     keys.push(tail[..len].into());
                     rest = &tail[len..];
                 }
-                shard.unsaved.clear();
+                if shard.unsaved.capacity() > KEEP_UNSAVED {
+                    // A backlog's list: do not keep its size.
+                    shard.unsaved = Vec::new();
+                } else {
+                    shard.unsaved.clear();
+                }
             }
         }
         self.unsaved.fetch_sub(keys.len(), Ordering::Relaxed);
@@ -174,8 +200,14 @@ impl Index {
     pub fn finish_loading(&self) {
         for shard in self.shards.iter() {
             let mut shard = shard.write();
+            let Shard { table, dirty, .. } = &mut *shard;
             // A removal sled has not seen yet must stay visible.
-            shard.table.retain(|s| s.record.is_some() || s.dirty);
+            table.retain(|s| {
+                !s.is_tombstone()
+                    || dirty
+                        .find(self.hasher.hash_one(s.key()), |d| d.key() == s.key())
+                        .is_some()
+            });
             shard.loading = false;
         }
         self.complete.store(true, Ordering::Release);
@@ -190,14 +222,15 @@ impl Index {
         self.shards.len()
     }
 
-    /// A copy of shard `i`'s records (shared, not copied), taken under its
-    /// read lock for just as long as the copy takes.
-    pub fn shard_entries(&self, i: usize) -> Vec<(Box<[u8]>, IVec)> {
+    /// A copy of shard `i`'s keys and records (records shared, not
+    /// copied), taken under its read lock for just as long as the copy
+    /// takes.
+    pub fn shard_entries(&self, i: usize) -> Vec<(Box<[u8]>, Raw)> {
         let shard = self.shards[i].read();
         shard
             .table
             .iter()
-            .filter_map(|s| Some((s.key.clone(), s.record.clone()?)))
+            .filter_map(|s| Some((s.key().into(), Raw::indexed(s)?)))
             .collect()
     }
 
@@ -205,7 +238,10 @@ impl Index {
     pub fn len(&self) -> usize {
         self.shards
             .iter()
-            .map(|s| s.read().table.iter().filter(|s| s.record.is_some()).count())
+            .map(|s| {
+                let shard = s.read();
+                shard.table.iter().filter(|s| !s.is_tombstone()).count()
+            })
             .sum()
     }
 
@@ -224,42 +260,74 @@ pub struct ShardGuard<'a> {
 }
 
 impl ShardGuard<'_> {
-    /// Stores `record`; returns whether the slot was dirty before.
-    fn put(&mut self, record: Option<IVec>, dirty: bool) -> bool {
-        let key = self.key;
+    /// Stores `record` (`None`: a tombstone); returns whether the slot was
+    /// dirty before.
+    fn put(&mut self, record: Option<&[u8]>, dirty: bool) -> bool {
+        let (key, index) = (self.key, self.index);
+        let entry = Entry::new(key, record);
+        let was_dirty = self.mark(dirty.then(|| entry.clone()));
         match self
             .shard
             .table
-            .entry(self.hash, |s| *s.key == *key, self.index.rehash())
+            .entry(self.hash, |s| s.key() == key, index.rehash())
         {
-            Entry::Occupied(mut o) => {
-                let slot = o.get_mut();
-                slot.record = record;
-                std::mem::replace(&mut slot.dirty, dirty)
+            hash_table::Entry::Occupied(mut o) => *o.get_mut() = entry,
+            hash_table::Entry::Vacant(v) => {
+                v.insert(entry);
             }
-            Entry::Vacant(v) => {
-                v.insert(Slot {
-                    key: key.into(),
-                    record,
-                    dirty,
-                });
-                false
-            }
+        }
+        was_dirty
+    }
+
+    /// Marks the key dirty (`Some`: with its slot's new entry) or clean;
+    /// returns whether it was dirty.
+    fn mark(&mut self, dirty: Option<Entry>) -> bool {
+        let (key, index) = (self.key, self.index);
+        let table = &mut self.shard.dirty;
+        match dirty {
+            Some(entry) => match table.entry(self.hash, |d| d.key() == key, index.rehash()) {
+                hash_table::Entry::Occupied(mut o) => {
+                    *o.get_mut() = entry;
+                    true
+                }
+                hash_table::Entry::Vacant(v) => {
+                    v.insert(entry);
+                    false
+                }
+            },
+            // `find_entry`, not `entry`: a clean write must not make the
+            // (usually empty) table allocate.
+            None => match table.find_entry(self.hash, |d| d.key() == key) {
+                Ok(o) => {
+                    o.remove();
+                    if table.is_empty() && table.capacity() > KEEP_DIRTY {
+                        // A backlog's table, drained: do not keep its size.
+                        table.shrink_to(0, index.rehash());
+                    }
+                    true
+                }
+                Err(_) => false,
+            },
         }
     }
 
-    fn slot(&self) -> Option<&Slot> {
+    fn is_dirty(&self) -> bool {
         let key = self.key;
-        self.shard.table.find(self.hash, |s| *s.key == *key)
+        self.shard
+            .dirty
+            .find(self.hash, |d| d.key() == key)
+            .is_some()
+    }
+
+    fn slot(&self) -> Option<&Entry> {
+        let key = self.key;
+        self.shard.table.find(self.hash, |s| s.key() == key)
     }
 
     /// What the index holds for the key, under the write lock.
     pub fn current(&self) -> Found {
         match self.slot() {
-            Some(Slot {
-                record: Some(r), ..
-            }) => Found::Record(r.clone()),
-            Some(_) => Found::Absent,
+            Some(slot) => found(slot),
             None if self.shard.loading => Found::Unknown,
             None => Found::Absent,
         }
@@ -268,7 +336,7 @@ impl ShardGuard<'_> {
     /// Records a write (`None`: a removal) that sled has not been given
     /// yet, queueing the key for the write-behind unless it is queued
     /// already.
-    pub fn set_unsaved(&mut self, record: Option<IVec>) {
+    pub fn set_unsaved(&mut self, record: Option<&[u8]>) {
         if !self.put(record, true) {
             self.queue();
         }
@@ -276,7 +344,7 @@ impl ShardGuard<'_> {
 
     /// Queues the key again if it is still dirty (a hand-over that failed).
     pub fn requeue(&mut self) {
-        if self.slot().is_some_and(|s| s.dirty) {
+        if self.is_dirty() {
             self.queue();
         }
     }
@@ -294,26 +362,28 @@ impl ShardGuard<'_> {
 
     /// The state sled still lacks, if the key is dirty: `Some(None)` is a
     /// removal.
-    pub fn unsaved(&self) -> Option<Option<IVec>> {
-        self.slot().filter(|s| s.dirty).map(|s| s.record.clone())
+    pub fn unsaved(&self) -> Option<Option<Raw>> {
+        // A dirty key always has a slot (a missing one would read as a
+        // removal).
+        self.is_dirty().then(|| self.slot().and_then(Raw::indexed))
     }
 
     /// sled now has the key's state: the slot is clean, and a tombstone
     /// goes unless the loader still needs it.
     pub fn saved(&mut self) {
+        self.mark(None);
         let key = self.key;
-        let loading = self.shard.loading;
-        if let Ok(mut o) = self.shard.table.find_entry(self.hash, |s| *s.key == *key) {
-            if o.get().record.is_none() && !loading {
-                o.remove();
-            } else {
-                o.get_mut().dirty = false;
+        if !self.shard.loading {
+            if let Ok(o) = self.shard.table.find_entry(self.hash, |s| s.key() == key) {
+                if o.get().is_tombstone() {
+                    o.remove();
+                }
             }
         }
     }
 
     /// A write sled already has.
-    pub fn set(&mut self, record: IVec) {
+    pub fn set(&mut self, record: &[u8]) {
         self.put(Some(record), false);
     }
 
@@ -322,8 +392,9 @@ impl ShardGuard<'_> {
         if self.shard.loading {
             self.put(None, false);
         } else {
+            self.mark(None);
             let key = self.key;
-            if let Ok(o) = self.shard.table.find_entry(self.hash, |s| *s.key == *key) {
+            if let Ok(o) = self.shard.table.find_entry(self.hash, |s| s.key() == key) {
                 o.remove();
             }
         }
@@ -332,15 +403,8 @@ impl ShardGuard<'_> {
     /// The loader's offer of a record it read from sled: taken only if no
     /// write (or removal) of the key reached the index since, because any
     /// such write is newer than what the loader read.
-    pub fn load(&mut self, record: IVec) {
-        let key = self.key;
-        if self.shard.loading
-            && self
-                .shard
-                .table
-                .find(self.hash, |s| *s.key == *key)
-                .is_none()
-        {
+    pub fn load(&mut self, record: &[u8]) {
+        if self.shard.loading && self.slot().is_none() {
             self.put(Some(record), false);
         }
     }
@@ -350,11 +414,11 @@ impl ShardGuard<'_> {
 mod tests {
     use super::*;
 
-    fn rec(s: &str) -> IVec {
-        IVec::from(s)
+    fn rec(s: &str) -> &[u8] {
+        s.as_bytes()
     }
 
-    fn record(ix: &Index, key: &[u8]) -> Option<IVec> {
+    fn record(ix: &Index, key: &[u8]) -> Option<Raw> {
         match ix.get(key) {
             Found::Record(r) => Some(r),
             Found::Absent => None,
@@ -436,12 +500,74 @@ mod tests {
         assert_eq!(ix.len(), 400);
     }
 
+    fn dirty_keys(ix: &Index) -> usize {
+        ix.shards.iter().map(|s| s.read().dirty.len()).sum()
+    }
+
+    fn slots(ix: &Index) -> usize {
+        ix.shards.iter().map(|s| s.read().table.len()).sum()
+    }
+
+    #[test]
+    fn only_dirty_keys_are_in_the_dirty_tables() {
+        let ix = Index::default();
+        ix.lock(b"clean").set(rec("1"));
+        assert_eq!(dirty_keys(&ix), 0);
+        for v in ["1", "2", "3"] {
+            ix.lock(b"d").set_unsaved(Some(rec(v)));
+        }
+        assert_eq!(dirty_keys(&ix), 1);
+        assert_eq!(ix.unsaved_len(), 1, "queued once");
+        let newest = ix.lock(b"d").unsaved().unwrap();
+        assert_eq!(newest.as_deref(), Some(&b"3"[..]));
+        // A dirty removal, and a removal sled already has, while loading:
+        // both tombstones until loading ends, then only the dirty one.
+        ix.lock(b"dirty-gone").set_unsaved(None);
+        ix.lock(b"clean-gone").remove();
+        assert_eq!((dirty_keys(&ix), slots(&ix)), (2, 4));
+        ix.finish_loading();
+        assert_eq!((dirty_keys(&ix), slots(&ix)), (2, 3));
+        assert!(matches!(ix.get(b"dirty-gone"), Found::Absent));
+        assert!(matches!(ix.lock(b"dirty-gone").unsaved(), Some(None)));
+        // Written through, saved, or removed through: clean again.
+        ix.lock(b"d").set(rec("4"));
+        assert!(ix.lock(b"d").unsaved().is_none());
+        ix.lock(b"dirty-gone").saved();
+        assert_eq!((dirty_keys(&ix), slots(&ix)), (0, 2));
+        ix.lock(b"d").set_unsaved(Some(rec("5")));
+        ix.lock(b"d").remove();
+        assert_eq!((dirty_keys(&ix), slots(&ix)), (0, 1));
+        assert!(record(&ix, b"d").is_none());
+        assert_eq!(&*record(&ix, b"clean").unwrap(), b"1");
+    }
+
+    #[test]
+    fn a_drained_backlog_gives_its_memory_back() {
+        let ix = Index::default();
+        ix.finish_loading();
+        let keys: Vec<String> = (0..200_000).map(|i| format!("k{i}")).collect();
+        for k in &keys {
+            ix.lock(k.as_bytes()).set_unsaved(Some(rec("v")));
+        }
+        let grown = |ix: &Index| {
+            ix.shards.iter().any(|s| {
+                let s = s.read();
+                s.dirty.capacity() > KEEP_DIRTY || s.unsaved.capacity() > KEEP_UNSAVED
+            })
+        };
+        assert!(grown(&ix), "200,000 keys over 4,096 shards need more");
+        for k in ix.take_unsaved() {
+            ix.lock(&k).saved();
+        }
+        assert!(!grown(&ix));
+        assert_eq!((dirty_keys(&ix), ix.len()), (0, 200_000));
+    }
+
     #[test]
     fn many_keys_across_shards() {
         let ix = Index::default();
         for i in 0..100_000u32 {
-            ix.lock(&i.to_be_bytes())
-                .load(IVec::from(&i.to_le_bytes()[..]));
+            ix.lock(&i.to_be_bytes()).load(&i.to_le_bytes());
         }
         ix.finish_loading();
         assert_eq!(ix.len(), 100_000);

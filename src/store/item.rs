@@ -13,6 +13,8 @@
 //! last access time. Every write produces v2; v1 records still read (as
 //! never fetched, not stale, last accessed "now").
 
+pub use super::record::Raw;
+#[cfg(test)]
 use sled::IVec;
 
 /// The first format byte; records written by older builds still read.
@@ -34,10 +36,11 @@ pub mod state {
     pub const KEY_BINARY: u8 = 8;
 }
 
-/// A stored item, borrowed straight from sled's buffer (no copy of the value).
+/// A stored item, sharing the record's buffer (sled's or the memory
+/// index's: no copy of the value).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Item {
-    raw: IVec,
+    raw: Raw,
 }
 
 /// Why a stored record could not be read back.
@@ -46,8 +49,8 @@ pub struct Item {
 pub struct CorruptItem(&'static str);
 
 impl Item {
-    /// Wraps a record read from sled, checking its header.
-    pub fn from_raw(raw: IVec) -> Result<Self, CorruptItem> {
+    /// Wraps a stored record, checking its header.
+    pub fn from_raw(raw: Raw) -> Result<Self, CorruptItem> {
         let need = match raw.first() {
             Some(&FORMAT_V1) => HEADER,
             Some(&FORMAT_V2) => HEADER_V2,
@@ -178,7 +181,7 @@ impl Item {
         (key_len + raw_len) as u64
     }
 
-    pub fn raw(&self) -> &IVec {
+    pub fn raw(&self) -> &Raw {
         &self.raw
     }
 
@@ -241,8 +244,8 @@ mod tests {
 
     #[test]
     fn rejects_short_or_unknown_records() {
-        assert!(Item::from_raw(IVec::from(&b"\x01abc"[..])).is_err());
-        assert!(Item::from_raw(IVec::from(&[FORMAT_V2; 22][..])).is_err());
+        assert!(Item::from_raw(IVec::from(&b"\x01abc"[..]).into()).is_err());
+        assert!(Item::from_raw(IVec::from(&[FORMAT_V2; 22][..]).into()).is_err());
         let mut raw = Item::encode(0, 0, 1, &[b"x"]);
         raw[0] = 9;
         assert!(Item::from_raw(raw.into()).is_err());

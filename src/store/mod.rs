@@ -19,8 +19,9 @@
 //! - `durable.rs`: getting writes to sled and onto disk, including the
 //!   group committer under `--durability sync`.
 //!
-//! Beside them: [`item`] (a record's encoding), [`index`] (the in-memory
-//! copy of every record reads use), [`behind`] (the write-behind queue),
+//! Beside them: [`item`] (a record's encoding), [`record`] (a record's
+//! bytes as held in memory), [`index`] (the in-memory copy of every record
+//! reads use), [`behind`] (the write-behind queue),
 //! [`commit`] (group commit), [`recency`] (LRU stamps), [`fault`] (a full
 //! or failing disk: refusing writes, retrying, the free-space check) and
 //! [`undo`] (taking back the writes of a failed group commit). What an exptime
@@ -54,6 +55,7 @@
 //! [`Store::sync`]: crate::store::Store::sync
 //! [`item`]: crate::store::item
 //! [`index`]: crate::store::index
+//! [`record`]: crate::store::record
 //! [`behind`]: crate::store::behind
 //! [`commit`]: crate::store::commit
 //! [`recency`]: crate::store::recency
@@ -72,6 +74,7 @@ pub use fault::Fault;
 pub mod index;
 pub mod item;
 pub mod recency;
+pub mod record;
 mod sweep;
 pub mod undo;
 mod write;
@@ -184,7 +187,7 @@ impl Store {
         std::fs::create_dir_all(&cfg.data_dir)?;
         let db = sled::Config::new()
             .path(&cfg.data_dir)
-            .cache_capacity(cfg.cache_mb.max(1) * 1024 * 1024)
+            .cache_capacity(cfg.cache_mb().max(1) * 1024 * 1024)
             .mode(sled::Mode::HighThroughput)
             // In sync mode the group committer does the flushing, and with
             // the write-behind thread that thread does.
@@ -270,11 +273,11 @@ impl Store {
     }
 
     /// `key`'s record as stored: from the memory index when it knows.
-    fn raw(&self, key: &[u8]) -> Result<Option<sled::IVec>> {
+    fn raw(&self, key: &[u8]) -> Result<Option<item::Raw>> {
         Ok(match self.index.as_ref().map(|ix| ix.get(key)) {
             Some(Found::Record(r)) => Some(r),
             Some(Found::Absent) => None,
-            Some(Found::Unknown) | None => self.items.get(key)?,
+            Some(Found::Unknown) | None => self.items.get(key)?.map(item::Raw::Sled),
         })
     }
 

@@ -31,7 +31,8 @@ impl Store {
         self.settle()?;
         let mut removed = 0;
         for kv in self.items.iter() {
-            let (key, mut raw) = kv?;
+            let (key, raw) = kv?;
+            let mut raw = super::item::Raw::Sled(raw);
             loop {
                 let Ok(item) = Item::from_raw(raw.clone()) else {
                     // Unreadable (should not happen): remove it all the same.
@@ -81,7 +82,7 @@ impl Store {
             })
             .map(|kv| {
                 let (k, v) = kv?;
-                Ok((k, Item::from_raw(v)?))
+                Ok((k, Item::from_raw(v.into())?))
             });
         unsettled.into_iter().map(Err).chain(scan)
     }
@@ -137,7 +138,7 @@ impl Store {
         for kv in range.take(batch) {
             scanned += 1;
             let (k, v) = kv?;
-            if let Ok(item) = Item::from_raw(v) {
+            if let Ok(item) = Item::from_raw(v.into()) {
                 if item.is_expired(now) && self.remove_if_unchanged(&k, &item)? {
                     reclaimed += 1;
                     on_reclaimed(&k, &item);
@@ -227,7 +228,7 @@ impl Store {
         let mut n = 0;
         for kv in self.items.iter() {
             let (k, v) = kv?;
-            ix.lock(&k).load(v);
+            ix.lock(&k).load(&v);
             n += 1;
         }
         ix.finish_loading();

@@ -33,16 +33,15 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use parking_lot::{Mutex, RwLock, RwLockReadGuard};
-use sled::IVec;
-
 use super::index::{Found, Index};
+use super::item::Raw;
 use super::Item;
+use parking_lot::{Mutex, RwLock, RwLockReadGuard};
 
 struct Entry {
     gen: u64,
     key: Box<[u8]>,
-    prev: Option<IVec>,
+    prev: Option<Raw>,
 }
 
 /// The writes not yet known durable, with what each replaced.
@@ -68,7 +67,7 @@ impl Journal {
     }
 
     /// A write with generation `gen` replaced `prev` under `key`.
-    pub fn record(&self, gen: u64, key: &[u8], prev: Option<IVec>) {
+    pub fn record(&self, gen: u64, key: &[u8], prev: Option<Raw>) {
         self.entries.lock().push(Entry {
             gen,
             key: key.into(),
@@ -89,7 +88,7 @@ impl Journal {
         let _all = self.gate.write();
         let mut entries = std::mem::take(&mut *self.entries.lock());
         entries.sort_by_key(|e| e.gen);
-        let mut first: HashMap<Box<[u8]>, Option<IVec>> = HashMap::new();
+        let mut first: HashMap<Box<[u8]>, Option<Raw>> = HashMap::new();
         for e in entries {
             first.entry(e.key).or_insert(e.prev);
         }
@@ -101,18 +100,18 @@ impl Journal {
                     let cur = match shard.current() {
                         Found::Record(r) => Some(r),
                         Found::Absent => None,
-                        Found::Unknown => to.items.get(&key).ok().flatten(),
+                        Found::Unknown => to.items.get(&key).ok().flatten().map(Raw::Sled),
                     };
-                    shard.set_unsaved(prev.clone());
+                    shard.set_unsaved(prev.as_deref());
                     cur
                 }
                 None => {
                     let put = match &prev {
-                        Some(r) => to.items.insert(&key, r.clone()),
+                        Some(r) => to.items.insert(&key, sled::IVec::from(r)),
                         None => to.items.remove(&key),
                     };
                     match put {
-                        Ok(cur) => cur,
+                        Ok(cur) => cur.map(Raw::Sled),
                         Err(e) => {
                             tracing::error!("cannot put back a refused write in sled: {e}");
                             continue;
@@ -120,7 +119,7 @@ impl Journal {
                     }
                 }
             };
-            let size = |r: &Option<IVec>| r.as_ref().map(|r| Item::footprint(key.len(), r.len()));
+            let size = |r: &Option<Raw>| r.as_ref().map(|r| Item::footprint(key.len(), r.len()));
             let (was, now) = (size(&cur), size(&prev));
             let items = now.is_some() as u64;
             let bytes = now.unwrap_or(0);

@@ -11,26 +11,25 @@
 use std::sync::atomic::Ordering;
 
 use super::index::Found;
+use super::item::Raw;
 use super::{Item, Result, Store, StoreError};
 
 impl Store {
     /// Writes an encoded record (see [`Item::encode`]); returns the record
     /// it replaced, expired or not. Read-modify-write callers also hold the
     /// key's lock.
-    pub fn insert(&self, key: &[u8], record: Vec<u8>) -> Result<Option<sled::IVec>> {
+    pub fn insert(&self, key: &[u8], record: Vec<u8>) -> Result<Option<Raw>> {
         let new_size = Item::footprint(key.len(), record.len());
         self.note_expiry(&record);
-        let old = self
-            .write(key, Some(record.into()), None)?
-            .unwrap_or_default();
-        self.account(key, old.as_ref(), Some(new_size));
+        let old = self.write(key, Some(&record), None)?.unwrap_or_default();
+        self.account(key, old.as_deref(), Some(new_size));
         Ok(old)
     }
 
     /// Removes `key`, returning what was there.
     pub fn remove(&self, key: &[u8]) -> Result<Option<Item>> {
         let old = self.write(key, None, None)?.unwrap_or_default();
-        self.account(key, old.as_ref(), None);
+        self.account(key, old.as_deref(), None);
         match old {
             Some(raw) => Ok(Some(Item::from_raw(raw)?)),
             None => Ok(None),
@@ -52,9 +51,7 @@ impl Store {
     pub fn replace_if_unchanged(&self, key: &[u8], item: &Item, record: Vec<u8>) -> Result<bool> {
         let new_size = Item::footprint(key.len(), record.len());
         self.note_expiry(&record);
-        let done = self
-            .write(key, Some(record.into()), Some(item.raw()))?
-            .is_some();
+        let done = self.write(key, Some(&record), Some(item.raw()))?.is_some();
         if done {
             self.account(key, Some(item.raw()), Some(new_size));
         }
@@ -78,9 +75,9 @@ impl Store {
     fn write(
         &self,
         key: &[u8],
-        new: Option<sled::IVec>,
-        expect: Option<&sled::IVec>,
-    ) -> Result<Option<Option<sled::IVec>>> {
+        new: Option<&[u8]>,
+        expect: Option<&[u8]>,
+    ) -> Result<Option<Option<Raw>>> {
         let _gate = self.journal.as_ref().map(|j| j.gate());
         if let Err(fault) = self.health.check() {
             return Err(StoreError::Refused(fault));
@@ -93,14 +90,15 @@ impl Store {
                         Some(r) => self.items.insert(key, r),
                         None => self.items.remove(key),
                     }
-                    .map_err(|e| self.sled_failed(e))?,
+                    .map_err(|e| self.sled_failed(e))?
+                    .map(Raw::Sled),
                 ),
                 Some(e) => self
                     .items
-                    .compare_and_swap(key, Some(e), new.clone())
+                    .compare_and_swap(key, Some(e), new)
                     .map_err(|e| self.sled_failed(e))?
                     .ok()
-                    .map(|()| Some(e.clone())),
+                    .map(|()| Some(e.to_vec().into())),
             };
             if let Some(old) = &done {
                 self.written_one(key, old, stores);
@@ -113,9 +111,9 @@ impl Store {
             Found::Absent => None,
             // Not loaded yet and not written since start (any write leaves
             // a slot until loading ends), so sled is current for this key.
-            Found::Unknown => self.items.get(key)?,
+            Found::Unknown => self.items.get(key)?.map(Raw::Sled),
         };
-        if expect.is_some_and(|e| old.as_ref() != Some(e)) {
+        if expect.is_some_and(|e| old.as_deref() != Some(e)) {
             return Ok(None);
         }
         let changes = new.is_some();
@@ -123,9 +121,7 @@ impl Store {
             Some(b) if !b.is_backlogged() => shard.set_unsaved(new),
             _ => match new {
                 Some(r) => {
-                    self.items
-                        .insert(key, r.clone())
-                        .map_err(|e| self.sled_failed(e))?;
+                    self.items.insert(key, r).map_err(|e| self.sled_failed(e))?;
                     shard.set(r);
                 }
                 None => {
@@ -141,7 +137,7 @@ impl Store {
 
     /// Books a write that replaced `old` (`new`: it stored a record): the
     /// next generation, the writer's own-writes range, the journal entry.
-    fn written_one(&self, key: &[u8], old: &Option<sled::IVec>, new: bool) {
+    fn written_one(&self, key: &[u8], old: &Option<Raw>, new: bool) {
         if old.is_none() && !new {
             return; // removing nothing changed nothing
         }
@@ -196,7 +192,7 @@ impl Store {
         self.items.apply_batch(batch)?;
         if let Some(ix) = &self.index {
             for (k, v) in indexed {
-                ix.lock(&k).set(v);
+                ix.lock(&k).set(&v);
             }
         }
         self.written.fetch_add(1, Ordering::Release);
