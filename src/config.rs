@@ -18,14 +18,14 @@ pub struct StoreConfig {
     #[arg(long, env = "MEMCACHED_LITE_MAX_ITEM_SIZE", default_value_t = 1024 * 1024)]
     pub max_item_size: usize,
 
-    /// sled page-cache size in MiB. Default: 16 with the memory index,
-    /// which serves every read (sled's cache then serves only writes, and
-    /// a bigger one would hold a second copy of the items: about 200 MiB
-    /// more per 10^6 items of 100 B); 1024 (sled's own default) with
-    /// --no-memory-index, where a smaller cache costs reads from disk at
-    /// 10^6+ keys (see bench/profile.md).
-    #[arg(long, env = "MEMCACHED_LITE_CACHE_MB")]
-    pub cache_mb: Option<u64>,
+    /// sled page-cache size in MiB (sled's own default, 1 GiB). With the
+    /// memory index, which serves every read, the cache serves only writes
+    /// and holds a second copy of recently written items: `--cache-mb 16`
+    /// saves about 200 MiB per 10^6 items of 100 B, but made set-only
+    /// writes and workload 1 at 10^7 keys about 25% slower in the
+    /// benchmark (see bench/profile.md, session 6).
+    #[arg(long, env = "MEMCACHED_LITE_CACHE_MB", default_value_t = 1024)]
+    pub cache_mb: u64,
 
     /// How often queued writes are handed to sled and flushed to disk, in
     /// milliseconds: periodic mode's loss window on a crash.
@@ -45,27 +45,10 @@ pub struct StoreConfig {
     /// Serve reads from sled alone, without the in-memory index of every
     /// record (which makes reads cost the same at any store size, for a
     /// copy of every item in memory: about 300 MiB per 10^6 items of 100 B
-    /// with the index, 137 without). For stores larger than RAM.
+    /// with the index and `--cache-mb 16`, 137 without). For stores larger than RAM.
     #[arg(long, env = "MEMCACHED_LITE_NO_MEMORY_INDEX")]
     pub no_memory_index: bool,
 }
-
-impl StoreConfig {
-    /// `--cache-mb`, or its default for the index setting (see the flag).
-    pub fn cache_mb(&self) -> u64 {
-        let default = if self.no_memory_index {
-            SLED_CACHE_MB
-        } else {
-            INDEXED_CACHE_MB
-        };
-        self.cache_mb.unwrap_or(default)
-    }
-}
-
-/// sled's page cache without the memory index: sled's own default.
-pub const SLED_CACHE_MB: u64 = 1024;
-/// sled's page cache beside the memory index (see `--cache-mb`).
-pub const INDEXED_CACHE_MB: u64 = 16;
 
 /// When a write is acknowledged (see docs/durability.md, "Durability").
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -412,7 +395,7 @@ impl Config {
             store: StoreConfig {
                 data_dir: data_dir.into(),
                 max_item_size: 1024 * 1024,
-                cache_mb: Some(64),
+                cache_mb: 64,
                 flush_interval_ms: 100,
                 durability: Durability::Periodic,
                 eviction: Eviction::Noeviction,

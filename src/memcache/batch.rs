@@ -7,8 +7,11 @@
 //! back (see `store::undo`), so none of their replies may say they were
 //! stored, and a read later in the batch may have seen one of them: every
 //! reply from the batch's first write on is replaced by the error, each
-//! request still getting its own answer on the open connection. Replies
-//! before the first write stand.
+//! request still getting its own answer on the open connection, except a
+//! write that an earlier, good round already made durable (a batch can
+//! span two rounds: its first writes may be on disk, and readable, when a
+//! later round fails): its reply stands. Replies before the first write
+//! stand.
 //!
 //! Which writes are the batch's own comes from [`Kv::take_own_writes`],
 //! taken around each request (nothing yields in between). A replicated
@@ -31,6 +34,9 @@ pub enum Kind {
     Binary { opcode: u8, opaque: u32 },
 }
 
+/// The write generations (lowest, highest) of one request's writes.
+type Generations = (u64, u64);
+
 /// The pending batch of one connection.
 #[derive(Default)]
 pub struct Batch {
@@ -43,8 +49,9 @@ pub struct Batch {
     /// for every write since `since`, as it cannot tell its own.
     elsewhere: bool,
     /// Each reply from the first write on: where it starts and ends in the
-    /// output buffer, and how to replace it.
-    replies: Vec<(usize, usize, Kind)>,
+    /// output buffer, how to replace it, and the generations of its own
+    /// writes (none for a read, or a write applied elsewhere).
+    replies: Vec<(usize, usize, Kind, Option<Generations>)>,
 }
 
 impl Batch {
@@ -59,7 +66,8 @@ impl Batch {
     /// After a request whose reply is `output[start..end]`; `mutating`:
     /// the request may write.
     pub fn after(&mut self, kv: &Kv, (start, end): (usize, usize), kind: Kind, mutating: bool) {
-        match kv.take_own_writes() {
+        let mine = kv.take_own_writes();
+        match mine {
             Some((lo, hi)) => {
                 self.own = Some(match self.own {
                     Some((l, h)) => (l.min(lo), h.max(hi)),
@@ -70,7 +78,7 @@ impl Batch {
             None => {}
         }
         if self.own.is_some() || self.elsewhere {
-            self.replies.push((start, end, kind));
+            self.replies.push((start, end, kind, mine));
         }
     }
 
@@ -99,13 +107,20 @@ impl Batch {
                 "storage failure".to_owned()
             }
         };
-        let Some(&(first, _, _)) = replies.first() else {
+        let Some(&(first, _, _, _)) = replies.first() else {
             return;
         };
         let last = replies.iter().map(|r| r.1).max().unwrap_or(first);
         let tail = output.split_off(first);
-        for (start, end, kind) in replies {
+        for (start, end, kind, mine) in replies {
+            // Asking about one write answers at once (its round is over),
+            // or after the next round if it came after the failed one.
+            let durable = match mine.and_then(|own| kv.commit_ticket(Some(own), since)) {
+                Some(ticket) => kv.wait_durable(ticket).await.is_ok(),
+                None => false,
+            };
             match kind {
+                _ if durable => output.extend_from_slice(&tail[start - first..end - first]),
                 Kind::Text if start == end => {}
                 Kind::Text => reply::line(output, &format!("SERVER_ERROR {why}")),
                 Kind::Binary { opcode, opaque } => refused(output, opcode, opaque, &why),

@@ -187,7 +187,7 @@ impl Store {
         std::fs::create_dir_all(&cfg.data_dir)?;
         let db = sled::Config::new()
             .path(&cfg.data_dir)
-            .cache_capacity(cfg.cache_mb().max(1) * 1024 * 1024)
+            .cache_capacity(cfg.cache_mb.max(1) * 1024 * 1024)
             .mode(sled::Mode::HighThroughput)
             // In sync mode the group committer does the flushing, and with
             // the write-behind thread that thread does.
