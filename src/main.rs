@@ -189,8 +189,10 @@ fn main() -> anyhow::Result<()> {
 }
 
 fn init_tracing(format: LogFormat) {
+    // raft-log reports every flush of its payload cache at `info`: dozens
+    // of lines a second under load, nothing an operator acts on.
     let filter = tracing_subscriber::EnvFilter::try_from_env("MEMCACHED_LITE_LOG")
-        .unwrap_or_else(|_| "info".into());
+        .unwrap_or_else(|_| "info,raft_log=warn,chunked_wal=warn".into());
     // Colour only on a terminal: a log file or pipe gets plain text.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

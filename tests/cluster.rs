@@ -194,6 +194,34 @@ fn a_follower_reads_every_write_acknowledged_before_it() {
     }
 }
 
+#[test]
+fn a_multi_key_get_on_a_follower_takes_one_read_index_round() {
+    let g = Group::start(3);
+    let leader = g.wait_leader();
+    let follower = (leader + 1) % 3;
+    let mut writer = g.client(leader);
+    let (mut command, mut expected) = (String::from("get"), String::new());
+    for k in 0..100 {
+        let set = format!("set many{k} 0 0 3\r\nv{k:02}\r\n");
+        assert_eq!(writer.line(set.as_bytes()), "STORED\r\n");
+        command.push_str(&format!(" many{k}"));
+        expected.push_str(&format!("VALUE many{k} 0 3\r\nv{k:02}\r\n"));
+    }
+    let before = stat(&g, follower, "raft_read_index_rounds");
+    // Every key was acknowledged before the command: all 100 are there,
+    // though the follower may not have applied them when it arrives.
+    assert_eq!(
+        g.client(follower)
+            .until_end(format!("{command}\r\n").as_bytes()),
+        expected + "END\r\n"
+    );
+    let rounds = stat(&g, follower, "raft_read_index_rounds") - before;
+    assert!(
+        (1..=2).contains(&rounds),
+        "a 100-key get on a follower took {rounds} read-index rounds"
+    );
+}
+
 fn readyz(g: &Group, i: usize) -> (u16, String) {
     let url = format!("http://127.0.0.1:{}/readyz", g.nodes[i].http);
     let resp = g.http.get(url).send().unwrap();
@@ -551,4 +579,66 @@ fn watchers_on_two_nodes_see_the_same_events_with_the_same_revisions() {
     let rest = events(&mut third, 4);
     assert_eq!(rest[..3], a[3..]);
     assert_eq!(rest[3].0, rev);
+}
+
+/// With no `MEMCACHED_LITE_LOG`, a node's log holds what an operator acts
+/// on, not a line per write: the Raft log's crate reports every flush at
+/// `info` once its WAL has a second chunk (16 MiB in), about 50 lines a
+/// second under load before the default filter quieted it.
+#[test]
+fn a_busy_node_logs_nothing_per_write_by_default() {
+    use std::process::{Command, Stdio};
+    let dir = tempfile::tempdir().unwrap();
+    let log_path = dir.path().join("node.log");
+    let (mc, raft) = (common::free_port(), common::free_port());
+    let bin = env!("CARGO_BIN_EXE_memcached-lite");
+    let mut node = Command::new(bin)
+        .args(["serve", "--listen", &format!("127.0.0.1:{mc}")])
+        .args(["--no-http", "--no-csv-mirror", "--node-id", "1"])
+        .args(["--raft-listen", &format!("127.0.0.1:{raft}")])
+        .args(["--peers", &format!("1=127.0.0.1:{raft}")])
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .env_remove("MEMCACHED_LITE_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .unwrap();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{mc}").parse().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(addr).is_err() {
+        assert!(Instant::now() < deadline, "the node never listened");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // A group of one: 24 MiB of sets takes its log past the first chunk.
+    let load = Command::new(bin)
+        .args(["bench", "--server", &addr.to_string(), "--ratio", "1:0"])
+        .args([
+            "--connections",
+            "4",
+            "--pipeline",
+            "16",
+            "--data-size",
+            "1024",
+        ])
+        .args(["--key-space", "1000", "--requests", "24000", "--json"])
+        .output()
+        .unwrap();
+    let _ = node.kill();
+    let _ = node.wait();
+    let report: serde_json::Value = serde_json::from_slice(&load.stdout)
+        .unwrap_or_else(|e| panic!("bench output: {e}: {load:?}"));
+    assert_eq!(report["errors"], 0, "{report}");
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert!(
+        log.contains("memcached listener ready"),
+        "info lines are still logged:\n{log}"
+    );
+    let lines = log.lines().count();
+    assert!(
+        lines < 100,
+        "{lines} log lines for 24,000 writes; the last:\n{}",
+        log.lines().rev().take(5).collect::<Vec<_>>().join("\n")
+    );
 }

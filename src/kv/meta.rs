@@ -222,7 +222,7 @@ impl Kv {
         } else {
             bump(&self.stats.cmd_get);
         }
-        let (item, created) = match self.lookup(key, now)? {
+        let (item, created) = match self.lookup(key, now, self.read_point())? {
             Lookup::Hit(item) => (item, false),
             _ if opts.vivify.is_some() => {
                 let cas = self.fresh_cas()?;

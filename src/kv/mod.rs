@@ -28,6 +28,7 @@ mod entry;
 mod evict;
 pub mod feed;
 mod flushed;
+mod fresh;
 mod lease;
 pub mod locks;
 mod meta;
@@ -44,6 +45,7 @@ mod write;
 /// the per-item state the meta protocol reports.
 pub use crate::store::Item;
 use detail::Detail;
+pub use fresh::ReadPoint;
 use locks::LockManager;
 pub use meta::{ArithOptions, ArithResult, MetaGetOptions, MetaHit, SetOptions};
 use stats::{bump, Stats};
@@ -385,12 +387,8 @@ impl Kv {
     /// item counts as `get_expired` whatever the command; likewise the
     /// first lookup of a key a flush removed counts `get_flushed` (see
     /// [`Kv::forget_flushed`]).
-    fn lookup(&self, key: &[u8], now: u64) -> Result<Lookup> {
-        if let Some(r) = self.replicated().filter(|r| r.linearizable_reads()) {
-            if !r.read_under_lease() {
-                wait_for(r.read_barrier())?;
-            }
-        }
+    fn lookup(&self, key: &[u8], now: u64, point: ReadPoint) -> Result<Lookup> {
+        self.fresh(point)?;
         self.apply_due_flush(now)?;
         let found = self.store.get(key)?;
         self.forget_flushed(key, found.is_none());
@@ -431,7 +429,7 @@ impl Kv {
     }
 
     fn live(&self, key: &[u8], now: u64) -> Result<Option<Item>> {
-        Ok(match self.lookup(key, now)? {
+        Ok(match self.lookup(key, now, self.read_point())? {
             Lookup::Hit(item) => Some(item),
             _ => None,
         })
@@ -439,9 +437,15 @@ impl Kv {
 
     /// A retrieval (`get`, `gets`, HTTP GET): the live item, counted.
     pub fn get(&self, key: &[u8]) -> Result<Option<Item>> {
+        self.get_from(key, self.read_point())
+    }
+
+    /// [`Kv::get`] for one of a command's reads that began at `point`
+    /// (see [`fresh`]).
+    pub fn get_from(&self, key: &[u8], point: ReadPoint) -> Result<Option<Item>> {
         bump(&self.stats.cmd_get);
         let now = self.now();
-        let found = self.lookup(key, now)?;
+        let found = self.lookup(key, now, point)?;
         if let Lookup::Hit(item) = &found {
             if self.store.tracks_access() {
                 self.note_access(key, item, now);

@@ -40,19 +40,32 @@ impl Default for ReadIndex {
 }
 
 impl ReadIndex {
-    /// Waits for a round that started after this call; `round` makes one
-    /// (a read index obtained and applied here, true on success). Returns
-    /// that round's success, or a later round's if several finished
-    /// meanwhile. The read that starts a round runs it; if that read is
-    /// cancelled (its time ran out), the round ends as failed and the
-    /// reads waiting on it start another.
-    pub async fn wait<F, Fut>(self: &Arc<Self>, round: F) -> bool
+    /// The first round that starts after this call: what a read beginning
+    /// now needs. Reads that began together (the keys of one multi-key
+    /// `get`) may all pass the same number to [`ReadIndex::wait_from`] and
+    /// share one round, as reads arriving together do.
+    pub fn next(&self) -> u64 {
+        self.rounds.lock().started + 1
+    }
+
+    /// Rounds started so far (`stats`: `raft_read_index_rounds`).
+    pub fn started(&self) -> u64 {
+        self.rounds.lock().started
+    }
+
+    /// Waits for round `need` (from [`ReadIndex::next`]) or a later one to
+    /// finish; `round` makes one (a read index obtained and applied here,
+    /// true on success). Returns the last finished round's success: at
+    /// once if one at or after `need` has finished already. The read that
+    /// starts a round runs it; if that read is cancelled (its time ran
+    /// out), the round ends as failed and the reads waiting on it start
+    /// another.
+    pub async fn wait_from<F, Fut>(self: &Arc<Self>, need: u64, round: F) -> bool
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = bool>,
     {
         let mut rx = self.done.subscribe();
-        let need = self.rounds.lock().started + 1;
         let mut round = Some(round);
         loop {
             let (finished, ok) = *rx.borrow_and_update();
@@ -123,7 +136,7 @@ mod tests {
         // The first read starts round 1, which waits at the gate.
         let first = tokio::spawn({
             let (ri, r, g) = (ri.clone(), rounds.clone(), gate.clone());
-            async move { ri.wait(round(r, g)).await }
+            async move { ri.wait_from(ri.next(), round(r, g)).await }
         });
         while rounds.load(Ordering::SeqCst) == 0 {
             tokio::task::yield_now().await;
@@ -132,7 +145,7 @@ mod tests {
         let later: Vec<_> = (0..10)
             .map(|_| {
                 let (ri, r, g) = (ri.clone(), rounds.clone(), gate.clone());
-                tokio::spawn(async move { ri.wait(round(r, g)).await })
+                tokio::spawn(async move { ri.wait_from(ri.next(), round(r, g)).await })
             })
             .collect();
         tokio::task::yield_now().await;
@@ -147,5 +160,27 @@ mod tests {
             2,
             "one shared round for the ten"
         );
+    }
+
+    #[tokio::test]
+    async fn reads_that_began_together_share_a_finished_round() {
+        let ri = Arc::new(ReadIndex::default());
+        let rounds = Arc::new(AtomicU64::new(0));
+        let round = |rounds: Arc<AtomicU64>| {
+            move || async move {
+                rounds.fetch_add(1, Ordering::SeqCst);
+                true
+            }
+        };
+        // The keys of one command: a point taken before the first read.
+        let point = ri.next();
+        for _ in 0..100 {
+            assert!(ri.wait_from(point, round(rounds.clone())).await);
+        }
+        assert_eq!(rounds.load(Ordering::SeqCst), 1, "one round for 100 keys");
+        assert_eq!(ri.started(), 1);
+        // A read beginning after that round needs a round of its own.
+        assert!(ri.wait_from(ri.next(), round(rounds.clone())).await);
+        assert_eq!(rounds.load(Ordering::SeqCst), 2);
     }
 }

@@ -220,6 +220,7 @@ pub fn general(state: &AppState) -> Report {
             ("raft_last_log_index", Int(c.last_log_index)),
             ("raft_commit_index", Int(c.commit_index)),
             ("raft_applied_index", Int(c.applied_index)),
+            ("raft_read_index_rounds", Int(kv.read_index_rounds())),
             ("raft_members", Int(c.members.len() as u64)),
         ]);
     }

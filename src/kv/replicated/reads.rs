@@ -45,11 +45,33 @@ impl Replicated {
     /// has applied that far. Concurrent reads share one such round (see
     /// [`ReadIndex`]). `KvError::NoQuorum` after `--quorum-timeout-ms`.
     pub async fn read_barrier(self: &Arc<Self>) -> Result<(), KvError> {
+        self.read_barrier_from(self.read_point()).await
+    }
+
+    /// The read-index round a read beginning now needs: reads that began
+    /// together (one command's keys) pass it to
+    /// [`Replicated::read_barrier_from`] and share one round.
+    pub fn read_point(&self) -> u64 {
+        self.reads.next()
+    }
+
+    /// Read-index rounds this node started (`raft_read_index_rounds`).
+    pub fn read_rounds(&self) -> u64 {
+        self.reads.started()
+    }
+
+    /// [`Replicated::read_barrier`] for reads that began at `point` (from
+    /// [`Replicated::read_point`]): returns at once if a round that started
+    /// after that point has succeeded. A failed round is retried with a
+    /// fresh round.
+    pub async fn read_barrier_from(self: &Arc<Self>, point: u64) -> Result<(), KvError> {
         let deadline = tokio::time::Instant::now() + self.timeout;
+        let mut need = point;
         loop {
             let this = self.clone();
             let round = move || async move { this.read_index_round(deadline).await };
-            match tokio::time::timeout_at(deadline, self.reads.wait(round)).await {
+            let waited = self.reads.wait_from(need, round);
+            match tokio::time::timeout_at(deadline, waited).await {
                 Err(_) => return Err(KvError::NoQuorum),
                 Ok(true) => return Ok(()),
                 Ok(false) => {}
@@ -59,6 +81,7 @@ impl Replicated {
                 return Err(KvError::NoQuorum);
             }
             tokio::time::sleep(pause).await;
+            need = self.read_point();
         }
     }
 

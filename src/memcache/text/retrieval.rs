@@ -8,10 +8,19 @@ use crate::memcache::reply;
 
 pub async fn execute(kv: &Kv, keys: Keys<'_>, cas: bool, touch: Option<i64>, out: &mut BytesMut) {
     let mark = out.len();
+    // Every key is read from the command's arrival: in a group, one
+    // read-index round serves them all.
+    let point = kv.read_point();
+    if touch.is_none() {
+        if let Err(e) = kv.fresh_async(point).await {
+            reply::kv_error(out, &e);
+            return;
+        }
+    }
     for key in keys.iter() {
         let found = match touch {
             Some(exptime) => kv.get_and_touch_async(key, exptime).await,
-            None => kv.get(key),
+            None => kv.get_from(key, point),
         };
         match found {
             Ok(Some(item)) => {
