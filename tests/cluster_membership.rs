@@ -7,6 +7,8 @@
 //! the next) that loses no acknowledged write, and peers given as DNS
 //! names, one of which does not resolve.
 
+#[path = "common/cluster.rs"]
+mod cluster;
 mod common;
 
 use std::collections::BTreeMap;
@@ -183,22 +185,8 @@ impl Group {
 
     /// The index of the node every live node agrees leads.
     fn wait_leader(&self) -> usize {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let leaders: Vec<Option<u64>> = self
-                .alive()
-                .map(|(i, _)| self.status(i).and_then(|s| s["leader_id"].as_u64()))
-                .collect();
-            if let Some(Some(id)) = leaders.first() {
-                if leaders.iter().all(|l| *l == Some(*id)) {
-                    if let Some((i, _)) = self.alive().find(|(_, n)| n.id == *id) {
-                        return i;
-                    }
-                }
-            }
-            assert!(Instant::now() < deadline, "no agreed leader: {leaders:?}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let alive: Vec<(usize, u64)> = self.alive().map(|(i, n)| (i, n.id)).collect();
+        cluster::wait_agreed_leader(&alive, Duration::from_secs(30), |i| self.status(i))
     }
 
     /// Waits for `/readyz` 200 on node `i`; how long it took.

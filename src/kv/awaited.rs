@@ -12,7 +12,7 @@
 //! the one the synchronous command replicates (they call these through
 //! `wait_for`), so the two paths cannot drift apart.
 
-use super::replicated::{Applied, Op};
+use super::replicated::{Applied, Op, Replicated};
 use super::stats::bump;
 use super::{
     unexpected, ArithOptions, ArithOutcome, ArithResult, DeleteOutcome, Kv, KvError, Result,
@@ -45,10 +45,7 @@ impl Kv {
             value: value.to_vec(),
             opts: *opts,
         };
-        match r.propose(op).await? {
-            Applied::Stored(outcome) => Ok(outcome),
-            other => Err(unexpected(other)),
-        }
+        propose_as(r, op).await
     }
 
     /// [`Kv::set`], awaiting the group's commit.
@@ -73,10 +70,7 @@ impl Kv {
             key: key.to_vec(),
             exptime,
         };
-        match r.propose(op).await? {
-            Applied::Touched(found) => Ok(found),
-            other => Err(unexpected(other)),
-        }
+        propose_as(r, op).await
     }
 
     /// [`Kv::get_and_touch`] (`gat`), awaiting the group's commit of the
@@ -105,10 +99,7 @@ impl Kv {
             key: key.to_vec(),
             cas,
         };
-        match r.propose(op).await? {
-            Applied::Deleted(outcome) => Ok(outcome),
-            other => Err(unexpected(other)),
-        }
+        propose_as(r, op).await
     }
 
     /// [`Kv::arith_with`], awaiting the group's commit.
@@ -128,10 +119,7 @@ impl Kv {
             incr,
             opts: *opts,
         };
-        match r.propose(op).await? {
-            Applied::Arith(result) => Ok(result),
-            other => Err(unexpected(other)),
-        }
+        propose_as(r, op).await
     }
 
     /// [`Kv::incr_decr`], awaiting the group's commit.
@@ -164,10 +152,7 @@ impl Kv {
             exptime,
             new_cas,
         };
-        match r.propose(op).await? {
-            Applied::Deleted(outcome) => Ok(outcome),
-            other => Err(unexpected(other)),
-        }
+        propose_as(r, op).await
     }
 
     /// [`Kv::flush_all`], awaiting the group's commit.
@@ -175,9 +160,35 @@ impl Kv {
         let Some(r) = self.replicated() else {
             return self.flush_all(delay);
         };
-        match r.propose(Op::FlushAll { delay }).await? {
-            Applied::Flushed => Ok(()),
-            other => Err(unexpected(other)),
-        }
+        propose_as(r, Op::FlushAll { delay }).await
     }
+}
+
+/// Proposes `op` and returns its answer as the kind the op's command
+/// expects (see [`expects`]); any other kind is a bug, logged.
+async fn propose_as<T: TryFrom<Applied, Error = Applied>>(r: &Replicated, op: Op) -> Result<T> {
+    T::try_from(r.propose(op).await?).map_err(unexpected)
+}
+
+/// The answer each kind of proposal expects, as `TryFrom<Applied>`.
+macro_rules! expects {
+    ($($ty:ty: $pat:pat => $val:expr;)*) => {$(
+        impl TryFrom<Applied> for $ty {
+            type Error = Applied;
+            fn try_from(answer: Applied) -> std::result::Result<Self, Applied> {
+                match answer {
+                    $pat => Ok($val),
+                    other => Err(other),
+                }
+            }
+        }
+    )*};
+}
+
+expects! {
+    StoreOutcome: Applied::Stored(outcome) => outcome;
+    bool: Applied::Touched(found) => found;
+    DeleteOutcome: Applied::Deleted(outcome) => outcome;
+    ArithResult: Applied::Arith(result) => result;
+    (): Applied::Flushed => ();
 }

@@ -6,6 +6,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import urllib.request
 
 import pytest
 
@@ -24,6 +25,21 @@ def free_port():
                 return port
             except OSError:
                 continue
+
+
+def wait_http(base, limit=20.0):
+    """Waits until the server at `base` (http://host:port) answers
+    `/readyz` with 200."""
+    deadline = time.time() + limit
+    while True:
+        try:
+            with urllib.request.urlopen(f"{base}/readyz", timeout=1) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            if time.time() > deadline:
+                raise
+        time.sleep(0.05)
 
 
 class Server:

@@ -4,27 +4,13 @@ The screenshot is kept in tests/artifacts/swagger-ui.png."""
 import json
 import os
 import subprocess
-import time
 import urllib.request
 
 from pymemcache.client.base import Client
 
-from conftest import ROOT
+from conftest import ROOT, wait_http
 
 SCRIPT = os.path.join(ROOT, "tests", "browser", "swagger-ui.mjs")
-
-
-def wait_http(base):
-    deadline = time.time() + 20
-    while True:
-        try:
-            with urllib.request.urlopen(f"{base}/readyz", timeout=1) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            if time.time() > deadline:
-                raise
-        time.sleep(0.05)
 
 
 def test_swagger_ui_try_it_out_put_then_get(server):

@@ -5,25 +5,10 @@ started again on the same ports and data directory, and the browser must
 reconnect by itself with Last-Event-ID."""
 import os
 import subprocess
-import time
-import urllib.request
 
-from conftest import BIN, ROOT, Server
+from conftest import BIN, ROOT, Server, wait_http
 
 SCRIPT = os.path.join(ROOT, "tests", "browser", "watch.mjs")
-
-
-def wait_http(base):
-    deadline = time.time() + 20
-    while True:
-        try:
-            with urllib.request.urlopen(f"{base}/readyz", timeout=1) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            if time.time() > deadline:
-                raise
-        time.sleep(0.05)
 
 
 def test_eventsource_sees_every_protocol_and_resumes_after_a_restart():

@@ -218,22 +218,8 @@ impl Group {
     }
 
     pub fn wait_leader_within(&self, limit: Duration) -> usize {
-        let deadline = Instant::now() + limit;
-        loop {
-            let leaders: Vec<Option<u64>> = self
-                .alive()
-                .map(|(i, _)| self.status(i).and_then(|s| s["leader_id"].as_u64()))
-                .collect();
-            if let Some(Some(id)) = leaders.first() {
-                if leaders.iter().all(|l| *l == Some(*id)) {
-                    if let Some((i, _)) = self.alive().find(|(_, n)| n.id == *id) {
-                        return i;
-                    }
-                }
-            }
-            assert!(Instant::now() < deadline, "no agreed leader: {leaders:?}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let alive: Vec<(usize, u64)> = self.alive().map(|(i, n)| (i, n.id)).collect();
+        wait_agreed_leader(&alive, limit, |i| self.status(i))
     }
 
     /// The node that `among` (indexes) agree leads, when one of them does.
@@ -587,5 +573,31 @@ impl Conn {
             }
             Ok(status)
         })
+    }
+}
+
+/// Polls `status` (`GET /v1/cluster`) of the `alive` nodes (index, node
+/// id) until all of them name the same leader among them; its index.
+/// Panics after `limit`.
+pub fn wait_agreed_leader(
+    alive: &[(usize, u64)],
+    limit: Duration,
+    status: impl Fn(usize) -> Option<serde_json::Value>,
+) -> usize {
+    let deadline = Instant::now() + limit;
+    loop {
+        let leaders: Vec<Option<u64>> = alive
+            .iter()
+            .map(|&(i, _)| status(i).and_then(|s| s["leader_id"].as_u64()))
+            .collect();
+        if let Some(Some(id)) = leaders.first() {
+            if leaders.iter().all(|l| *l == Some(*id)) {
+                if let Some(&(i, _)) = alive.iter().find(|(_, node)| node == id) {
+                    return i;
+                }
+            }
+        }
+        assert!(Instant::now() < deadline, "no agreed leader: {leaders:?}");
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
