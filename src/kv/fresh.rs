@@ -38,14 +38,23 @@ impl Kv {
     }
 
     /// [`Kv::fresh_async`] for synchronous callers (every lookup): returns
-    /// at once when the command awaited its point already.
+    /// at once, without handing the runtime thread over, when the command
+    /// awaited its point already.
     pub(super) fn fresh(&self, point: ReadPoint) -> Result<()> {
         if let (Some(p), Some(r)) = (point.0, self.replicated()) {
-            if !r.read_under_lease() {
+            if !r.read_satisfied(p) && !r.read_under_lease() {
                 wait_for(r.read_barrier_from(p))?;
             }
         }
         Ok(())
+    }
+
+    /// [`Kv::get`] for an async caller: a read index is awaited as a
+    /// future, so a follower's linearizable read parks no runtime thread.
+    pub async fn get_async(&self, key: &[u8]) -> Result<Option<super::Item>> {
+        let point = self.read_point();
+        self.fresh_async(point).await?;
+        self.get_from(key, point)
     }
 
     /// Read-index rounds this node started (`stats`:

@@ -48,6 +48,15 @@ impl ReadIndex {
         self.rounds.lock().started + 1
     }
 
+    /// Whether a round at or after `need` has finished, and the last one
+    /// to finish succeeded: a read from `need` may go ahead without
+    /// waiting (checked without suspending, so synchronous callers never
+    /// park a thread for a round that is already over).
+    pub fn satisfied(&self, need: u64) -> bool {
+        let (finished, ok) = *self.done.borrow();
+        finished >= need && ok
+    }
+
     /// Rounds started so far (`stats`: `raft_read_index_rounds`).
     pub fn started(&self) -> u64 {
         self.rounds.lock().started
@@ -178,6 +187,8 @@ mod tests {
             assert!(ri.wait_from(point, round(rounds.clone())).await);
         }
         assert_eq!(rounds.load(Ordering::SeqCst), 1, "one round for 100 keys");
+        assert!(ri.satisfied(point));
+        assert!(!ri.satisfied(ri.next()));
         assert_eq!(ri.started(), 1);
         // A read beginning after that round needs a round of its own.
         assert!(ri.wait_from(ri.next(), round(rounds.clone())).await);

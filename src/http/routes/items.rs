@@ -147,7 +147,7 @@ pub async fn get_item(
     State(shared): State<Arc<AppState>>,
     Key(key): Key,
 ) -> Result<Response, ApiError> {
-    let item = shared.kv.get(&key)?.ok_or(ApiError::NotFound)?;
+    let item = shared.kv.get_async(&key).await?.ok_or(ApiError::NotFound)?;
     let body = Bytes::copy_from_slice(item.value());
     Ok(item_response(&item, shared.kv.now(), body))
 }
@@ -177,7 +177,7 @@ pub async fn head_item(
     State(shared): State<Arc<AppState>>,
     Key(key): Key,
 ) -> Result<Response, ApiError> {
-    let item = shared.kv.get(&key)?.ok_or(ApiError::NotFound)?;
+    let item = shared.kv.get_async(&key).await?.ok_or(ApiError::NotFound)?;
     Ok(item_response(&item, shared.kv.now(), Bytes::new()))
 }
 

@@ -55,6 +55,11 @@ impl Replicated {
         self.reads.next()
     }
 
+    /// Whether reads from `point` may go ahead now, without a round.
+    pub fn read_satisfied(&self, point: u64) -> bool {
+        self.reads.satisfied(point)
+    }
+
     /// Read-index rounds this node started (`raft_read_index_rounds`).
     pub fn read_rounds(&self) -> u64 {
         self.reads.started()

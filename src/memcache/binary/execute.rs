@@ -150,7 +150,7 @@ pub async fn execute(req: &Request<'_>, shared: &AppState, out: &mut BytesMut) -
         | op::TOUCH => {
             let with_key = matches!(h.opcode, op::GETK | op::GETKQ | op::GATK | op::GATKQ);
             let found = match h.opcode {
-                op::GET | op::GETQ | op::GETK | op::GETKQ => kv.get(req.key),
+                op::GET | op::GETQ | op::GETK | op::GETKQ => kv.get_async(req.key).await,
                 _ => {
                     let opts = MetaGetOptions {
                         touch: Some(be_u32(req.extras) as i64),
