@@ -123,7 +123,7 @@ mod raw_item {
 impl MetaGetOptions {
     /// Whether this read changes the item (or asks about access that only
     /// the log records, in a group): touch, vivify, win tokens, `h`/`l`.
-    fn writes(&self) -> bool {
+    pub fn writes(&self) -> bool {
         self.touch.is_some()
             || self.vivify.is_some()
             || self.recache.is_some()
@@ -144,6 +144,7 @@ impl Kv {
         r: &std::sync::Arc<super::replicated::Replicated>,
         key: &[u8],
         opts: &MetaGetOptions,
+        point: super::ReadPoint,
     ) -> Result<Option<MetaHit>> {
         use super::replicated::{Applied, Op};
         let through_log = |opts: &MetaGetOptions| {
@@ -159,7 +160,7 @@ impl Kv {
         if opts.writes() {
             return through_log(opts);
         }
-        let Some(item) = self.get(key)? else {
+        let Some(item) = self.get_from(key, point)? else {
             return Ok(None);
         };
         let bits = item.state();
@@ -208,8 +209,19 @@ impl Kv {
     /// hand out a win token and record the access; counted like memcached
     /// (a touch when `touch` is set, else a get).
     pub fn meta_get(&self, key: &[u8], opts: &MetaGetOptions) -> Result<Option<MetaHit>> {
+        self.meta_get_from(key, opts, self.read_point())
+    }
+
+    /// [`Kv::meta_get`] reading from `point` (see `fresh`): an `mg` that
+    /// awaited its read point already reads without waiting again.
+    pub fn meta_get_from(
+        &self,
+        key: &[u8],
+        opts: &MetaGetOptions,
+        point: super::ReadPoint,
+    ) -> Result<Option<MetaHit>> {
         if let Some(r) = self.replicated() {
-            return self.replicated_meta_get(r, key, opts);
+            return self.replicated_meta_get(r, key, opts, point);
         }
         if opts.report_access {
             self.store.enable_access_tracking()?;
@@ -222,7 +234,7 @@ impl Kv {
         } else {
             bump(&self.stats.cmd_get);
         }
-        let (item, created) = match self.lookup(key, now, self.read_point())? {
+        let (item, created) = match self.lookup(key, now, point)? {
             Lookup::Hit(item) => (item, false),
             _ if opts.vivify.is_some() => {
                 let cas = self.fresh_cas()?;

@@ -7,7 +7,7 @@ use bytes::{BufMut, BytesMut};
 
 use super::parse::{MetaCmd, MetaRequest};
 use crate::kv::{
-    ArithOptions, ArithResult, DeleteOutcome, Kv, MetaGetOptions, SetOptions, StoreMode,
+    ArithOptions, ArithResult, DeleteOutcome, Kv, MetaGetOptions, ReadPoint, SetOptions, StoreMode,
     StoreOutcome,
 };
 use crate::memcache::reply;
@@ -15,7 +15,18 @@ use crate::rules::exptime as expiry;
 
 pub async fn execute(kv: &Kv, req: MetaRequest<'_>, out: &mut BytesMut) {
     match req.cmd {
-        MetaCmd::Get => get(kv, &req, out),
+        MetaCmd::Get => {
+            let opts = get_options(&req);
+            // A plain read awaits its read index (in a group) as a future;
+            // one that writes goes through the log instead.
+            let point = kv.read_point();
+            if !opts.writes() {
+                if let Err(e) = kv.fresh_async(point).await {
+                    return reply::kv_error(out, &e);
+                }
+            }
+            get(kv, &req, &opts, point, out)
+        }
         MetaCmd::Set => set(kv, &req, out).await,
         MetaCmd::Delete => delete(kv, &req, out).await,
         MetaCmd::Arith => arith(kv, &req, out).await,
@@ -71,17 +82,27 @@ fn echo(out: &mut BytesMut, req: &MetaRequest<'_>, binary: bool) {
     }
 }
 
-fn get(kv: &Kv, req: &MetaRequest<'_>, out: &mut BytesMut) {
+fn get_options(req: &MetaRequest<'_>) -> MetaGetOptions {
     let o = &req.opts;
-    let opts = MetaGetOptions {
+    MetaGetOptions {
         touch: o.ttl,
         vivify: o.vivify,
         recache: o.recache,
         no_update: o.no_update,
         key_binary: o.base64,
         report_access: req.flags.iter().any(|f| matches!(f[0], b'h' | b'l')),
-    };
-    let hit = match kv.meta_get(&req.key, &opts) {
+    }
+}
+
+fn get(
+    kv: &Kv,
+    req: &MetaRequest<'_>,
+    opts: &MetaGetOptions,
+    point: ReadPoint,
+    out: &mut BytesMut,
+) {
+    let o = &req.opts;
+    let hit = match kv.meta_get_from(&req.key, opts, point) {
         Ok(Some(hit)) => hit,
         Ok(None) => {
             // q hides only the miss.
