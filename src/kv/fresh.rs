@@ -28,18 +28,21 @@ impl Kv {
     /// Waits, as a future, until reads from `point` see every write
     /// acknowledged before it was taken; `NoQuorum` after
     /// `--quorum-timeout-ms`. A leader under its lease does not wait.
-    pub async fn fresh_async(&self, point: ReadPoint) -> Result<()> {
+    /// Returns the point the command's reads then use: one that needs no
+    /// further check, so each key's lookup neither asks the lease again
+    /// nor looks for the round.
+    pub async fn fresh_async(&self, point: ReadPoint) -> Result<ReadPoint> {
         if let (Some(p), Some(r)) = (point.0, self.replicated()) {
             if !r.read_under_lease() {
                 r.read_barrier_from(p).await?;
             }
         }
-        Ok(())
+        Ok(ReadPoint(None))
     }
 
     /// [`Kv::fresh_async`] for synchronous callers (every lookup): returns
-    /// at once, without handing the runtime thread over, when the command
-    /// awaited its point already.
+    /// at once, without handing the runtime thread over, when a finished
+    /// round covers the point.
     pub(super) fn fresh(&self, point: ReadPoint) -> Result<()> {
         if let (Some(p), Some(r)) = (point.0, self.replicated()) {
             if !r.read_satisfied(p) && !r.read_under_lease() {
@@ -52,8 +55,7 @@ impl Kv {
     /// [`Kv::get`] for an async caller: a read index is awaited as a
     /// future, so a follower's linearizable read parks no runtime thread.
     pub async fn get_async(&self, key: &[u8]) -> Result<Option<super::Item>> {
-        let point = self.read_point();
-        self.fresh_async(point).await?;
+        let point = self.fresh_async(self.read_point()).await?;
         self.get_from(key, point)
     }
 

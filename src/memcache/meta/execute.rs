@@ -19,10 +19,11 @@ pub async fn execute(kv: &Kv, req: MetaRequest<'_>, out: &mut BytesMut) {
             let opts = get_options(&req);
             // A plain read awaits its read index (in a group) as a future;
             // one that writes goes through the log instead.
-            let point = kv.read_point();
+            let mut point = kv.read_point();
             if !opts.writes() {
-                if let Err(e) = kv.fresh_async(point).await {
-                    return reply::kv_error(out, &e);
+                match kv.fresh_async(point).await {
+                    Ok(checked) => point = checked,
+                    Err(e) => return reply::kv_error(out, &e),
                 }
             }
             get(kv, &req, &opts, point, out)

@@ -10,11 +10,14 @@ pub async fn execute(kv: &Kv, keys: Keys<'_>, cas: bool, touch: Option<i64>, out
     let mark = out.len();
     // Every key is read from the command's arrival: in a group, one
     // read-index round serves them all.
-    let point = kv.read_point();
+    let mut point = kv.read_point();
     if touch.is_none() {
-        if let Err(e) = kv.fresh_async(point).await {
-            reply::kv_error(out, &e);
-            return;
+        match kv.fresh_async(point).await {
+            Ok(checked) => point = checked,
+            Err(e) => {
+                reply::kv_error(out, &e);
+                return;
+            }
         }
     }
     for key in keys.iter() {
