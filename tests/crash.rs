@@ -589,3 +589,67 @@ fn sync_mode_groups_concurrent_writes_into_few_disk_syncs() {
         .until_end(b"stats settings\r\n")
         .contains("STAT durability sync\r\n"));
 }
+
+/// Every acknowledged sync-mode write waited for a real `fdatasync` of
+/// the write-ahead log, counted by `strace` attached to the server: one
+/// client setting keys one after another (so no two writes can share a
+/// round) sees at least one `fdatasync` of a `wal/` file per `STORED`.
+#[test]
+fn each_acknowledged_sync_write_waits_for_its_own_fdatasync() {
+    const WRITES: usize = 100;
+    let server = Server::start(&["--durability", "sync"]);
+    let pid = server.child.as_ref().expect("running").id();
+    let trace = tempfile::NamedTempFile::new().unwrap();
+    let mut strace = std::process::Command::new("strace")
+        .args(["-f", "-qq", "-y", "-e", "trace=fdatasync", "-o"])
+        .arg(trace.path())
+        .args(["-p", &pid.to_string()])
+        .spawn()
+        .expect("strace (Debian package strace; tests/run-all.sh installs it)");
+    // Attached once every thread of the server has a tracer.
+    let traced = || {
+        std::fs::read_dir(format!("/proc/{pid}/task"))
+            .unwrap()
+            .all(|t| {
+                std::fs::read_to_string(t.unwrap().path().join("status"))
+                    .unwrap_or_default()
+                    .lines()
+                    .any(|l| l.starts_with("TracerPid:") && l.trim_end() != "TracerPid:\t0")
+            })
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !traced() {
+        assert!(Instant::now() < deadline, "strace never attached");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut c = server.connect();
+    for i in 0..WRITES {
+        assert_eq!(
+            c.line(format!("set fsync:{i} 0 0 5\r\nvalue\r\n").as_bytes()),
+            "STORED\r\n"
+        );
+    }
+    // SIGINT: strace detaches and writes out what it saw.
+    unsafe_sigint(strace.id());
+    strace.wait().unwrap();
+    let text = std::fs::read_to_string(trace.path()).unwrap();
+    let synced = text
+        .lines()
+        .filter(|l| {
+            l.contains("fdatasync(") && l.contains("/wal/") && l.trim_end().ends_with("= 0")
+        })
+        .count();
+    eprintln!("{WRITES} acknowledged sets, {synced} fdatasyncs of the write-ahead log");
+    assert!(
+        synced >= WRITES,
+        "{WRITES} acknowledged sets but only {synced} fdatasyncs of the log:\n{text}"
+    );
+}
+
+fn unsafe_sigint(pid: u32) {
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}

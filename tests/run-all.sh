@@ -27,6 +27,7 @@ command -v npm >/dev/null || need_apt+=(nodejs npm)
 command -v nc >/dev/null || need_apt+=(netcat-openbsd)   # the docs' console examples
 command -v curl >/dev/null || need_apt+=(curl)
 command -v ss >/dev/null || need_apt+=(iproute2)      # listen backlog checks
+command -v strace >/dev/null || need_apt+=(strace)     # fdatasyncs per acknowledged write (tests/crash.rs)
 if ((${#need_apt[@]})); then
   stage "installing Debian packages: ${need_apt[*]}"
   SUDO=""; [[ $(id -u) -ne 0 ]] && SUDO=sudo

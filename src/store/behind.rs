@@ -1,7 +1,6 @@
 //! Write-behind: with the memory index, a write goes to the index and a
-//! queue; sled gets it later, in key-ordered batches: once every
-//! `--flush-interval-ms` from a thread of its own in `--durability
-//! periodic`, at the start of each group-commit round in `sync`.
+//! queue; sled gets it later, in key-ordered batches, once every
+//! `--flush-interval-ms` from a thread of its own.
 //!
 //! Why: sled clones a leaf (16 records, each a reference count to bump) on
 //! every insert. Made one at a time between network round trips, with the
@@ -14,10 +13,9 @@
 //! Durability is what each mode promised before. Periodic mode
 //! acknowledged a write before sled's own flusher wrote it, every
 //! interval; now this thread's round (hand-over, then flush) plays that
-//! part, and sled's flusher is off. In sync mode there is no thread: the
-//! group committer hands the queue over at the start of each round, before
-//! its flush and `fdatasync`, and a write is acknowledged only after a
-//! round that started after it. Should the queue reach [`BACKLOG_LIMIT`]
+//! part, and sled's flusher is off. In sync mode a write is acknowledged
+//! once the write-ahead log holds it ([`super::wal`]); this thread then
+//! also checkpoints the log ([`Checkpoint`]). Should the queue reach [`BACKLOG_LIMIT`]
 //! keys, writers write through to sled themselves until it drains.
 //! `--no-memory-index` never defers.
 //!
@@ -28,14 +26,17 @@
 //! whatever the order of the hand-overs.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use parking_lot::Mutex;
 
+use super::commit::DbFiles;
+use super::fault::Rounds;
 use super::index::Index;
+use super::wal::Wal;
 
 /// Keys allowed to wait before writers write through to sled themselves
 /// (a key waits once however often it is written): a few MB of queue, and
@@ -57,6 +58,27 @@ pub struct WriteBehind {
     health: Arc<super::fault::Health>,
     /// The data directory, whose free space each round checks first.
     dir: PathBuf,
+    /// Sync mode with the write-ahead log: what a round checkpoints.
+    checkpoint: Option<Checkpoint>,
+}
+
+/// Deleting the sync-mode log's files that sled has made redundant (see
+/// [`super::wal`]): once a hand-over that started after generation `G` is
+/// in sled and `fdatasync`ed, every write up to `G` is.
+pub struct Checkpoint {
+    wal: Arc<Wal>,
+    written: Arc<AtomicU64>,
+    files: Mutex<DbFiles>,
+}
+
+impl Checkpoint {
+    pub fn new(wal: Arc<Wal>, written: Arc<AtomicU64>, dir: &std::path::Path) -> Self {
+        Checkpoint {
+            wal,
+            written,
+            files: Mutex::new(DbFiles::new(dir.to_path_buf())),
+        }
+    }
 }
 
 impl WriteBehind {
@@ -66,6 +88,7 @@ impl WriteBehind {
         items: sled::Tree,
         health: Arc<super::fault::Health>,
         dir: PathBuf,
+        checkpoint: Option<Checkpoint>,
     ) -> Self {
         WriteBehind {
             index,
@@ -75,6 +98,7 @@ impl WriteBehind {
             limit: AtomicUsize::new(BACKLOG_LIMIT),
             health,
             dir,
+            checkpoint,
         }
     }
 
@@ -129,16 +153,27 @@ impl WriteBehind {
     }
 
     /// One round: check the free space (see [`super::fault::check_space`]),
-    /// hand every queued key to sled, then flush sled's buffers to the OS.
+    /// hand every queued key to sled, then flush sled's buffers to the OS;
+    /// with the write-ahead log, when a closed file of it waits, also
+    /// `fdatasync` sled and delete the files this round made redundant.
     fn round(&self) -> std::io::Result<()> {
         super::fault::check_space(&self.dir)?;
+        let reached = self
+            .checkpoint
+            .as_ref()
+            .map(|c| c.written.load(Ordering::Acquire));
         self.drain().map_err(|e| match e {
             super::StoreError::Sled(e) => super::fault::io_of(e),
             super::StoreError::Io(e) => e,
             other => std::io::Error::other(other),
         })?;
-        self.db.flush().map_err(super::fault::io_of)?;
-        Ok(())
+        match (&self.checkpoint, reached) {
+            (Some(c), Some(g)) if c.wal.has_closed() => {
+                c.files.lock().sync(&self.db)?;
+                c.wal.purge(g, false)
+            }
+            _ => self.db.flush().map(drop).map_err(super::fault::io_of),
+        }
     }
 
     /// Starts the thread that runs a round every `interval` until the
@@ -157,11 +192,11 @@ impl WriteBehind {
                     let stopping = stop.load(Ordering::Acquire);
                     let pause = match behind.round() {
                         Ok(()) => {
-                            behind.health.recovered();
+                            behind.health.recovered(Rounds::Sled);
                             interval
                         }
                         Err(e) => {
-                            behind.health.failed("write-behind flush", &e);
+                            behind.health.failed(Rounds::Sled, "write-behind flush", &e);
                             interval.min(super::fault::RETRY)
                         }
                     };

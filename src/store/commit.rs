@@ -3,9 +3,11 @@
 //! Every store mutation bumps a write generation. A caller that must not
 //! acknowledge before its writes are on disk takes a [`Ticket`] (the
 //! generations of its writes) and awaits it. One committer thread runs
-//! `flush + fdatasync` in a loop; each round covers every write whose
-//! generation was reached when the round started, so however many clients
-//! wait, there is one disk sync per round, not one per write.
+//! rounds in a loop (an append to the write-ahead log and its `fdatasync`,
+//! or without the memory index sled's `flush` and `fdatasync`); each round
+//! covers every write whose generation was reached when the round started,
+//! so however many clients wait, there is one disk sync per round, not one
+//! per write.
 //!
 //! Waiting is async (a `watch` channel), so no tokio worker ever blocks on
 //! the disk.
@@ -20,8 +22,9 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use super::fault::{Fault, Health};
+use super::fault::{Fault, Health, Rounds};
 use super::undo::{Journal, Target};
+use super::wal::Wal;
 
 /// A writer's writes, as the generations `lo..=hi` they span: waiting on
 /// it returns once every write up to `hi` is on disk, or fails if a failed
@@ -33,14 +36,22 @@ pub struct Ticket {
     pub(crate) hi: u64,
 }
 
-/// Makes every write so far durable: hands the write-behind queue to sled
-/// (in key order, one batch per round), then sled's `flush` and the
-/// `fdatasync`s of [`DbFiles`].
+/// Makes every write so far durable: with the write-ahead log, one frame
+/// of it written and `fdatasync`ed (see [`super::wal`]); without, the
+/// write-behind queue handed to sled (in key order, one batch per round),
+/// then sled's `flush` and the `fdatasync`s of [`DbFiles`].
 pub struct Syncer {
-    db: sled::Db,
-    behind: Option<Arc<super::behind::WriteBehind>>,
+    how: How,
     dir: PathBuf,
-    files: DbFiles,
+}
+
+enum How {
+    Logged(Arc<Wal>),
+    Sled {
+        db: sled::Db,
+        behind: Option<Arc<super::behind::WriteBehind>>,
+        files: DbFiles,
+    },
 }
 
 impl Syncer {
@@ -50,18 +61,47 @@ impl Syncer {
         behind: Option<Arc<super::behind::WriteBehind>>,
     ) -> Self {
         Syncer {
-            db,
-            behind,
-            files: DbFiles::new(dir.clone()),
+            how: How::Sled {
+                db,
+                behind,
+                files: DbFiles::new(dir.clone()),
+            },
             dir,
         }
     }
 
-    /// One durability barrier for everything written before the call. It
-    /// writes nothing when less than [`super::fault::HEADROOM`] is free.
-    pub fn sync(&mut self) -> std::io::Result<()> {
+    /// Rounds that write the log (sled is written behind).
+    pub(crate) fn logged(wal: Arc<Wal>, dir: PathBuf) -> Self {
+        Syncer {
+            how: How::Logged(wal),
+            dir,
+        }
+    }
+
+    /// What this syncer's rounds write, as [`super::fault::Health`] tracks it.
+    pub fn rounds(&self) -> Rounds {
+        match self.how {
+            How::Logged(_) => Rounds::Log,
+            How::Sled { .. } => Rounds::Sled,
+        }
+    }
+
+    /// One durability barrier for every write up to the generation it
+    /// returns, which it reads from `written` first. It writes nothing
+    /// when less than [`super::fault::HEADROOM`] is free.
+    pub fn sync(&mut self, written: &AtomicU64) -> std::io::Result<u64> {
+        let (db, behind, files) = match &mut self.how {
+            How::Logged(wal) => {
+                super::fault::check_space(&self.dir)?;
+                let (target, frame) = wal.take(written);
+                wal.write(target, frame)?;
+                return Ok(target);
+            }
+            How::Sled { db, behind, files } => (db, behind, files),
+        };
+        let target = written.load(Ordering::Acquire);
         super::fault::check_space(&self.dir)?;
-        if let Some(b) = &self.behind {
+        if let Some(b) = behind {
             // Every write whose generation the round covers was queued
             // before its generation was bumped, so it is in this drain.
             b.drain().map_err(|e| match e {
@@ -70,7 +110,8 @@ impl Syncer {
                 other => std::io::Error::other(other),
             })?;
         }
-        self.files.sync(&self.db)
+        files.sync(db)?;
+        Ok(target)
     }
 }
 
@@ -243,6 +284,7 @@ impl Committer {
                         journal,
                         target: to,
                     } = parts;
+                    let kind = syncer.rounds();
                     let mut durable = 0;
                     let mut failing = false;
                     loop {
@@ -256,19 +298,18 @@ impl Committer {
                                 continue;
                             }
                         }
-                        let target = written.load(Ordering::Acquire);
                         rounds.fetch_add(1, Ordering::Relaxed);
-                        match syncer.sync() {
-                            Ok(()) => {
+                        match syncer.sync(&written) {
+                            Ok(target) => {
                                 durable = target;
                                 journal.committed(target);
                                 if std::mem::take(&mut failing) {
-                                    health.recovered();
+                                    health.recovered(kind);
                                 }
                                 tx.send_modify(|p| p.durable = target);
                             }
                             Err(e) => {
-                                let fault = health.failed("group commit", &e);
+                                let fault = health.failed(kind, "group commit", &e);
                                 let upto = journal.roll_back(&to);
                                 if upto > durable {
                                     tx.send_modify(|p| {
@@ -369,9 +410,10 @@ mod tests {
         assert_eq!((t.lo, t.hi), (1, 1), "the write's own generation");
         c.wait(t).await.unwrap();
         assert!(c.rounds() > before, "no sync ran for a waited write");
-        // The round handed the queued write to sled before syncing it.
-        assert_eq!(store.unsaved_writes(), 0);
-        assert!(store.items.get(b"k").unwrap().is_some());
+        // The round wrote the log: a crash now keeps the write (whether
+        // or not the write-behind gave it to sled yet).
+        let (_image, crashed) = crate::store::testkit::crash_image(&cfg);
+        assert_eq!(crashed.get(b"k").unwrap().map(|i| i.cas()), Some(1));
         // Already durable: returns without another round.
         let after = c.rounds();
         c.wait(t).await.unwrap();

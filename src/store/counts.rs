@@ -11,7 +11,7 @@ use super::{Item, Result, Store};
 /// Item count, bytes and whether anything may expire, saved by a clean
 /// shutdown and taken (deleted) by the next start, which then needs no
 /// counting pass over the store. Absent after a crash: the start counts.
-const META_CLEAN_COUNTS: &[u8] = b"clean_counts";
+pub(super) const META_CLEAN_COUNTS: &[u8] = b"clean_counts";
 
 impl Store {
     /// At open: takes the counts a clean close saved, or counts.

@@ -115,6 +115,21 @@ pub struct Health {
     /// unlogged since: a disk on the edge of full may flap between the
     /// states every retry, and the log must not follow it.
     logged: Mutex<(Option<Instant>, u64)>,
+    /// Which kinds of round are failing ([`Rounds`] bits): writes are
+    /// accepted again only once each has succeeded since it failed, so
+    /// the write-behind's good flush of sled does not accept writes that
+    /// a failing write-ahead log would refuse.
+    failing: Mutex<u8>,
+}
+
+/// The kinds of round that fail and recover on their own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rounds {
+    /// sled's writes and flushes (the write-behind thread, or the group
+    /// committer without the write-ahead log).
+    Sled = 1,
+    /// The write-ahead log's appends and syncs (the group committer).
+    Log = 2,
 }
 
 /// Changes of state are logged at most this often.
@@ -130,13 +145,17 @@ impl Health {
         }
     }
 
-    /// A flush or sync failed: refuse writes from now on (until
-    /// [`Health::recovered`]). Logs only when the state changes.
-    pub fn failed(&self, what: &str, e: &std::io::Error) -> Fault {
+    /// A flush or sync of `rounds` failed: refuse writes from now on
+    /// (until [`Health::recovered`] for every kind that failed). Logs only
+    /// when the state changes.
+    pub fn failed(&self, rounds: Rounds, what: &str, e: &std::io::Error) -> Fault {
         let fault = Fault::of(e);
         self.errors.fetch_add(1, Ordering::Relaxed);
         *self.detail.lock() = format!("{fault}: {what}: {e}");
+        let mut failing = self.failing.lock();
+        *failing |= rounds as u8;
         let before = self.state.swap(fault.code(), Ordering::AcqRel);
+        drop(failing);
         if before != fault.code() {
             if let Some(unlogged) = self.may_log() {
                 tracing::error!(
@@ -148,10 +167,20 @@ impl Health {
         fault
     }
 
-    /// A round succeeded again: accept writes. Logs only when the state
-    /// changes.
-    pub fn recovered(&self) {
-        if self.state.swap(0, Ordering::AcqRel) != 0 {
+    /// A round of `rounds` succeeded: accept writes again unless another
+    /// kind is still failing. Logs only when the state changes.
+    pub fn recovered(&self, rounds: Rounds) {
+        if self.state.load(Ordering::Acquire) == 0 {
+            return;
+        }
+        let mut failing = self.failing.lock();
+        *failing &= !(rounds as u8);
+        if *failing != 0 {
+            return;
+        }
+        let before = self.state.swap(0, Ordering::AcqRel);
+        drop(failing);
+        if before != 0 {
             if let Some(unlogged) = self.may_log() {
                 tracing::info!("storage writable again; accepting writes{unlogged}");
             }
@@ -271,14 +300,16 @@ mod tests {
         let h = Health::default();
         assert!(h.check().is_ok());
         let full = std::io::Error::from_raw_os_error(libc::ENOSPC);
-        assert_eq!(h.failed("sync", &full), Fault::NoSpace);
-        assert_eq!(h.failed("sync", &full), Fault::NoSpace);
+        assert_eq!(h.failed(Rounds::Sled, "sync", &full), Fault::NoSpace);
+        assert_eq!(h.failed(Rounds::Sled, "sync", &full), Fault::NoSpace);
         assert_eq!(h.check(), Err(Fault::NoSpace));
         assert_eq!(h.errors(), 2);
         assert!(h.problem().unwrap().starts_with("out of disk space"));
         let ro = std::io::Error::from_raw_os_error(libc::EROFS);
-        assert_eq!(h.failed("sync", &ro), Fault::ReadOnly);
-        h.recovered();
+        assert_eq!(h.failed(Rounds::Log, "sync", &ro), Fault::ReadOnly);
+        h.recovered(Rounds::Sled);
+        assert_eq!(h.check(), Err(Fault::ReadOnly), "the log still fails");
+        h.recovered(Rounds::Log);
         assert!(h.check().is_ok() && h.problem().is_none());
         assert_eq!(
             Fault::of(&std::io::Error::from_raw_os_error(libc::EIO)),

@@ -22,7 +22,7 @@
 //! Beside them: [`item`] (a record's encoding), [`record`] (a record's
 //! bytes as held in memory), [`index`] (the in-memory copy of every record
 //! reads use), [`behind`] (the write-behind queue),
-//! [`commit`] (group commit), [`recency`] (LRU stamps), [`fault`] (a full
+//! [`commit`] (group commit), [`wal`] (sync mode's write-ahead log), [`recency`] (LRU stamps), [`fault`] (a full
 //! or failing disk: refusing writes, retrying, the free-space check) and
 //! [`undo`] (taking back the writes of a failed group commit). What an exptime
 //! means comes from [`crate::rules`].
@@ -46,9 +46,12 @@
 //! write-behind thread hands over and flushes every `--flush-interval-ms`
 //! (sled's own flusher does without the index), and `fdatasync` comes
 //! only when something needs it: [`Store::sync`] at shutdown or after an
-//! import, and reserving a block of CAS values. In `sync`, each round
-//! of the group committer hands over, flushes and `fdatasync`s, and a
-//! writer acknowledges only after a round that started after its write.
+//! import, and reserving a block of CAS values. In `sync`, a writer
+//! acknowledges only after a group-commit round that started after its
+//! write: with the index, a round appends the writes' records to the
+//! [`wal`] and `fdatasync`s it, while the write-behind thread runs as in
+//! periodic mode and deletes log files sled has made redundant; without
+//! the index, a round flushes and `fdatasync`s sled.
 //!
 //! [`Store`]: crate::store::Store
 //! [`Store::open`]: crate::store::Store::open
@@ -61,6 +64,7 @@
 //! [`recency`]: crate::store::recency
 //! [`fault`]: crate::store::fault
 //! [`undo`]: crate::store::undo
+//! [`wal`]: crate::store::wal
 
 pub mod behind;
 mod cas;
@@ -77,6 +81,7 @@ pub mod recency;
 pub mod record;
 mod sweep;
 pub mod undo;
+pub mod wal;
 mod write;
 
 use std::path::{Path, PathBuf};
@@ -149,18 +154,21 @@ pub struct Store {
     health: Arc<fault::Health>,
     /// Sync mode: the writes a failed round must take back (see [`undo`]).
     journal: Option<Arc<undo::Journal>>,
+    /// Sync mode with the index: the write-ahead log a round syncs (see
+    /// [`wal`]), sled being written behind.
+    wal: Option<Arc<wal::Wal>>,
     /// Last-access stamps, kept only under `--eviction lru`.
     recency: Option<Recency>,
     /// Every record in memory for reads (`None` with `--no-memory-index`).
     index: Option<Arc<Index>>,
-    /// Deferred hand-over of writes to sled (with the index; in sync mode
-    /// the group committer drains it each round).
+    /// Deferred hand-over of writes to sled (with the index).
     behind: Option<Arc<WriteBehind>>,
     /// The group committer's thread, under `--durability sync` only.
     /// Stopped first by [`Store`]'s `Drop`, after one last round for any
     /// write not yet durable.
     committer: Option<commit::Committer>,
-    /// The write-behind thread (periodic mode with the index), stopped by
+    /// The write-behind thread (with the index and, in sync mode, the
+    /// write-ahead log), stopped by
     /// [`Store`]'s `Drop`, which so hands every queued write to sled before
     /// sled closes.
     behind_worker: Option<behind::Worker>,
@@ -208,10 +216,16 @@ impl Store {
         let items = db.open_tree("items")?;
         let meta = db.open_tree("meta")?;
         meta.insert(META_FORMAT, &[item::FORMAT_V2])?;
+        Self::replay_wal(&cfg.data_dir, &db, &items, &meta)?;
         let reserved = cas::reserved(&meta)?;
         let track_access = meta.contains_key(META_TRACK_ACCESS)?;
         let index = (!cfg.no_memory_index).then(|| Arc::new(Index::default()));
         let health = Arc::new(fault::Health::default());
+        let written = Arc::new(AtomicU64::new(0));
+        let wal = match (&index, cfg.durability) {
+            (Some(_), Durability::Sync) => Some(Arc::new(wal::Wal::open(&cfg.data_dir)?)),
+            _ => None,
+        };
         let behind = index.as_ref().map(|ix| {
             Arc::new(WriteBehind::new(
                 ix.clone(),
@@ -219,12 +233,16 @@ impl Store {
                 items.clone(),
                 health.clone(),
                 cfg.data_dir.clone(),
+                wal.clone()
+                    .map(|wal| behind::Checkpoint::new(wal, written.clone(), &cfg.data_dir)),
             ))
         });
-        // In sync mode the group committer hands the queue over each round.
+        // Without the log, sync mode's committer hands the queue over
+        // each round; with it, the write-behind thread does, as in
+        // periodic mode, and checkpoints the log.
         let interval = std::time::Duration::from_millis(cfg.flush_interval_ms.max(1));
-        let behind_worker = match (&behind, cfg.durability) {
-            (Some(b), Durability::Periodic) => Some(b.start(interval)?),
+        let behind_worker = match (&behind, cfg.durability, &wal) {
+            (Some(b), Durability::Periodic, _) | (Some(b), _, Some(_)) => Some(b.start(interval)?),
             _ => None,
         };
         let mut store = Store {
@@ -237,9 +255,10 @@ impl Store {
             cas_reserve: Mutex::new(()),
             curr_items: Arc::new(AtomicU64::new(0)),
             bytes: Arc::new(AtomicU64::new(0)),
-            written: Arc::new(AtomicU64::new(0)),
+            written,
             health,
             journal: (cfg.durability == Durability::Sync).then(Default::default),
+            wal,
             recency: (cfg.eviction == Eviction::Lru).then(Recency::default),
             index,
             behind,

@@ -114,3 +114,29 @@ pub(super) fn locked_writers(
         })
         .collect()
 }
+
+/// What a crash at this moment would leave on disk: a copy of the data
+/// directory, opened (without the memory index, so sled itself answers)
+/// as the next start would open it, write-ahead log replay included.
+pub(super) fn crash_image(cfg: &StoreConfig) -> (tempfile::TempDir, Store) {
+    fn copy(from: &std::path::Path, to: &std::path::Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for entry in std::fs::read_dir(from).unwrap() {
+            let entry = entry.unwrap();
+            let dest = to.join(entry.file_name());
+            if entry.file_type().unwrap().is_dir() {
+                copy(&entry.path(), &dest);
+            } else {
+                std::fs::copy(entry.path(), dest).unwrap();
+            }
+        }
+    }
+    let image = tempfile::tempdir().unwrap();
+    copy(&cfg.data_dir, image.path());
+    let mut cfg = cfg.clone();
+    cfg.data_dir = image.path().to_path_buf();
+    cfg.no_memory_index = true;
+    cfg.durability = crate::config::Durability::Periodic;
+    let s = Store::open(&cfg).unwrap();
+    (image, s)
+}

@@ -58,6 +58,7 @@ pub struct Target {
     pub curr_items: Arc<AtomicU64>,
     pub bytes: Arc<AtomicU64>,
     pub written: Arc<AtomicU64>,
+    pub wal: Option<Arc<super::wal::Wal>>,
 }
 
 impl Journal {
@@ -103,6 +104,12 @@ impl Journal {
                         Found::Unknown => to.items.get(&key).ok().flatten().map(Raw::Sled),
                     };
                     shard.set_unsaved(prev.as_deref());
+                    // The log may hold the refused state (a torn or failed
+                    // frame, or one a later round writes): the restore
+                    // follows it there.
+                    if let Some(wal) = &to.wal {
+                        wal.log(&to.written, &key, prev.as_deref());
+                    }
                     cur
                 }
                 None => {

@@ -83,7 +83,6 @@ impl Store {
             return Err(StoreError::Refused(fault));
         }
         let Some(ix) = &self.index else {
-            let stores = new.is_some();
             let done = match expect {
                 None => Some(
                     match new {
@@ -101,7 +100,7 @@ impl Store {
                     .map(|()| Some(e.to_vec().into())),
             };
             if let Some(old) = &done {
-                self.written_one(key, old, stores);
+                self.written_one(key, old, new);
             }
             return Ok(done);
         };
@@ -116,7 +115,6 @@ impl Store {
         if expect.is_some_and(|e| old.as_deref() != Some(e)) {
             return Ok(None);
         }
-        let changes = new.is_some();
         match &self.behind {
             Some(b) if !b.is_backlogged() => shard.set_unsaved(new),
             _ => match new {
@@ -130,18 +128,23 @@ impl Store {
                 }
             },
         }
-        self.written_one(key, &old, changes);
+        self.written_one(key, &old, new);
         drop(shard);
         Ok(Some(old))
     }
 
-    /// Books a write that replaced `old` (`new`: it stored a record): the
-    /// next generation, the writer's own-writes range, the journal entry.
-    fn written_one(&self, key: &[u8], old: &Option<Raw>, new: bool) {
-        if old.is_none() && !new {
+    /// Books a write that replaced `old` with `new` (`None`: removed it):
+    /// the next generation (with the key's new state in the write-ahead
+    /// log, in sync mode with the index), the writer's own-writes range,
+    /// the journal entry.
+    fn written_one(&self, key: &[u8], old: &Option<Raw>, new: Option<&[u8]>) {
+        if old.is_none() && new.is_none() {
             return; // removing nothing changed nothing
         }
-        let gen = self.written.fetch_add(1, Ordering::AcqRel) + 1;
+        let gen = match &self.wal {
+            Some(wal) => wal.log(&self.written, key, new),
+            None => self.written.fetch_add(1, Ordering::AcqRel) + 1,
+        };
         super::fault::note_own_write(gen);
         if let Some(j) = &self.journal {
             j.record(gen, key, old.clone());
@@ -153,7 +156,8 @@ impl Store {
     fn sled_failed(&self, e: sled::Error) -> StoreError {
         match e {
             sled::Error::Io(e) => {
-                self.health.failed("writing to sled", &e);
+                self.health
+                    .failed(super::fault::Rounds::Sled, "writing to sled", &e);
                 StoreError::Io(e)
             }
             other => StoreError::Sled(other),

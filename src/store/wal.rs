@@ -1,0 +1,447 @@
+//! The write-ahead log of `--durability sync` (with the memory index): a
+//! write is acknowledged once its record is in an `fdatasync`ed frame of
+//! this log, and sled gets it later from the write-behind thread, as in
+//! periodic mode.
+//!
+//! Why: a group-commit round used to hand every queued key to sled, then
+//! run sled's `flush` (which fans out over sled's I/O threads and issues
+//! only `sync_file_range`) and `fdatasync` sled's files, all while its
+//! writers waited. Profiled under 50 connections of 1 KB sets, the
+//! committer thread used 48% of a core and sled's seven I/O threads 46%
+//! for about 14k sets/s (`bench/profile.md`, "Session 7"). Here a round is
+//! one `write` and one `fdatasync` of one file; sled's work leaves the
+//! acknowledgement's path.
+//!
+//! Why not the `raft-log` crate the Raft log uses: after a failed write or
+//! sync its flush worker stops for good, so a full disk would leave the
+//! store refusing writes until a restart, where the store must resume by
+//! itself once space is back (`super::fault`). This log is small: frames
+//! of records, appended and synced by one thread, deleted a file at a time.
+//!
+//! # Order and what a round covers
+//!
+//! A writer takes its write generation and appends its record (the key's
+//! new state, or its removal) to the pending buffer under one lock
+//! ([`Wal::log`]), and it does so under the key's index shard lock, so
+//! records of one key are in the order of its writes. A round reads the
+//! generation under the same lock as it takes the buffer ([`Wal::take`]),
+//! so the frame it writes holds every record up to that generation.
+//!
+//! # Files
+//!
+//! `<data-dir>/wal/<seq>.log`: frames of `[len u32][crc32 u32][records]`,
+//! a record being `[key len u16][key][record len + 1 u32, 0 = removed]
+//! [record]`. A file is closed at [`SEGMENT_BYTES`] (or after a failed
+//! round, whose frame may be torn) and the next round starts another.
+//!
+//! # Checkpoints and recovery
+//!
+//! Once sled holds, flushed and `fdatasync`ed, a hand-over that started
+//! after generation `G`, it has every write up to `G`, so closed files
+//! whose rounds all ended at or below `G` are deleted ([`Wal::purge`]).
+//! At open, before anything reads sled, the remaining files are applied to
+//! sled in order ([`replay`]), each up to its first torn or corrupt frame
+//! (a crash mid-write, whose writers were never answered), then sled is
+//! synced and the files deleted. Replaying may put a key back to an older
+//! state than sled had, but never older than its last acknowledged write:
+//! a later acknowledged write of the key is in a later frame.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use parking_lot::Mutex;
+
+/// A log file is closed once it holds this much; deleting closed files is
+/// what bounds the log's disk use, and replaying one is what a crash costs
+/// at the next start.
+pub const SEGMENT_BYTES: u64 = 32 << 20;
+
+/// A frame's header: payload length and CRC-32, little-endian.
+const HEADER: usize = 8;
+
+/// The log's directory under the data directory.
+pub fn dir_of(data_dir: &Path) -> PathBuf {
+    data_dir.join("wal")
+}
+
+/// The sync-mode log: the writers' pending records and the files.
+pub struct Wal {
+    dir: PathBuf,
+    /// Records not yet taken by a round, after a header's worth of room.
+    pending: Mutex<Vec<u8>>,
+    files: Mutex<Files>,
+}
+
+struct Files {
+    /// The file rounds append to; `None` until the next round opens one.
+    current: Option<Segment>,
+    /// Closed files, oldest first: (sequence number, highest generation
+    /// a round written to it covered).
+    closed: Vec<(u64, u64)>,
+    next_seq: u64,
+}
+
+struct Segment {
+    seq: u64,
+    file: File,
+    len: u64,
+    covers: u64,
+}
+
+impl Wal {
+    /// Opens the log in `data_dir` ([`replay`] must have run: files still
+    /// there are kept as closed and replayed again at the next start).
+    pub fn open(data_dir: &Path) -> io::Result<Wal> {
+        let dir = dir_of(data_dir);
+        std::fs::create_dir_all(&dir)?;
+        let left = segments(&dir)?;
+        let next_seq = left.last().map_or(0, |s| s + 1);
+        Ok(Wal {
+            dir,
+            pending: Mutex::new(vec![0; HEADER]),
+            files: Mutex::new(Files {
+                current: None,
+                // Never purged by generation (they predate this start):
+                // the next full sync removes them.
+                closed: left.into_iter().map(|s| (s, u64::MAX)).collect(),
+                next_seq,
+            }),
+        })
+    }
+
+    /// Takes the next write generation from `written` and logs the key's
+    /// new state with it (`None`: removed); returns the generation. The
+    /// caller holds the key's index shard lock.
+    pub fn log(&self, written: &AtomicU64, key: &[u8], record: Option<&[u8]>) -> u64 {
+        let mut buf = self.pending.lock();
+        let gen = written.fetch_add(1, Ordering::AcqRel) + 1;
+        let key_len = u16::try_from(key.len()).expect("keys are far shorter than 64 KiB");
+        buf.extend_from_slice(&key_len.to_le_bytes());
+        buf.extend_from_slice(key);
+        let tag = record.map_or(0, |r| r.len() as u32 + 1);
+        buf.extend_from_slice(&tag.to_le_bytes());
+        if let Some(r) = record {
+            buf.extend_from_slice(r);
+        }
+        gen
+    }
+
+    /// Takes every pending record with the generation they reach: a round's
+    /// frame (header room first) and its target.
+    pub fn take(&self, written: &AtomicU64) -> (u64, Vec<u8>) {
+        let mut buf = self.pending.lock();
+        let target = written.load(Ordering::Acquire);
+        let mut next = Vec::with_capacity(buf.capacity().min(1 << 20));
+        next.resize(HEADER, 0);
+        (target, std::mem::replace(&mut *buf, next))
+    }
+
+    /// Writes `frame` (from [`Wal::take`]) at the end of the current file
+    /// and `fdatasync`s it. After a failure the file is closed: its tail
+    /// may be torn, and replay reads a file only up to a torn frame.
+    pub fn write(&self, target: u64, mut frame: Vec<u8>) -> io::Result<()> {
+        if frame.len() == HEADER {
+            return Ok(());
+        }
+        let payload = &frame[HEADER..];
+        let len = u32::try_from(payload.len())
+            .map_err(|_| io::Error::other("a round's records exceed 4 GiB"))?;
+        let crc = crc32fast::hash(payload);
+        frame[..4].copy_from_slice(&len.to_le_bytes());
+        frame[4..HEADER].copy_from_slice(&crc.to_le_bytes());
+        let mut files = self.files.lock();
+        if files.current.is_none() {
+            let seq = files.next_seq;
+            files.next_seq += 1;
+            let path = self.path(seq);
+            let file = OpenOptions::new()
+                .create_new(true)
+                .append(true)
+                .open(&path)?;
+            // The new name must survive a crash as well as its frames.
+            sync_dir(&self.dir)?;
+            files.current = Some(Segment {
+                seq,
+                file,
+                len: 0,
+                covers: 0,
+            });
+        }
+        let seg = files.current.as_mut().expect("opened above");
+        seg.covers = seg.covers.max(target);
+        let path = self.path(seg.seq);
+        let res = seg
+            .file
+            .write_all(&frame)
+            .and_then(|()| super::fault::sync_data(&seg.file, &path));
+        seg.len += frame.len() as u64;
+        if res.is_err() || seg.len >= SEGMENT_BYTES {
+            let seg = files.current.take().expect("there is one");
+            files.closed.push((seg.seq, seg.covers));
+        }
+        res
+    }
+
+    /// Whether a closed file waits for a checkpoint.
+    pub fn has_closed(&self) -> bool {
+        !self.files.lock().closed.is_empty()
+    }
+
+    /// sled holds every write up to generation `g` on disk: deletes the
+    /// closed files whose rounds all ended at or below `g`, and with
+    /// `all`, the current file too if that holds for it (a full sync).
+    pub fn purge(&self, g: u64, all: bool) -> io::Result<()> {
+        let mut files = self.files.lock();
+        if all && files.current.as_ref().is_some_and(|s| s.covers <= g) {
+            let seg = files.current.take().expect("checked");
+            files.closed.push((seg.seq, seg.covers));
+        }
+        // A file older than this start covers u64::MAX: only a full sync,
+        // which leaves sled complete, removes it.
+        let mut kept = Vec::new();
+        for (seq, covers) in std::mem::take(&mut files.closed) {
+            if covers <= g || (all && covers == u64::MAX) {
+                match std::fs::remove_file(self.path(seq)) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => {
+                        kept.push((seq, covers));
+                        files.closed.extend(kept);
+                        return Err(e);
+                    }
+                }
+            } else {
+                kept.push((seq, covers));
+            }
+        }
+        files.closed = kept;
+        // Deleted for good: a file back after a crash would be replayed.
+        sync_dir(&self.dir)
+    }
+
+    fn path(&self, seq: u64) -> PathBuf {
+        segment_path(&self.dir, seq)
+    }
+}
+
+fn segment_path(dir: &Path, seq: u64) -> PathBuf {
+    dir.join(format!("{seq:020}.log"))
+}
+
+/// The log files in `dir`, by sequence number.
+fn segments(dir: &Path) -> io::Result<Vec<u64>> {
+    let mut seqs = Vec::new();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(seqs),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let name = entry?.file_name();
+        if let Some(seq) = name
+            .to_str()
+            .and_then(|n| n.strip_suffix(".log"))
+            .and_then(|n| n.parse::<u64>().ok())
+        {
+            seqs.push(seq);
+        }
+    }
+    seqs.sort_unstable();
+    Ok(seqs)
+}
+
+/// Applies every intact frame of the log in `data_dir` to `apply` (key,
+/// new state or `None` for removed), oldest first; returns how many
+/// frames. The caller then makes sled durable and calls [`clear`].
+pub fn replay(
+    data_dir: &Path,
+    mut apply: impl FnMut(&[u8], Option<&[u8]>) -> io::Result<()>,
+) -> io::Result<u64> {
+    let dir = dir_of(data_dir);
+    let mut frames = 0;
+    for seq in segments(&dir)? {
+        let path = segment_path(&dir, seq);
+        let mut bytes = Vec::new();
+        File::open(&path)?.read_to_end(&mut bytes)?;
+        let mut at = 0;
+        while let Some((payload, next)) = frame_at(&bytes, at) {
+            for_each_record(payload, &mut apply)?;
+            frames += 1;
+            at = next;
+        }
+        if at < bytes.len() {
+            tracing::warn!(
+                "write-ahead log {}: {} bytes after the last whole frame ignored (a write cut by a crash, never acknowledged)",
+                path.display(),
+                bytes.len() - at
+            );
+        }
+    }
+    Ok(frames)
+}
+
+/// Deletes the log's files (after [`replay`] and a sync of sled).
+pub fn clear(data_dir: &Path) -> io::Result<()> {
+    let dir = dir_of(data_dir);
+    let seqs = segments(&dir)?;
+    for &seq in &seqs {
+        std::fs::remove_file(segment_path(&dir, seq))?;
+    }
+    if seqs.is_empty() {
+        return Ok(());
+    }
+    sync_dir(&dir)
+}
+
+/// Makes the directory's entries (files created or deleted) durable.
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    super::fault::sync_data(&File::open(dir)?, dir)
+}
+
+/// The payload of the frame at `at` and where the next starts, if the
+/// frame is whole and its checksum holds.
+fn frame_at(bytes: &[u8], at: usize) -> Option<(&[u8], usize)> {
+    let header = bytes.get(at..at + HEADER)?;
+    let len = u32::from_le_bytes(header[..4].try_into().ok()?) as usize;
+    let crc = u32::from_le_bytes(header[4..].try_into().ok()?);
+    let payload = bytes.get(at + HEADER..at + HEADER + len)?;
+    (len > 0 && crc32fast::hash(payload) == crc).then_some((payload, at + HEADER + len))
+}
+
+fn for_each_record(
+    mut p: &[u8],
+    apply: &mut impl FnMut(&[u8], Option<&[u8]>) -> io::Result<()>,
+) -> io::Result<()> {
+    let bad = || {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            "malformed write-ahead log record",
+        )
+    };
+    while !p.is_empty() {
+        let key_len = u16::from_le_bytes(p.get(..2).ok_or_else(bad)?.try_into().unwrap()) as usize;
+        let key = p.get(2..2 + key_len).ok_or_else(bad)?;
+        p = &p[2 + key_len..];
+        let tag = u32::from_le_bytes(p.get(..4).ok_or_else(bad)?.try_into().unwrap()) as usize;
+        p = &p[4..];
+        let record = match tag {
+            0 => None,
+            n => {
+                let r = p.get(..n - 1).ok_or_else(bad)?;
+                p = &p[n - 1..];
+                Some(r)
+            }
+        };
+        apply(key, record)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn replayed(dir: &Path) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
+        let mut out = Vec::new();
+        replay(dir, |k, r| {
+            out.push((k.to_vec(), r.map(<[u8]>::to_vec)));
+            Ok(())
+        })
+        .unwrap();
+        out
+    }
+
+    #[test]
+    fn rounds_replay_in_order_up_to_a_torn_frame() {
+        let dir = tempfile::tempdir().unwrap();
+        let written = AtomicU64::new(0);
+        let wal = Wal::open(dir.path()).unwrap();
+        assert_eq!(wal.log(&written, b"a", Some(b"1")), 1);
+        assert_eq!(wal.log(&written, b"b", None), 2);
+        let (target, frame) = wal.take(&written);
+        assert_eq!(target, 2);
+        wal.write(target, frame).unwrap();
+        wal.log(&written, b"a", Some(b"22"));
+        let (target, frame) = wal.take(&written);
+        wal.write(target, frame).unwrap();
+        // A third round cut short by a crash: half its frame on disk.
+        wal.log(&written, b"c", Some(b"never acknowledged"));
+        let (_, mut frame) = wal.take(&written);
+        let len = (frame.len() - HEADER) as u32;
+        let crc = crc32fast::hash(&frame[HEADER..]);
+        frame[..4].copy_from_slice(&len.to_le_bytes());
+        frame[4..HEADER].copy_from_slice(&crc.to_le_bytes());
+        let path = segment_path(&dir_of(dir.path()), 0);
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(&frame[..frame.len() / 2]).unwrap();
+        drop(wal);
+        let want: Vec<(Vec<u8>, Option<Vec<u8>>)> = vec![
+            (b"a".to_vec(), Some(b"1".to_vec())),
+            (b"b".to_vec(), None),
+            (b"a".to_vec(), Some(b"22".to_vec())),
+        ];
+        assert_eq!(replayed(dir.path()), want);
+        // A corrupt byte in the second frame ends the file there.
+        let mut bytes = std::fs::read(&path).unwrap();
+        let second = HEADER + u32::from_le_bytes(bytes[..4].try_into().unwrap()) as usize;
+        bytes[second + HEADER] ^= 0xff;
+        std::fs::write(&path, &bytes).unwrap();
+        assert_eq!(replayed(dir.path()), want[..2]);
+        clear(dir.path()).unwrap();
+        assert!(replayed(dir.path()).is_empty());
+    }
+
+    #[test]
+    fn purging_deletes_only_files_a_checkpoint_covers() {
+        let dir = tempfile::tempdir().unwrap();
+        let written = AtomicU64::new(0);
+        let wal = Wal::open(dir.path()).unwrap();
+        let big = vec![7u8; SEGMENT_BYTES as usize];
+        wal.log(&written, b"big", Some(&big));
+        let (t1, frame) = wal.take(&written);
+        wal.write(t1, frame).unwrap();
+        assert!(wal.has_closed(), "a full file is closed");
+        wal.log(&written, b"small", Some(b"v"));
+        let (t2, frame) = wal.take(&written);
+        wal.write(t2, frame).unwrap();
+        wal.purge(t1 - 1, false).unwrap();
+        assert_eq!(segments(&dir_of(dir.path())).unwrap(), vec![0, 1]);
+        wal.purge(t1, false).unwrap();
+        assert_eq!(segments(&dir_of(dir.path())).unwrap(), vec![1]);
+        assert!(!wal.has_closed());
+        // The open file goes only with a full sync that covers it.
+        wal.purge(t1, true).unwrap();
+        assert_eq!(segments(&dir_of(dir.path())).unwrap(), vec![1]);
+        wal.purge(t2, true).unwrap();
+        assert!(segments(&dir_of(dir.path())).unwrap().is_empty());
+        // The next round starts a new file.
+        wal.log(&written, b"again", Some(b"v"));
+        let (t3, frame) = wal.take(&written);
+        wal.write(t3, frame).unwrap();
+        assert_eq!(segments(&dir_of(dir.path())).unwrap(), vec![2]);
+    }
+
+    #[test]
+    fn a_failed_round_closes_its_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let written = AtomicU64::new(0);
+        let wal = Wal::open(dir.path()).unwrap();
+        wal.log(&written, b"k", Some(b"1"));
+        let (t, frame) = wal.take(&written);
+        wal.write(t, frame).unwrap();
+        super::super::fault::fail_syncs_under(dir.path(), Some(libc::EIO));
+        wal.log(&written, b"k", Some(b"2"));
+        let (t, frame) = wal.take(&written);
+        assert!(wal.write(t, frame).is_err());
+        super::super::fault::fail_syncs_under(dir.path(), None);
+        assert!(wal.has_closed());
+        wal.log(&written, b"k", Some(b"1"));
+        let (t, frame) = wal.take(&written);
+        wal.write(t, frame).unwrap();
+        assert_eq!(segments(&dir_of(dir.path())).unwrap(), vec![0, 1]);
+        let last = replayed(dir.path()).pop().unwrap();
+        assert_eq!(last, (b"k".to_vec(), Some(b"1".to_vec())));
+    }
+}
