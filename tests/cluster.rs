@@ -222,6 +222,53 @@ fn a_multi_key_get_on_a_follower_takes_one_read_index_round() {
     );
 }
 
+/// A pipeline of storage commands, on the leader and on a follower, is
+/// proposed as one ordered unit: every command applies in its place (the
+/// appends build the value in order, `add` sees the key the run created),
+/// the replies are those of the commands one by one, and the run takes a
+/// few log entries instead of one commit round per command.
+#[test]
+fn pipelined_storage_commands_apply_in_order_and_share_log_entries() {
+    let g = Group::start(3);
+    let leader = g.wait_leader();
+    let commit_index = || {
+        g.status(leader).expect("leader answers")["commit_index"]
+            .as_u64()
+            .unwrap()
+    };
+    for node in [leader, (leader + 1) % 3] {
+        let key = format!("run{node}");
+        let mut pipeline = format!("set {key} 0 0 1\r\na\r\n");
+        let mut value = String::from("a");
+        let mut replies = String::from("STORED\r\n");
+        for i in 0..60u8 {
+            let c = (b'b' + i % 25) as char;
+            pipeline.push_str(&format!("append {key} 0 0 1\r\n{c}\r\n"));
+            value.push(c);
+            replies.push_str("STORED\r\n");
+        }
+        pipeline.push_str(&format!(
+            "add {key} 0 0 1\r\nx\r\nreplace missing{node} 0 0 1\r\nx\r\n"
+        ));
+        pipeline.push_str(&format!("get {key}\r\n"));
+        replies.push_str("NOT_STORED\r\nNOT_STORED\r\n");
+        replies.push_str(&format!(
+            "VALUE {key} 0 {}\r\n{value}\r\nEND\r\n",
+            value.len()
+        ));
+        let before = commit_index();
+        let mut c = g.client(node);
+        c.send(pipeline.as_bytes());
+        let got = String::from_utf8(c.read_until(b"END\r\n")).unwrap();
+        assert_eq!(got, replies, "node {node}");
+        let entries = commit_index() - before;
+        assert!(
+            entries <= 8,
+            "63 pipelined writes on node {node} took {entries} log entries"
+        );
+    }
+}
+
 fn readyz(g: &Group, i: usize) -> (u16, String) {
     let url = format!("http://127.0.0.1:{}/readyz", g.nodes[i].http);
     let resp = g.http.get(url).send().unwrap();

@@ -23,6 +23,7 @@ use crate::store::{Store, StoreError};
 
 mod apply;
 mod awaited;
+pub use awaited::SetRequest;
 pub mod detail;
 mod entry;
 mod evict;

@@ -64,6 +64,9 @@ struct Waiting {
     answer: oneshot::Sender<Result<Applied, Refused>>,
 }
 
+/// Where a queued write's answer arrives.
+pub type Answer = oneshot::Receiver<Result<Applied, Refused>>;
+
 /// The leader's proposal queue (on every node: whoever leads uses it).
 pub struct Batcher {
     queue: mpsc::UnboundedSender<Waiting>,
@@ -78,18 +81,17 @@ impl Batcher {
         Batcher { queue }
     }
 
-    /// Queues `op` for the next entry and waits for its answer.
-    pub async fn write(&self, proposal_id: (u64, u64), op: Op) -> Result<Applied, Refused> {
+    /// Queues `op` for the next entry (at once: ops queued one after
+    /// another are proposed in that order); the receiver gets its answer.
+    pub fn queue(&self, proposal_id: (u64, u64), op: Op) -> Result<Answer, Refused> {
         let (answer, rx) = oneshot::channel();
         let waiting = Waiting {
             proposal_id,
             op,
             answer,
         };
-        if self.queue.send(waiting).is_err() {
-            return Err(Refused::Retry);
-        }
-        rx.await.unwrap_or(Err(Refused::Retry))
+        self.queue.send(waiting).map_err(|_| Refused::Retry)?;
+        Ok(rx)
     }
 }
 

@@ -31,7 +31,7 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io::Cursor;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -45,7 +45,7 @@ use serde::{Deserialize, Serialize};
 
 pub use super::entry::{Applied, Op, Proposal};
 use super::lease::Lease;
-use super::proposals::{cas_of, Batcher, Proposals, Refused};
+use super::proposals::{cas_of, Batcher, Proposals};
 use super::read_index::ReadIndex;
 use super::starved::{apply_when_stored, until_stored};
 use super::{Kv, KvError};
@@ -53,6 +53,7 @@ use crate::replica::{ForwardHandler, Node};
 
 mod operator;
 mod reads;
+mod runs;
 
 openraft::declare_raft_types!(
     /// The group's Raft types: proposals in, answers out.
@@ -383,84 +384,6 @@ impl Replicated {
             replicated.clone(),
             crate::replica::network::router(raft, forward, restored, replicated.timeout),
         ))
-    }
-
-    /// Gets `op` committed and applied through the leader, from any node;
-    /// `KvError::NoQuorum` once `--quorum-timeout-ms` has passed.
-    pub async fn propose(&self, op: Op) -> Result<Applied, KvError> {
-        let id = (self.proposer, self.seq.fetch_add(1, Ordering::Relaxed));
-        let deadline = tokio::time::Instant::now() + self.timeout;
-        loop {
-            let attempt = match self.node.leader() {
-                Some(leader) if leader == self.node.id => {
-                    self.write_here(id, op.clone(), deadline).await
-                }
-                Some(leader) => self.forward(leader, id, &op, deadline).await,
-                None => Err(Attempt::Retry),
-            };
-            match attempt {
-                Ok(answer) => return answer.into_result(),
-                Err(Attempt::Expired) => return Err(KvError::NoQuorum),
-                Err(Attempt::Retry) => {}
-            }
-            let pause = Duration::from_millis(20);
-            if tokio::time::Instant::now() + pause >= deadline {
-                return Err(KvError::NoQuorum);
-            }
-            tokio::time::sleep(pause).await;
-        }
-    }
-
-    /// Proposes on this node, which believes it leads: in the next entry
-    /// its batcher hands to Raft.
-    async fn write_here(
-        &self,
-        id: (u64, u64),
-        op: Op,
-        deadline: tokio::time::Instant,
-    ) -> Result<Applied, Attempt> {
-        match tokio::time::timeout_at(deadline, self.batcher.write(id, op)).await {
-            Err(_) => Err(Attempt::Expired),
-            Ok(Ok(answer)) => Ok(answer),
-            Ok(Err(Refused::Retry)) => Err(Attempt::Retry),
-        }
-    }
-
-    /// Hands the write to the leader and waits for its answer.
-    async fn forward(
-        &self,
-        leader: u64,
-        id: (u64, u64),
-        op: &Op,
-        deadline: tokio::time::Instant,
-    ) -> Result<Applied, Attempt> {
-        let Some(addr) = self.node.addr_of(leader) else {
-            return Err(Attempt::Retry);
-        };
-        let body = postcard::to_allocvec(&(id, op)).map_err(|_| Attempt::Retry)?;
-        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        match self
-            .node
-            .network
-            .post(&addr, "/raft/forward", body, left)
-            .await
-        {
-            Ok(bytes) => postcard::from_bytes(&bytes).map_err(|_| Attempt::Retry),
-            Err(e) => {
-                tracing::debug!(leader, "forwarding a write: {e}");
-                Err(Attempt::Retry)
-            }
-        }
-    }
-
-    /// The leader's side of [`Replicated::forward`].
-    async fn serve_forward(&self, body: &[u8]) -> Result<Vec<u8>, String> {
-        let (id, op): ((u64, u64), Op) = postcard::from_bytes(body).map_err(|e| e.to_string())?;
-        let deadline = tokio::time::Instant::now() + self.timeout;
-        match self.write_here(id, op, deadline).await {
-            Ok(answer) => postcard::to_allocvec(&answer).map_err(|e| e.to_string()),
-            Err(_) => Err("not committed here; ask the leader again".into()),
-        }
     }
 
     /// This node's view of the group.

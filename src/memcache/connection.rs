@@ -188,8 +188,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 }
                 continue;
             }
-            let start = self.output.len();
+            // In a group, pipelined storage commands share commit rounds.
             self.batch.before(&self.shared.kv);
+            let run = text::run::storage_run(&self.input, max_item, &self.shared, &mut self.output);
+            if let Some(run) = run.await {
+                for &reply in &run.replies {
+                    self.batch
+                        .after(&self.shared.kv, reply, BatchKind::Text, true);
+                }
+                self.input.advance(run.consumed);
+                self.last_command = Instant::now();
+                if self.output.len() >= WRITE_HIGH_WATER {
+                    self.flush().await?;
+                }
+                continue;
+            }
+            let start = self.output.len();
             let mut mutating = false;
             let (flow, consumed) = match text::parse::parse(&self.input, max_item) {
                 Frame::Incomplete { need } => {

@@ -10,6 +10,7 @@ mod keys;
 pub mod operator;
 pub mod parse;
 mod retrieval;
+pub mod run;
 mod stats;
 
 pub use stats::detail_dump as stats_detail_dump;

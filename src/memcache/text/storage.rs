@@ -2,7 +2,7 @@
 
 use bytes::BytesMut;
 
-use crate::kv::{Kv, StoreMode, StoreOutcome};
+use crate::kv::{Kv, KvError, StoreMode, StoreOutcome};
 use crate::memcache::reply;
 
 pub async fn execute(
@@ -14,7 +14,12 @@ pub async fn execute(
     data: &[u8],
     out: &mut BytesMut,
 ) {
-    match kv.set_async(mode, key, flags, exptime, data).await {
+    reply(kv.set_async(mode, key, flags, exptime, data).await, out);
+}
+
+/// A storage command's reply line.
+pub fn reply(outcome: Result<StoreOutcome, KvError>, out: &mut BytesMut) {
+    match outcome {
         Ok(StoreOutcome::Stored { .. }) => reply::line(out, "STORED"),
         Ok(StoreOutcome::NotStored) => reply::line(out, "NOT_STORED"),
         Ok(StoreOutcome::Exists) => reply::line(out, "EXISTS"),
