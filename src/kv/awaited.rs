@@ -19,9 +19,6 @@ use super::{
     SetOptions, StoreMode, StoreOutcome,
 };
 
-/// One storage command of a run: mode, key, flags, exptime, value.
-pub type SetRequest<'a> = (StoreMode, &'a [u8], u32, i64, &'a [u8]);
-
 impl Kv {
     /// [`Kv::set_with`], awaiting the group's commit.
     pub async fn set_with_async(
@@ -49,50 +46,6 @@ impl Kv {
             opts: *opts,
         };
         propose_as(r, op).await
-    }
-
-    /// A connection's pipelined storage commands (mode, key, flags,
-    /// exptime, value), each as [`Kv::set`]: in a group proposed as one
-    /// ordered unit that shares entries (see `replicated::runs`), so a
-    /// pipeline of sets takes a few commit rounds, not one per set. One
-    /// outcome per command, in order.
-    pub async fn set_run_async(&self, sets: &[SetRequest<'_>]) -> Vec<Result<StoreOutcome>> {
-        let Some(r) = self.replicated() else {
-            return sets
-                .iter()
-                .map(|&(mode, key, flags, exptime, value)| {
-                    self.set(mode, key, flags, exptime, value)
-                })
-                .collect();
-        };
-        let mut outcomes: Vec<Option<Result<StoreOutcome>>> = Vec::with_capacity(sets.len());
-        let mut ops = Vec::with_capacity(sets.len());
-        for &(mode, key, flags, exptime, value) in sets {
-            if value.len() > self.max_item_size {
-                bump(&self.stats.store_too_large);
-                outcomes.push(Some(Err(KvError::TooLarge)));
-                continue;
-            }
-            outcomes.push(None);
-            ops.push(Op::Set {
-                mode,
-                key: key.to_vec(),
-                flags,
-                exptime,
-                value: value.to_vec(),
-                opts: SetOptions::default(),
-            });
-        }
-        let mut answers = r.propose_run(ops).await.into_iter();
-        outcomes
-            .into_iter()
-            .map(|o| {
-                o.unwrap_or_else(|| {
-                    let answer = answers.next().expect("one answer per proposed set")?;
-                    StoreOutcome::try_from(answer).map_err(unexpected)
-                })
-            })
-            .collect()
     }
 
     /// [`Kv::set`], awaiting the group's commit.

@@ -23,7 +23,6 @@ use crate::store::{Store, StoreError};
 
 mod apply;
 mod awaited;
-pub use awaited::SetRequest;
 pub mod detail;
 mod entry;
 mod evict;
@@ -36,6 +35,8 @@ mod meta;
 pub mod proposals;
 mod read_index;
 pub mod replicated;
+mod runs;
+pub use runs::{RunOutcome, RunWrite};
 pub mod sizes;
 mod starved;
 pub mod stats;

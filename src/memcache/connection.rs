@@ -188,9 +188,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 }
                 continue;
             }
-            // In a group, pipelined storage commands share commit rounds.
+            // In a group, pipelined writes share commit rounds.
             self.batch.before(&self.shared.kv);
-            let run = text::run::storage_run(&self.input, max_item, &self.shared, &mut self.output);
+            let run = text::run::write_run(&self.input, max_item, &self.shared, &mut self.output);
             if let Some(run) = run.await {
                 for &reply in &run.replies {
                     self.batch

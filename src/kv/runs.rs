@@ -1,0 +1,149 @@
+//! A connection's pipelined writes, as one unit: in a group they are
+//! proposed together and in order (see `replicated::runs`), so a pipeline
+//! shares commit rounds instead of taking one per write; on a single node
+//! each runs as its own command. Each write's outcome is the one its
+//! command would have had alone.
+
+use super::replicated::{Applied, Op};
+use super::stats::bump;
+use super::{
+    unexpected, ArithOutcome, ArithResult, DeleteOutcome, Kv, KvError, Result, SetOptions,
+    StoreMode, StoreOutcome,
+};
+
+/// One write of a run, as the text protocol's commands take it.
+#[derive(Clone, Copy, Debug)]
+pub enum RunWrite<'a> {
+    /// `set`/`add`/`replace`/`append`/`prepend`/`cas` ([`Kv::set`]).
+    Set {
+        mode: StoreMode,
+        key: &'a [u8],
+        flags: u32,
+        exptime: i64,
+        value: &'a [u8],
+    },
+    /// `delete` ([`Kv::delete`] without a CAS).
+    Delete { key: &'a [u8] },
+    /// `incr`/`decr` ([`Kv::incr_decr`]).
+    Arith {
+        key: &'a [u8],
+        delta: u64,
+        incr: bool,
+    },
+    /// `touch` ([`Kv::touch`]).
+    Touch { key: &'a [u8], exptime: i64 },
+}
+
+/// A run write's outcome, of its command's kind.
+#[derive(Debug)]
+pub enum RunOutcome {
+    Stored(Result<StoreOutcome>),
+    Deleted(Result<DeleteOutcome>),
+    Arith(Result<ArithOutcome>),
+    Touched(Result<bool>),
+}
+
+impl Kv {
+    /// Runs `writes` in order, as one unit in a group (see the module
+    /// doc); one outcome per write, in order.
+    pub async fn write_run_async(&self, writes: &[RunWrite<'_>]) -> Vec<RunOutcome> {
+        let Some(r) = self.replicated() else {
+            return writes.iter().map(|w| self.write_now(w)).collect();
+        };
+        let mut early = Vec::with_capacity(writes.len());
+        let mut ops = Vec::with_capacity(writes.len());
+        for w in writes {
+            match self.op_of(w) {
+                Ok(op) => {
+                    ops.push(op);
+                    early.push(None);
+                }
+                Err(outcome) => early.push(Some(outcome)),
+            }
+        }
+        let mut answers = r.propose_run(ops).await.into_iter();
+        writes
+            .iter()
+            .zip(early)
+            .map(|(w, early)| {
+                early.unwrap_or_else(|| {
+                    outcome_of(w, answers.next().expect("one answer per proposed write"))
+                })
+            })
+            .collect()
+    }
+
+    /// A single node's write: its command, at once.
+    fn write_now(&self, w: &RunWrite<'_>) -> RunOutcome {
+        match *w {
+            RunWrite::Set {
+                mode,
+                key,
+                flags,
+                exptime,
+                value,
+            } => RunOutcome::Stored(self.set(mode, key, flags, exptime, value)),
+            RunWrite::Delete { key } => RunOutcome::Deleted(self.delete(key, None)),
+            RunWrite::Arith { key, delta, incr } => {
+                RunOutcome::Arith(self.incr_decr(key, delta, incr))
+            }
+            RunWrite::Touch { key, exptime } => RunOutcome::Touched(self.touch(key, exptime)),
+        }
+    }
+
+    /// The op a write proposes (the one its command's `_async` form
+    /// proposes), or its outcome if it is refused before proposing.
+    fn op_of(&self, w: &RunWrite<'_>) -> std::result::Result<Op, RunOutcome> {
+        Ok(match *w {
+            RunWrite::Set {
+                mode,
+                key,
+                flags,
+                exptime,
+                value,
+            } => {
+                if value.len() > self.max_item_size {
+                    bump(&self.stats.store_too_large);
+                    return Err(RunOutcome::Stored(Err(KvError::TooLarge)));
+                }
+                Op::Set {
+                    mode,
+                    key: key.to_vec(),
+                    flags,
+                    exptime,
+                    value: value.to_vec(),
+                    opts: SetOptions::default(),
+                }
+            }
+            RunWrite::Delete { key } => Op::Delete {
+                key: key.to_vec(),
+                cas: None,
+            },
+            RunWrite::Arith { key, delta, incr } => Op::Arith {
+                key: key.to_vec(),
+                delta,
+                incr,
+                opts: Default::default(),
+            },
+            RunWrite::Touch { key, exptime } => Op::Touch {
+                key: key.to_vec(),
+                exptime,
+            },
+        })
+    }
+}
+
+/// A proposed write's answer as its command's outcome.
+fn outcome_of(w: &RunWrite<'_>, answer: Result<Applied>) -> RunOutcome {
+    fn kind<T: TryFrom<Applied, Error = Applied>>(answer: Result<Applied>) -> Result<T> {
+        T::try_from(answer?).map_err(unexpected)
+    }
+    match w {
+        RunWrite::Set { .. } => RunOutcome::Stored(kind(answer)),
+        RunWrite::Delete { .. } => RunOutcome::Deleted(kind(answer)),
+        RunWrite::Arith { .. } => {
+            RunOutcome::Arith(kind::<ArithResult>(answer).map(ArithOutcome::from))
+        }
+        RunWrite::Touch { .. } => RunOutcome::Touched(kind(answer)),
+    }
+}
