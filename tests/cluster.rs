@@ -273,6 +273,96 @@ fn pipelined_writes_apply_in_order_and_share_log_entries() {
     }
 }
 
+/// A binary request packet with `opaque` (no CAS).
+fn binary_packet(op: u8, opaque: u32, key: &[u8], extras: &[u8], value: &[u8]) -> Vec<u8> {
+    let body = (extras.len() + key.len() + value.len()) as u32;
+    let mut p = vec![0x80, op];
+    p.extend_from_slice(&(key.len() as u16).to_be_bytes());
+    p.extend_from_slice(&[extras.len() as u8, 0, 0, 0]);
+    p.extend_from_slice(&body.to_be_bytes());
+    p.extend_from_slice(&opaque.to_be_bytes());
+    p.extend_from_slice(&0u64.to_be_bytes());
+    p.extend_from_slice(extras);
+    p.extend_from_slice(key);
+    p.extend_from_slice(value);
+    p
+}
+
+/// A binary pipeline of storage requests (a `SETQ`/`APPENDQ` bulk load),
+/// on the leader and on a follower, is one ordered unit too: the quiet
+/// successes answer nothing, the errors and the loud requests answer in
+/// order with their opaques, the value is the appends in order, and the
+/// run takes a few log entries.
+#[test]
+fn pipelined_binary_storage_requests_apply_in_order_and_share_log_entries() {
+    const SET: u8 = 0x01;
+    const ADD: u8 = 0x02;
+    const GETK: u8 = 0x0c;
+    const NOOP: u8 = 0x0a;
+    const SETQ: u8 = 0x11;
+    const REPLACEQ: u8 = 0x13;
+    const APPENDQ: u8 = 0x19;
+    let g = Group::start(3);
+    let leader = g.wait_leader();
+    let commit_index = || {
+        g.status(leader).expect("leader answers")["commit_index"]
+            .as_u64()
+            .unwrap()
+    };
+    let extras = [0u32.to_be_bytes(), 0u32.to_be_bytes()].concat();
+    for node in [leader, (leader + 1) % 3] {
+        let key = format!("bin{node}").into_bytes();
+        let mut pipeline = binary_packet(SET, 0, &key, &extras, b"a");
+        let mut value = b"a".to_vec();
+        for i in 0..40u8 {
+            let c = b'b' + i % 25;
+            pipeline.extend(binary_packet(APPENDQ, 1 + i as u32, &key, &[], &[c]));
+            value.push(c);
+        }
+        pipeline.extend(binary_packet(ADD, 41, &key, &extras, b"x"));
+        pipeline.extend(binary_packet(REPLACEQ, 42, b"missing", &extras, b"x"));
+        pipeline.extend(binary_packet(SETQ, 43, b"other", &extras, b"v"));
+        pipeline.extend(binary_packet(GETK, 44, &key, &[], &[]));
+        pipeline.extend(binary_packet(NOOP, 45, &[], &[], &[]));
+        let before = commit_index();
+        let mut c = g.client(node);
+        c.send(&pipeline);
+        // (opcode, status, opaque, key, value) of each response.
+        let mut got = Vec::new();
+        loop {
+            let h = c.read_exact(24);
+            let (extlen, keylen) = (h[4] as usize, u16::from_be_bytes([h[2], h[3]]) as usize);
+            let body = u32::from_be_bytes([h[8], h[9], h[10], h[11]]) as usize;
+            let b = c.read_exact(body);
+            let status = u16::from_be_bytes([h[6], h[7]]);
+            let opaque = u32::from_be_bytes([h[12], h[13], h[14], h[15]]);
+            let k = b[extlen..extlen + keylen].to_vec();
+            let v = if status == 0 {
+                b[extlen + keylen..].to_vec()
+            } else {
+                Vec::new()
+            };
+            got.push((h[1], status, opaque, k, v));
+            if h[1] == NOOP {
+                break;
+            }
+        }
+        let want = vec![
+            (SET, 0, 0, vec![], vec![]),
+            (ADD, 2, 41, vec![], vec![]),
+            (REPLACEQ, 1, 42, vec![], vec![]),
+            (GETK, 0, 44, key.clone(), value.clone()),
+            (NOOP, 0, 45, vec![], vec![]),
+        ];
+        assert_eq!(got, want, "node {node}");
+        let entries = commit_index() - before;
+        assert!(
+            entries <= 8,
+            "43 pipelined binary writes on node {node} took {entries} log entries"
+        );
+    }
+}
+
 fn readyz(g: &Group, i: usize) -> (u16, String) {
     let url = format!("http://127.0.0.1:{}/readyz", g.nodes[i].http);
     let resp = g.http.get(url).send().unwrap();

@@ -14,13 +14,14 @@ use super::{
 /// One write of a run, as the text protocol's commands take it.
 #[derive(Clone, Copy, Debug)]
 pub enum RunWrite<'a> {
-    /// `set`/`add`/`replace`/`append`/`prepend`/`cas` ([`Kv::set`]).
+    /// `set`/`add`/`replace`/`append`/`prepend`/`cas` ([`Kv::set_with`]).
     Set {
         mode: StoreMode,
         key: &'a [u8],
         flags: u32,
         exptime: i64,
         value: &'a [u8],
+        opts: SetOptions,
     },
     /// `delete` ([`Kv::delete`] without a CAS).
     Delete { key: &'a [u8] },
@@ -82,7 +83,8 @@ impl Kv {
                 flags,
                 exptime,
                 value,
-            } => RunOutcome::Stored(self.set(mode, key, flags, exptime, value)),
+                opts,
+            } => RunOutcome::Stored(self.set_with(mode, key, flags, exptime, value, &opts)),
             RunWrite::Delete { key } => RunOutcome::Deleted(self.delete(key, None)),
             RunWrite::Arith { key, delta, incr } => {
                 RunOutcome::Arith(self.incr_decr(key, delta, incr))
@@ -101,6 +103,7 @@ impl Kv {
                 flags,
                 exptime,
                 value,
+                opts,
             } => {
                 if value.len() > self.max_item_size {
                     bump(&self.stats.store_too_large);
@@ -112,7 +115,7 @@ impl Kv {
                     flags,
                     exptime,
                     value: value.to_vec(),
-                    opts: SetOptions::default(),
+                    opts,
                 }
             }
             RunWrite::Delete { key } => Op::Delete {

@@ -159,9 +159,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 }
             }
             if self.is_binary() {
+                // In a group, pipelined storage requests share commit rounds.
+                self.batch.before(&self.shared.kv);
+                let run =
+                    super::binary::run::store_run(&self.input, &self.shared, &mut self.output);
+                if let Some(run) = run.await {
+                    for (reply, opcode, opaque) in run.replies {
+                        let kind = BatchKind::Binary { opcode, opaque };
+                        self.batch.after(&self.shared.kv, reply, kind, true);
+                    }
+                    self.input.advance(run.consumed);
+                    self.last_command = Instant::now();
+                    if self.output.len() >= WRITE_HIGH_WATER {
+                        self.flush().await?;
+                    }
+                    continue;
+                }
                 let start = self.output.len();
                 let kind = binary_kind(&self.input);
-                self.batch.before(&self.shared.kv);
                 let (flow, len) =
                     match binary_cmd::step(&self.input, &self.shared, &mut self.output).await {
                         binary_cmd::Step::Incomplete { need } => {

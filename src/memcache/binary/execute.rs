@@ -4,10 +4,10 @@
 
 use bytes::BytesMut;
 
-use super::parse::{self as binary, op, status, Frame, Request};
+use super::parse::{self as binary, op, status, Frame, Header, Request};
 use crate::kv::{
-    ArithOptions, ArithResult, DeleteOutcome, KvError, MetaGetOptions, SetOptions, StoreMode,
-    StoreOutcome,
+    ArithOptions, ArithResult, DeleteOutcome, KvError, MetaGetOptions, RunWrite, SetOptions,
+    StoreMode, StoreOutcome,
 };
 use crate::memcache::Flow;
 use crate::state::AppState;
@@ -97,29 +97,27 @@ fn be_u64(b: &[u8]) -> u64 {
     u64::from_be_bytes(b[..8].try_into().expect("validated extras length"))
 }
 
-/// Runs one validated request.
-pub async fn execute(req: &Request<'_>, shared: &AppState, out: &mut BytesMut) -> Flow {
-    let h = &req.header;
-    let kv = &*shared.kv;
-    let quiet = h.quiet();
-    let ok = |out: &mut BytesMut, cas: u64, extras: &[u8], key: &[u8], value: &[u8]| {
-        if !quiet {
-            binary::response(
-                out,
-                h.opcode,
-                status::SUCCESS,
-                h.opaque,
-                cas,
-                extras,
-                key,
-                value,
-            );
-        }
-    };
+/// A success response, unless the request is quiet.
+fn success(out: &mut BytesMut, h: &Header, cas: u64, extras: &[u8], key: &[u8], value: &[u8]) {
+    if !h.quiet() {
+        binary::response(
+            out,
+            h.opcode,
+            status::SUCCESS,
+            h.opaque,
+            cas,
+            extras,
+            key,
+            value,
+        );
+    }
+}
+
+/// A failed command's response: each failure its own status; a store
+/// failure's detail goes to the log only.
+fn kv_failure(out: &mut BytesMut, h: &Header, e: &KvError) {
     let fail = |out: &mut BytesMut, status: u16| error(out, h.opcode, h.opaque, status);
-    // Each failure its own status; a store failure's detail goes to the
-    // log only.
-    let kv_fail = |out: &mut BytesMut, e: &KvError| match e {
+    match e {
         // A full or failing disk: a temporary failure, with the reason as
         // the body (the store logs the fault once).
         e if e.storage_fault().is_some() => {
@@ -137,7 +135,95 @@ pub async fn execute(req: &Request<'_>, shared: &AppState, out: &mut BytesMut) -
             tracing::debug!("binary command {:#04x}: {why}", h.opcode);
             fail(out, status::NOT_SUPPORTED)
         }
+    }
+}
+
+/// Whether `opcode` is a storage command (set, add, replace, append,
+/// prepend and their quiet forms).
+pub fn is_store(opcode: u8) -> bool {
+    matches!(
+        opcode,
+        op::SET
+            | op::SETQ
+            | op::ADD
+            | op::ADDQ
+            | op::REPLACE
+            | op::REPLACEQ
+            | op::APPEND
+            | op::APPENDQ
+            | op::PREPEND
+            | op::PREPENDQ
+    )
+}
+
+/// The write a storage request ([`is_store`]) asks for.
+pub fn store_write<'a>(req: &Request<'a>) -> RunWrite<'a> {
+    let h = &req.header;
+    let (flags, exptime) = if req.extras.len() == 8 {
+        (be_u32(req.extras), be_u32(&req.extras[4..]) as i64)
+    } else {
+        (0, 0)
     };
+    let base = base_mode(h.opcode);
+    let appending = matches!(base, StoreMode::Append | StoreMode::Prepend);
+    // memcached: any non-zero CAS makes set/add/replace a cas.
+    let mode = if h.cas != 0 && !appending {
+        StoreMode::Cas(h.cas)
+    } else {
+        base
+    };
+    RunWrite::Set {
+        mode,
+        key: req.key,
+        flags,
+        exptime,
+        value: req.value,
+        opts: SetOptions {
+            cas: (h.cas != 0).then_some(h.cas),
+            ..SetOptions::default()
+        },
+    }
+}
+
+fn base_mode(opcode: u8) -> StoreMode {
+    match opcode {
+        op::SET | op::SETQ => StoreMode::Set,
+        op::ADD | op::ADDQ => StoreMode::Add,
+        op::REPLACE | op::REPLACEQ => StoreMode::Replace,
+        op::APPEND | op::APPENDQ => StoreMode::Append,
+        _ => StoreMode::Prepend,
+    }
+}
+
+/// A storage request's response (none for a quiet one that succeeded).
+pub fn store_reply(req: &Request<'_>, outcome: Result<StoreOutcome, KvError>, out: &mut BytesMut) {
+    let h = &req.header;
+    let fail = |out: &mut BytesMut, status: u16| error(out, h.opcode, h.opaque, status);
+    match outcome {
+        Ok(StoreOutcome::Stored { cas, .. }) => success(out, h, cas, &[], &[], &[]),
+        Ok(StoreOutcome::Exists) => fail(out, status::KEY_EEXISTS),
+        Ok(StoreOutcome::NotFound) => fail(out, status::KEY_ENOENT),
+        Ok(StoreOutcome::NotStored) | Err(KvError::TooLarge | KvError::NoMemory) => fail(
+            out,
+            match base_mode(h.opcode) {
+                StoreMode::Add => status::KEY_EEXISTS,
+                StoreMode::Replace => status::KEY_ENOENT,
+                _ => status::NOT_STORED,
+            },
+        ),
+        Err(e) => kv_failure(out, h, &e),
+    }
+}
+
+/// Runs one validated request.
+pub async fn execute(req: &Request<'_>, shared: &AppState, out: &mut BytesMut) -> Flow {
+    let h = &req.header;
+    let kv = &*shared.kv;
+    let ok = |out: &mut BytesMut, cas: u64, extras: &[u8], key: &[u8], value: &[u8]| {
+        success(out, h, cas, extras, key, value)
+    };
+    let fail = |out: &mut BytesMut, status: u16| error(out, h.opcode, h.opaque, status);
+    let kv_fail = |out: &mut BytesMut, e: &KvError| kv_failure(out, h, e);
     match h.opcode {
         op::GET
         | op::GETQ
@@ -180,7 +266,7 @@ pub async fn execute(req: &Request<'_>, shared: &AppState, out: &mut BytesMut) -
                         value,
                     );
                 }
-                Ok(None) if quiet => {}
+                Ok(None) if h.quiet() => {}
                 Ok(None) if with_key => {
                     binary::response(
                         out,
@@ -207,46 +293,21 @@ pub async fn execute(req: &Request<'_>, shared: &AppState, out: &mut BytesMut) -
         | op::APPENDQ
         | op::PREPEND
         | op::PREPENDQ => {
-            let (flags, exptime) = if req.extras.len() == 8 {
-                (be_u32(req.extras), be_u32(&req.extras[4..]) as i64)
-            } else {
-                (0, 0)
+            let RunWrite::Set {
+                mode,
+                key,
+                flags,
+                exptime,
+                value,
+                opts,
+            } = store_write(req)
+            else {
+                unreachable!("a storage opcode");
             };
-            let base = match h.opcode {
-                op::SET | op::SETQ => StoreMode::Set,
-                op::ADD | op::ADDQ => StoreMode::Add,
-                op::REPLACE | op::REPLACEQ => StoreMode::Replace,
-                op::APPEND | op::APPENDQ => StoreMode::Append,
-                _ => StoreMode::Prepend,
-            };
-            let appending = matches!(base, StoreMode::Append | StoreMode::Prepend);
-            // memcached: any non-zero CAS makes set/add/replace a cas.
-            let mode = if h.cas != 0 && !appending {
-                StoreMode::Cas(h.cas)
-            } else {
-                base
-            };
-            let opts = SetOptions {
-                cas: (h.cas != 0).then_some(h.cas),
-                ..SetOptions::default()
-            };
-            match kv
-                .set_with_async(mode, req.key, flags, exptime, req.value, &opts)
-                .await
-            {
-                Ok(StoreOutcome::Stored { cas, .. }) => ok(out, cas, &[], &[], &[]),
-                Ok(StoreOutcome::Exists) => fail(out, status::KEY_EEXISTS),
-                Ok(StoreOutcome::NotFound) => fail(out, status::KEY_ENOENT),
-                Ok(StoreOutcome::NotStored) | Err(KvError::TooLarge | KvError::NoMemory) => fail(
-                    out,
-                    match base {
-                        StoreMode::Add => status::KEY_EEXISTS,
-                        StoreMode::Replace => status::KEY_ENOENT,
-                        _ => status::NOT_STORED,
-                    },
-                ),
-                Err(e) => kv_fail(out, &e),
-            }
+            let outcome = kv
+                .set_with_async(mode, key, flags, exptime, value, &opts)
+                .await;
+            store_reply(req, outcome, out);
         }
         op::DELETE | op::DELETEQ => match kv
             .delete_async(req.key, (h.cas != 0).then_some(h.cas))

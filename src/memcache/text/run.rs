@@ -18,7 +18,7 @@ use bytes::BytesMut;
 
 use super::parse::{self, Frame, Request};
 use super::{arith, command_index, keys, storage, METRICS};
-use crate::kv::{RunOutcome, RunWrite};
+use crate::kv::{RunOutcome, RunWrite, SetOptions};
 use crate::metrics::Timer;
 use crate::state::AppState;
 
@@ -50,6 +50,7 @@ fn write_of<'a>(req: &Request<'a>) -> Option<(RunWrite<'a>, bool)> {
                 flags,
                 exptime,
                 value: data,
+                opts: SetOptions::default(),
             },
             noreply,
         ),
