@@ -653,3 +653,38 @@ fn unsafe_sigint(pid: u32) {
         .unwrap();
     assert!(status.success());
 }
+
+/// The nice value of the server's thread named `name` (`/proc`).
+fn thread_nice(pid: u32, name: &str) -> Option<i64> {
+    std::fs::read_dir(format!("/proc/{pid}/task")).ok()?.find_map(|t| {
+        let dir = t.ok()?.path();
+        let comm = std::fs::read_to_string(dir.join("comm")).ok()?;
+        if comm.trim_end() != name {
+            return None;
+        }
+        let stat = std::fs::read_to_string(dir.join("stat")).ok()?;
+        // Fields after the parenthesised name; nice is the 19th field.
+        let rest = &stat[stat.rfind(')')? + 2..];
+        rest.split(' ').nth(16)?.parse().ok()
+    })
+}
+
+/// With the write-ahead log no acknowledgement waits for the write-behind
+/// thread, so in sync mode it yields the CPU (nice 19); in periodic mode
+/// its rounds are the durability window and it keeps the normal priority.
+#[test]
+fn the_write_behind_yields_the_cpu_only_where_nothing_waits_for_it() {
+    for (mode, want) in [("sync", 19), ("periodic", 0)] {
+        let server = Server::start(&["--durability", mode]);
+        let pid = server.child.as_ref().expect("running").id();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let nice = loop {
+            let nice = thread_nice(pid, "write-behind");
+            if nice == Some(want) || Instant::now() > deadline {
+                break nice;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert_eq!(nice, Some(want), "--durability {mode}");
+    }
+}
