@@ -222,7 +222,8 @@ fn a_multi_key_get_on_a_follower_takes_one_read_index_round() {
     );
 }
 
-/// A pipeline of writes (storage commands, incr/decr, touch, delete), on
+/// A pipeline of writes (storage commands, incr/decr, touch, delete, meta
+/// `ms`), on
 /// the leader and on a follower, is proposed as one ordered unit: every
 /// command applies in its place (the appends build the value in order,
 /// `add` sees the key the run created, `incr` the `set` before it), the
@@ -252,12 +253,16 @@ fn pipelined_writes_apply_in_order_and_share_log_entries() {
         pipeline.push_str(&format!(
             "incr {ctr} 5\r\nset {ctr} 0 0 1\r\n1\r\nincr {ctr} 5\r\ndecr {ctr} 2\r\n\
              touch {key} 1000\r\ndelete gone{node}\r\nadd {key} 0 0 1\r\nx\r\n\
-             replace missing{node} 0 0 1\r\nx\r\nget {key} {ctr}\r\n"
+             replace missing{node} 0 0 1\r\nx\r\nms meta{node} 2 F5\r\nhi\r\n\
+             ms meta{node} 1 MA q\r\n!\r\nms meta{node} 1 ME q\r\nx\r\n\
+             get {key} {ctr} meta{node}\r\n"
         ));
         replies.push_str("NOT_FOUND\r\nSTORED\r\n6\r\n4\r\nTOUCHED\r\nNOT_FOUND\r\n");
-        replies.push_str("NOT_STORED\r\nNOT_STORED\r\n");
+        // The quiet append answers nothing; the quiet add that fails, NS.
+        replies.push_str("NOT_STORED\r\nNOT_STORED\r\nHD\r\nNS\r\n");
         replies.push_str(&format!(
-            "VALUE {key} 0 {}\r\n{value}\r\nVALUE {ctr} 0 1\r\n4\r\nEND\r\n",
+            "VALUE {key} 0 {}\r\n{value}\r\nVALUE {ctr} 0 1\r\n4\r\n\
+             VALUE meta{node} 5 3\r\nhi!\r\nEND\r\n",
             value.len()
         ));
         let before = commit_index();
@@ -268,7 +273,7 @@ fn pipelined_writes_apply_in_order_and_share_log_entries() {
         let entries = commit_index() - before;
         assert!(
             entries <= 8,
-            "59 pipelined writes on node {node} took {entries} log entries"
+            "62 pipelined writes on node {node} took {entries} log entries"
         );
     }
 }

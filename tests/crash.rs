@@ -656,17 +656,19 @@ fn unsafe_sigint(pid: u32) {
 
 /// The nice value of the server's thread named `name` (`/proc`).
 fn thread_nice(pid: u32, name: &str) -> Option<i64> {
-    std::fs::read_dir(format!("/proc/{pid}/task")).ok()?.find_map(|t| {
-        let dir = t.ok()?.path();
-        let comm = std::fs::read_to_string(dir.join("comm")).ok()?;
-        if comm.trim_end() != name {
-            return None;
-        }
-        let stat = std::fs::read_to_string(dir.join("stat")).ok()?;
-        // Fields after the parenthesised name; nice is the 19th field.
-        let rest = &stat[stat.rfind(')')? + 2..];
-        rest.split(' ').nth(16)?.parse().ok()
-    })
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .ok()?
+        .find_map(|t| {
+            let dir = t.ok()?.path();
+            let comm = std::fs::read_to_string(dir.join("comm")).ok()?;
+            if comm.trim_end() != name {
+                return None;
+            }
+            let stat = std::fs::read_to_string(dir.join("stat")).ok()?;
+            // Fields after the parenthesised name; nice is the 19th field.
+            let rest = &stat[stat.rfind(')')? + 2..];
+            rest.split(' ').nth(16)?.parse().ok()
+        })
 }
 
 /// With the write-ahead log no acknowledgement waits for the write-behind

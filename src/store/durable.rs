@@ -240,13 +240,8 @@ mod tests {
         cfg.flush_interval_ms = 3_600_000;
         let s = Store::open(&cfg).unwrap();
         s.load_index().unwrap();
-        for i in 0..100u64 {
-            s.insert(
-                format!("k{i}").as_bytes(),
-                Item::encode(0, 0, i + 1, &[b"v"]),
-            )
-            .unwrap();
-        }
+        let record = |i: u64| Item::encode(0, 0, i + 1, &[b"v"]);
+        (0..100u64).for_each(|i| drop(s.insert(format!("k{i}").as_bytes(), record(i)).unwrap()));
         s.remove(b"k7").unwrap();
         let t = s.commit_ticket(s.take_own_writes(), 0).unwrap();
         s.wait_durable(t).await.unwrap();

@@ -283,16 +283,7 @@ pub async fn execute(req: &Request<'_>, shared: &AppState, out: &mut BytesMut) -
                 Err(e) => kv_fail(out, &e),
             }
         }
-        op::SET
-        | op::SETQ
-        | op::ADD
-        | op::ADDQ
-        | op::REPLACE
-        | op::REPLACEQ
-        | op::APPEND
-        | op::APPENDQ
-        | op::PREPEND
-        | op::PREPENDQ => {
+        opcode if is_store(opcode) => {
             let RunWrite::Set {
                 mode,
                 key,

@@ -7,8 +7,8 @@ use bytes::{BufMut, BytesMut};
 
 use super::parse::{MetaCmd, MetaRequest};
 use crate::kv::{
-    ArithOptions, ArithResult, DeleteOutcome, Kv, MetaGetOptions, ReadPoint, SetOptions, StoreMode,
-    StoreOutcome,
+    ArithOptions, ArithResult, DeleteOutcome, Kv, KvError, MetaGetOptions, ReadPoint, RunWrite,
+    SetOptions, StoreMode, StoreOutcome,
 };
 use crate::memcache::reply;
 use crate::rules::exptime as expiry;
@@ -161,6 +161,25 @@ fn get(
 }
 
 async fn set(kv: &Kv, req: &MetaRequest<'_>, out: &mut BytesMut) {
+    let RunWrite::Set {
+        mode,
+        key,
+        flags,
+        exptime,
+        value,
+        opts,
+    } = set_write(req)
+    else {
+        unreachable!("ms is a set");
+    };
+    let outcome = kv
+        .set_with_async(mode, key, flags, exptime, value, &opts)
+        .await;
+    set_reply(req, outcome, out);
+}
+
+/// The write an `ms` asks for.
+pub fn set_write<'r>(req: &'r MetaRequest<'_>) -> RunWrite<'r> {
     let o = &req.opts;
     let mut mode = match o.mode {
         Some(b'E') => StoreMode::Add,
@@ -173,17 +192,29 @@ async fn set(kv: &Kv, req: &MetaRequest<'_>, out: &mut BytesMut) {
     if let (Some(cas), StoreMode::Set | StoreMode::Replace) = (o.cas, mode) {
         mode = StoreMode::Cas(cas);
     }
-    let opts = SetOptions {
-        cas: o.cas,
-        invalidate: o.invalidate,
-        new_cas: o.new_cas,
-        binary_key: o.base64,
-    };
-    let exptime = o.ttl.unwrap_or(0);
-    let (code, cas): (&[u8], u64) = match kv
-        .set_with_async(mode, &req.key, o.client_flags, exptime, req.data, &opts)
-        .await
-    {
+    RunWrite::Set {
+        mode,
+        key: &req.key,
+        flags: o.client_flags,
+        exptime: o.ttl.unwrap_or(0),
+        value: req.data,
+        opts: SetOptions {
+            cas: o.cas,
+            invalidate: o.invalidate,
+            new_cas: o.new_cas,
+            binary_key: o.base64,
+        },
+    }
+}
+
+/// An `ms`'s reply (none for a quiet one that stored).
+pub fn set_reply(
+    req: &MetaRequest<'_>,
+    outcome: Result<StoreOutcome, KvError>,
+    out: &mut BytesMut,
+) {
+    let o = &req.opts;
+    let (code, cas): (&[u8], u64) = match outcome {
         Ok(StoreOutcome::Stored { .. }) if o.quiet => return,
         Ok(StoreOutcome::Stored { cas, .. }) => (b"HD", cas),
         Ok(StoreOutcome::NotStored) => (b"NS", 0),

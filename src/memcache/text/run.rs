@@ -1,5 +1,5 @@
 //! A pipelined run of writes (storage commands, `delete`, `incr`/`decr`,
-//! `touch`) in a replicated group.
+//! `touch`, meta `ms`) in a replicated group.
 //!
 //! In a group each write waits for its entry's commit, and a connection
 //! answers its requests in order, so a client pipelining sets used to get
@@ -11,11 +11,12 @@
 //! command of the run sees the earlier ones' effects), and the run's
 //! replies are the ones the commands would have got one by one. Anything
 //! else (a read, which must see the run's writes; `flush_all`; meta
-//! commands) ends the run and goes the usual way. A single node never
+//! commands other than `ms`) ends the run and goes the usual way. A single node never
 //! comes here: its writes never wait for a commit round.
 
 use bytes::BytesMut;
 
+use super::super::meta::{self, parse::MetaCmd};
 use super::parse::{self, Frame, Request};
 use super::{arith, command_index, keys, storage, METRICS};
 use crate::kv::{RunOutcome, RunWrite, SetOptions};
@@ -33,10 +34,11 @@ pub struct Run {
     pub replies: Vec<(usize, usize)>,
 }
 
-/// A write command of the run, with its `noreply`.
-fn write_of<'a>(req: &Request<'a>) -> Option<(RunWrite<'a>, bool)> {
-    Some(match *req {
-        Request::Store {
+/// A write command of the run, with its `noreply` (a meta `ms` answers
+/// by its own `q` rules).
+fn write_of<'r>(req: &'r Request<'_>) -> Option<(RunWrite<'r>, bool)> {
+    Some(match req {
+        &Request::Store {
             mode,
             key,
             flags,
@@ -54,18 +56,19 @@ fn write_of<'a>(req: &Request<'a>) -> Option<(RunWrite<'a>, bool)> {
             },
             noreply,
         ),
-        Request::Delete { key, noreply } => (RunWrite::Delete { key }, noreply),
-        Request::Arith {
+        &Request::Delete { key, noreply } => (RunWrite::Delete { key }, noreply),
+        &Request::Arith {
             key,
             delta,
             incr,
             noreply,
         } => (RunWrite::Arith { key, delta, incr }, noreply),
-        Request::Touch {
+        &Request::Touch {
             key,
             exptime,
             noreply,
         } => (RunWrite::Touch { key, exptime }, noreply),
+        Request::Meta(m) if matches!(m.cmd, MetaCmd::Set) => (meta::execute::set_write(m), false),
         _ => return None,
     })
 }
@@ -82,40 +85,41 @@ pub async fn write_run(
     if !kv.is_replicated() {
         return None;
     }
-    let mut writes = Vec::new();
-    let mut quiet = Vec::new();
-    let mut indexes = Vec::new();
+    let mut reqs = Vec::new();
     let mut consumed = 0;
-    while writes.len() < MAX_RUN {
+    while reqs.len() < MAX_RUN {
         let Frame::Request { req, len } = parse::parse(&input[consumed..], max_item) else {
             break;
         };
-        let Some((write, noreply)) = write_of(&req) else {
+        if write_of(&req).is_none() {
             break;
-        };
-        indexes.push(command_index(&req));
-        writes.push(write);
-        quiet.push(noreply);
+        }
+        reqs.push(req);
         consumed += len;
     }
-    if writes.len() < 2 {
+    if reqs.len() < 2 {
         return None;
     }
+    let (writes, quiet): (Vec<_>, Vec<_>) = reqs.iter().filter_map(write_of).unzip();
     let started = Timer::start();
     let outcomes = kv.write_run_async(&writes).await;
     let mut replies = Vec::with_capacity(outcomes.len());
-    for ((outcome, noreply), index) in outcomes.into_iter().zip(quiet).zip(indexes) {
+    for ((outcome, noreply), req) in outcomes.into_iter().zip(quiet).zip(&reqs) {
         let start = out.len();
-        match outcome {
-            RunOutcome::Stored(o) => storage::reply(o, out),
-            RunOutcome::Deleted(o) => keys::delete_reply(o, out),
-            RunOutcome::Arith(o) => arith::reply(o, out),
-            RunOutcome::Touched(o) => keys::touch_reply(o, out),
+        match (outcome, req) {
+            (RunOutcome::Stored(o), Request::Meta(m)) => {
+                crate::kv::stats::bump(&kv.stats.cmd_meta);
+                meta::execute::set_reply(m, o, out)
+            }
+            (RunOutcome::Stored(o), _) => storage::reply(o, out),
+            (RunOutcome::Deleted(o), _) => keys::delete_reply(o, out),
+            (RunOutcome::Arith(o), _) => arith::reply(o, out),
+            (RunOutcome::Touched(o), _) => keys::touch_reply(o, out),
         }
         if noreply {
             out.truncate(start);
         }
-        METRICS.command(index).record(started);
+        METRICS.command(command_index(req)).record(started);
         replies.push((start, out.len()));
     }
     Some(Run { consumed, replies })
