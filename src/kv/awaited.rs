@@ -15,8 +15,8 @@
 use super::replicated::{Applied, Op, Replicated};
 use super::stats::bump;
 use super::{
-    unexpected, ArithOptions, ArithOutcome, ArithResult, DeleteOutcome, Kv, KvError, Result,
-    SetOptions, StoreMode, StoreOutcome,
+    unexpected, ArithOptions, ArithOutcome, ArithResult, DeleteOutcome, Kv, KvError,
+    MetaGetOptions, MetaHit, Result, SetOptions, StoreMode, StoreOutcome,
 };
 
 impl Kv {
@@ -46,6 +46,27 @@ impl Kv {
             opts: *opts,
         };
         propose_as(r, op).await
+    }
+
+    /// [`Kv::meta_get_from`] (`mg`): in a group an `mg` that writes (touch,
+    /// vivify, win tokens, `h`/`l`) is a command in the log, and this
+    /// awaits its commit as a future instead of parking the thread.
+    pub async fn meta_get_async(
+        &self,
+        key: &[u8],
+        opts: &MetaGetOptions,
+        point: super::ReadPoint,
+    ) -> Result<Option<MetaHit>> {
+        match self.replicated() {
+            Some(r) if opts.writes() => {
+                let op = Op::MetaGet {
+                    key: key.to_vec(),
+                    opts: *opts,
+                };
+                propose_as(r, op).await
+            }
+            _ => self.meta_get_from(key, opts, point),
+        }
     }
 
     /// [`Kv::set`], awaiting the group's commit.
@@ -186,6 +207,7 @@ macro_rules! expects {
 }
 
 expects! {
+    Option<MetaHit>: Applied::MetaGot(hit) => hit;
     StoreOutcome: Applied::Stored(outcome) => outcome;
     bool: Applied::Touched(found) => found;
     DeleteOutcome: Applied::Deleted(outcome) => outcome;

@@ -7,7 +7,7 @@ use bytes::{BufMut, BytesMut};
 
 use super::parse::{MetaCmd, MetaRequest};
 use crate::kv::{
-    ArithOptions, ArithResult, DeleteOutcome, Kv, KvError, MetaGetOptions, ReadPoint, RunWrite,
+    ArithOptions, ArithResult, DeleteOutcome, Kv, KvError, MetaGetOptions, MetaHit, RunWrite,
     SetOptions, StoreMode, StoreOutcome,
 };
 use crate::memcache::reply;
@@ -26,7 +26,8 @@ pub async fn execute(kv: &Kv, req: MetaRequest<'_>, out: &mut BytesMut) {
                     Err(e) => return reply::kv_error(out, &e),
                 }
             }
-            get(kv, &req, &opts, point, out)
+            let hit = kv.meta_get_async(&req.key, &opts, point).await;
+            get(kv, &req, hit, out)
         }
         MetaCmd::Set => set(kv, &req, out).await,
         MetaCmd::Delete => delete(kv, &req, out).await,
@@ -95,15 +96,15 @@ fn get_options(req: &MetaRequest<'_>) -> MetaGetOptions {
     }
 }
 
+/// An `mg`'s reply to what the read found.
 fn get(
     kv: &Kv,
     req: &MetaRequest<'_>,
-    opts: &MetaGetOptions,
-    point: ReadPoint,
+    found: Result<Option<MetaHit>, KvError>,
     out: &mut BytesMut,
 ) {
     let o = &req.opts;
-    let hit = match kv.meta_get_from(&req.key, opts, point) {
+    let hit = match found {
         Ok(Some(hit)) => hit,
         Ok(None) => {
             // q hides only the miss.
