@@ -74,6 +74,14 @@ impl Kv {
             .collect()
     }
 
+    /// One write on its own (a run of one): its command's `_async` form.
+    pub async fn write_async(&self, w: RunWrite<'_>) -> RunOutcome {
+        self.write_run_async(&[w])
+            .await
+            .pop()
+            .expect("one outcome per write")
+    }
+
     /// A single node's write: its command, at once.
     fn write_now(&self, w: &RunWrite<'_>) -> RunOutcome {
         match *w {

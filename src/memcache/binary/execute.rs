@@ -6,8 +6,8 @@ use bytes::BytesMut;
 
 use super::parse::{self as binary, op, status, Frame, Header, Request};
 use crate::kv::{
-    ArithOptions, ArithResult, DeleteOutcome, KvError, MetaGetOptions, RunWrite, SetOptions,
-    StoreMode, StoreOutcome,
+    ArithOptions, ArithResult, DeleteOutcome, KvError, MetaGetOptions, RunOutcome, RunWrite,
+    SetOptions, StoreMode, StoreOutcome,
 };
 use crate::memcache::Flow;
 use crate::state::AppState;
@@ -284,20 +284,9 @@ pub async fn execute(req: &Request<'_>, shared: &AppState, out: &mut BytesMut) -
             }
         }
         opcode if is_store(opcode) => {
-            let RunWrite::Set {
-                mode,
-                key,
-                flags,
-                exptime,
-                value,
-                opts,
-            } = store_write(req)
-            else {
-                unreachable!("a storage opcode");
+            let RunOutcome::Stored(outcome) = kv.write_async(store_write(req)).await else {
+                unreachable!("a storage write answers as stored");
             };
-            let outcome = kv
-                .set_with_async(mode, key, flags, exptime, value, &opts)
-                .await;
             store_reply(req, outcome, out);
         }
         op::DELETE | op::DELETEQ => match kv

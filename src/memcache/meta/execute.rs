@@ -7,8 +7,8 @@ use bytes::{BufMut, BytesMut};
 
 use super::parse::{MetaCmd, MetaRequest};
 use crate::kv::{
-    ArithOptions, ArithResult, DeleteOutcome, Kv, KvError, MetaGetOptions, MetaHit, RunWrite,
-    SetOptions, StoreMode, StoreOutcome,
+    ArithOptions, ArithResult, DeleteOutcome, Kv, KvError, MetaGetOptions, MetaHit, RunOutcome,
+    RunWrite, SetOptions, StoreMode, StoreOutcome,
 };
 use crate::memcache::reply;
 use crate::rules::exptime as expiry;
@@ -162,20 +162,9 @@ fn get(
 }
 
 async fn set(kv: &Kv, req: &MetaRequest<'_>, out: &mut BytesMut) {
-    let RunWrite::Set {
-        mode,
-        key,
-        flags,
-        exptime,
-        value,
-        opts,
-    } = set_write(req)
-    else {
-        unreachable!("ms is a set");
+    let RunOutcome::Stored(outcome) = kv.write_async(set_write(req)).await else {
+        unreachable!("ms answers as stored");
     };
-    let outcome = kv
-        .set_with_async(mode, key, flags, exptime, value, &opts)
-        .await;
     set_reply(req, outcome, out);
 }
 
