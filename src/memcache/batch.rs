@@ -34,6 +34,18 @@ pub enum Kind {
     Binary { opcode: u8, opaque: u32 },
 }
 
+/// The most pipelined writes a front end proposes as one run in a group
+/// (a run's writes and replies are held in memory together).
+pub const MAX_RUN: usize = 64;
+
+/// What a run of pipelined writes did (`text::run`, `binary::run`): input
+/// bytes consumed, and each reply's range in the output (empty when the
+/// request answers nothing) with how to replace it.
+pub struct Run {
+    pub consumed: usize,
+    pub replies: Vec<((usize, usize), Kind)>,
+}
+
 /// The write generations (lowest, highest) of one request's writes.
 type Generations = (u64, u64);
 

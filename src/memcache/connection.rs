@@ -164,15 +164,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 let run =
                     super::binary::run::store_run(&self.input, &self.shared, &mut self.output);
                 if let Some(run) = run.await {
-                    for (reply, opcode, opaque) in run.replies {
-                        let kind = BatchKind::Binary { opcode, opaque };
-                        self.batch.after(&self.shared.kv, reply, kind, true);
-                    }
-                    self.input.advance(run.consumed);
-                    self.last_command = Instant::now();
-                    if self.output.len() >= WRITE_HIGH_WATER {
-                        self.flush().await?;
-                    }
+                    self.ran(run).await?;
                     continue;
                 }
                 let start = self.output.len();
@@ -207,15 +199,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             self.batch.before(&self.shared.kv);
             let run = text::run::write_run(&self.input, max_item, &self.shared, &mut self.output);
             if let Some(run) = run.await {
-                for &reply in &run.replies {
-                    self.batch
-                        .after(&self.shared.kv, reply, BatchKind::Text, true);
-                }
-                self.input.advance(run.consumed);
-                self.last_command = Instant::now();
-                if self.output.len() >= WRITE_HIGH_WATER {
-                    self.flush().await?;
-                }
+                self.ran(run).await?;
                 continue;
             }
             let start = self.output.len();
@@ -279,6 +263,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 self.flush().await?;
             }
         }
+    }
+
+    /// Books a run of pipelined writes (text or binary) that went as one
+    /// unit: each reply in the batch, the input it consumed.
+    async fn ran(&mut self, run: super::batch::Run) -> std::io::Result<()> {
+        for (reply, kind) in run.replies {
+            self.batch.after(&self.shared.kv, reply, kind, true);
+        }
+        self.input.advance(run.consumed);
+        self.last_command = Instant::now();
+        if self.output.len() >= WRITE_HIGH_WATER {
+            self.flush().await?;
+        }
+        Ok(())
     }
 
     /// memcached's rule: a connection whose first byte is the binary

@@ -9,17 +9,8 @@ use bytes::BytesMut;
 use super::execute::{is_store, store_reply, store_write};
 use super::parse::{self as binary, Frame};
 use crate::kv::RunOutcome;
+use crate::memcache::batch::{Kind, Run, MAX_RUN};
 use crate::state::AppState;
-
-/// The most requests proposed as one run.
-pub const MAX_RUN: usize = 64;
-
-/// What a run did: input bytes consumed, and each response's range in the
-/// output (empty for a quiet success) with its opcode and opaque.
-pub struct Run {
-    pub consumed: usize,
-    pub replies: Vec<((usize, usize), u8, u32)>,
-}
 
 /// Runs the storage requests at the start of `input` as one unit, if this
 /// node is in a group and there are at least two of them.
@@ -51,7 +42,11 @@ pub async fn store_run(input: &[u8], shared: &AppState, out: &mut BytesMut) -> O
         };
         let start = out.len();
         store_reply(req, outcome, out);
-        replies.push(((start, out.len()), req.header.opcode, req.header.opaque));
+        let kind = Kind::Binary {
+            opcode: req.header.opcode,
+            opaque: req.header.opaque,
+        };
+        replies.push(((start, out.len()), kind));
     }
     Some(Run { consumed, replies })
 }

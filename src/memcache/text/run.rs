@@ -20,19 +20,9 @@ use super::super::meta::{self, parse::MetaCmd};
 use super::parse::{self, Frame, Request};
 use super::{arith, command_index, keys, storage, METRICS};
 use crate::kv::{RunOutcome, RunWrite, SetOptions};
+use crate::memcache::batch::{Kind, Run, MAX_RUN};
 use crate::metrics::Timer;
 use crate::state::AppState;
-
-/// The most commands proposed as one run (a run's writes and replies are
-/// held in memory together).
-pub const MAX_RUN: usize = 64;
-
-/// What a run did: input bytes consumed, and each reply's range in the
-/// output (empty for `noreply`).
-pub struct Run {
-    pub consumed: usize,
-    pub replies: Vec<(usize, usize)>,
-}
 
 /// A write command of the run, with its `noreply` (a meta `ms` answers
 /// by its own `q` rules).
@@ -120,7 +110,7 @@ pub async fn write_run(
             out.truncate(start);
         }
         METRICS.command(command_index(req)).record(started);
-        replies.push((start, out.len()));
+        replies.push(((start, out.len()), Kind::Text));
     }
     Some(Run { consumed, replies })
 }
