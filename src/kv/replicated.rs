@@ -22,14 +22,15 @@
 //!
 //! A follower forwards a write to the leader (memcached clients cannot
 //! follow redirects). Each proposal has an id (node, sequence): the state
-//! machine remembers recent answers by id, so a forward retried after a
-//! leader change is applied once.
+//! machine remembers recent answers by id, with the items and in
+//! snapshots (see `answers`), so a forward retried after a leader change
+//! is applied once, even by a node restarted meanwhile.
 
 // openraft's storage traits fix the error type (`StorageError`, about
 // 200 bytes); the helpers here return it as the traits do.
 #![allow(clippy::result_large_err)]
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::BTreeMap;
 use std::io::Cursor;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Weak};
@@ -51,9 +52,12 @@ use super::starved::{apply_when_stored, until_stored};
 use super::{Kv, KvError};
 use crate::replica::{ForwardHandler, Node};
 
+mod answers;
 mod operator;
 mod reads;
 mod runs;
+
+use answers::Answers;
 
 openraft::declare_raft_types!(
     /// The group's Raft types: proposals in, answers out.
@@ -61,9 +65,6 @@ openraft::declare_raft_types!(
         D = Proposals,
         R = Vec<Applied>,
 );
-
-/// How many answers the state machine remembers for retried proposals.
-const REMEMBERED: usize = 100_000;
 
 /// The applied position is saved at most this often while entries apply
 /// (and whenever the membership changes or a snapshot is built). Saving
@@ -83,31 +84,35 @@ struct Position {
 #[derive(Default)]
 struct State {
     position: Position,
-    answers: HashMap<(u64, u64), Applied>,
-    order: VecDeque<(u64, u64)>,
+    answers: Answers,
     snapshot: Option<(SnapshotMeta<u64, BasicNode>, Vec<u8>)>,
     snapshots_built: u64,
     /// When the position was last saved.
     saved_at: Option<std::time::Instant>,
 }
 
+/// What [`StateMachine::save`] writes beside the items.
+struct Saved {
+    position: Vec<u8>,
+    answers: answers::Save,
+}
+
 impl State {
-    fn remember(&mut self, id: (u64, u64), answer: &Applied) {
-        if self.answers.insert(id, answer.clone()).is_none() {
-            self.order.push_back(id);
-            if self.order.len() > REMEMBERED {
-                if let Some(old) = self.order.pop_front() {
-                    self.answers.remove(&old);
-                }
-            }
-        }
+    /// The position and the answers to save now.
+    fn to_save(&mut self) -> Result<Saved, StorageError<u64>> {
+        Ok(Saved {
+            position: postcard::to_allocvec(&self.position).map_err(io_err)?,
+            answers: self.answers.to_save().map_err(io_err)?,
+        })
     }
 }
 
-/// The items of a snapshot: every record as stored.
+/// A snapshot: every record as stored, and the answers remembered for
+/// retried proposals (see `answers`).
 #[derive(Serialize, Deserialize)]
 struct SnapshotData {
     records: Vec<(Vec<u8>, Vec<u8>)>,
+    answers: Vec<(answers::Id, Applied)>,
 }
 
 /// Applies committed entries to the store through [`Kv`]. Clones share
@@ -132,11 +137,14 @@ impl StateMachine {
                 .map_err(|_| KvError::Replica("the saved replication state is unreadable"))?,
             None => Position::default(),
         };
+        let answers = Answers::load(kv.store.replica_notes()?)
+            .map_err(|_| KvError::Replica("the saved answers of the group are unreadable"))?;
         Ok(StateMachine {
             proposer,
             kv: Arc::downgrade(kv),
             state: Arc::new(Mutex::new(State {
                 position,
+                answers,
                 ..State::default()
             })),
         })
@@ -148,37 +156,47 @@ impl StateMachine {
             .ok_or_else(|| io_err("the server is shutting down"))
     }
 
-    fn save(&self, kv: &Kv, state: &State) -> Result<(), StorageError<u64>> {
-        let bytes = postcard::to_allocvec(&state.position).map_err(io_err)?;
-        kv.store.save_replica_state(&bytes).map_err(io_err)
+    fn save(&self, kv: &Kv, state: &mut State) -> Result<(), StorageError<u64>> {
+        let saved = state.to_save()?;
+        Self::write(kv, &saved).map_err(io_err)
+    }
+
+    fn write(kv: &Kv, saved: &Saved) -> crate::store::Result<()> {
+        let batch = saved.answers.batch.as_ref();
+        kv.store.save_replica_state(
+            &saved.position,
+            batch.map(|(seq, bytes)| (*seq, &bytes[..])),
+            &saved.answers.drop,
+        )
     }
 
     /// [`StateMachine::save`] after applying, waiting out a disk fault as
     /// [`apply_when_stored`] does; other errors stop Raft on this node.
     async fn save_when_stored(&self, kv: &Kv) -> Result<(), StorageError<u64>> {
-        let bytes = {
+        let saved = {
             let mut s = self.state.lock();
             s.saved_at = Some(std::time::Instant::now());
-            postcard::to_allocvec(&s.position).map_err(io_err)?
+            s.to_save()?
         };
-        until_stored("saving the applied position", || {
-            kv.store.save_replica_state(&bytes)
-        })
-        .await
+        until_stored("saving the applied position", || Self::write(kv, &saved)).await
     }
 }
 
 impl RaftSnapshotBuilder<KvRaft> for StateMachine {
     async fn build_snapshot(&mut self) -> Result<Snapshot<KvRaft>, StorageError<u64>> {
         let kv = self.kv()?;
-        let (applied, membership) = {
+        let (applied, membership, answers) = {
             let s = self.state.lock();
-            (s.position.applied, s.position.membership.clone())
+            let p = &s.position;
+            (p.applied, p.membership.clone(), s.answers.all())
         };
         // Items written by entries after `applied` may be in it too; they
         // are applied again after an install, which skips them (CAS rule).
+        // The answers are taken first: each belongs to a write these
+        // records hold, so an installing node that answers a retry from
+        // them (and so skips it) has the write.
         let records = kv.raw_records().map_err(io_err)?;
-        let data = postcard::to_allocvec(&SnapshotData { records }).map_err(io_err)?;
+        let data = postcard::to_allocvec(&SnapshotData { records, answers }).map_err(io_err)?;
         // openraft purges the log up to this snapshot next, and the snapshot
         // itself lives in memory only: make the items and the applied
         // position durable first, or a crash could restart this node from a
@@ -230,14 +248,14 @@ impl RaftStateMachine<KvRaft> for StateMachine {
                 EntryPayload::Normal(batch) => {
                     let mut out = Vec::with_capacity(batch.0.len());
                     for (pos, p) in batch.0.into_iter().enumerate() {
-                        let remembered = self.state.lock().answers.get(&p.id).cloned();
+                        let remembered = self.state.lock().answers.get(&p.id);
                         out.push(match remembered {
                             Some(done) => done,
                             None => {
                                 let cas = cas_of(entry.log_id.index, pos);
                                 let mine = p.id.0 == self.proposer;
                                 let answer = apply_when_stored(&kv, cas, &p, mine).await;
-                                self.state.lock().remember(p.id, &answer);
+                                self.state.lock().answers.remember(p.id, &answer);
                                 answer
                             }
                         });
@@ -283,8 +301,9 @@ impl RaftStateMachine<KvRaft> for StateMachine {
             applied: meta.last_log_id,
             membership: meta.last_membership.clone(),
         };
+        s.answers.replace(decoded.answers);
         s.snapshot = Some((meta.clone(), data));
-        self.save(&kv, &s)
+        self.save(&kv, &mut s)
     }
 
     async fn get_current_snapshot(
@@ -302,6 +321,9 @@ impl RaftStateMachine<KvRaft> for StateMachine {
 /// forwarded ones.
 pub struct Replicated {
     node: Node<KvRaft>,
+    /// A handle on the state machine Raft drives, to save its position
+    /// once Raft has stopped.
+    state_machine: StateMachine,
     /// Whether reads wait for a read index (see [`Replicated::read_barrier`]).
     linearizable: bool,
     /// This process's proposer id (see [`Proposal::id`]).
@@ -356,12 +378,14 @@ impl Replicated {
             );
         }
         let dir = data_dir.join("raft-log");
+        let state_machine = sm.clone();
         let node = Node::start(id, peers.0.clone(), cluster.join, &dir, sm).await?;
         let raft = node.raft.clone();
         let restored = node.restored;
         let batcher = Batcher::start(raft.clone(), Arc::downgrade(kv));
         let replicated = Arc::new(Replicated {
             node,
+            state_machine,
             batcher,
             reads: Arc::default(),
             lease: Lease::default(),
@@ -406,7 +430,19 @@ impl Replicated {
         match tokio::time::timeout(limit, self.node.raft.shutdown()).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::warn!("stopping raft: {e}"),
-            Err(_) => tracing::warn!("raft did not stop within {limit:?}; exiting anyway"),
+            Err(_) => {
+                tracing::warn!("raft did not stop within {limit:?}; exiting anyway");
+                return;
+            }
+        }
+        // Nothing applies any more: save the last position and answers, so
+        // a restart applies no entry again (every answer it gave stays
+        // remembered, not only those of the last periodic save).
+        let sm = &self.state_machine;
+        if let Ok(kv) = sm.kv() {
+            if let Err(e) = sm.save(&kv, &mut sm.state.lock()) {
+                tracing::warn!("saving the applied position at shutdown: {e}");
+            }
         }
     }
 
@@ -446,6 +482,86 @@ mod tests {
     #[test]
     fn the_log_and_state_machine_pass_openrafts_storage_suite() {
         Suite::test_all(Builder).unwrap();
+    }
+
+    /// Entry `index` of the log, holding one proposal: `incr n 1`
+    /// (created at 0 if missing, answering 0) under proposal id `id`.
+    fn incr_entry(index: u64, id: (u64, u64)) -> Entry<KvRaft> {
+        let op = Op::Arith {
+            key: b"n".to_vec(),
+            delta: 1,
+            incr: true,
+            opts: ArithOptions {
+                vivify: Some((0, 0)),
+                ..ArithOptions::default()
+            },
+        };
+        Entry {
+            log_id: LogId::new(openraft::CommittedLeaderId::new(1, 1), index),
+            payload: EntryPayload::Normal(Proposals(vec![Proposal {
+                now: 1_800_000_000,
+                id,
+                op,
+                victims: Vec::new(),
+            }])),
+        }
+    }
+
+    /// What applying `entry` answered its one proposal, as `incr`'s value.
+    async fn apply_incr(sm: &mut StateMachine, entry: Entry<KvRaft>) -> u64 {
+        let mut answers = sm.apply([entry]).await.unwrap();
+        match answers.pop().and_then(|mut a| a.pop()) {
+            Some(Applied::Arith(ArithResult::Value { value, .. })) => value,
+            other => panic!("incr answered {other:?}"),
+        }
+    }
+
+    fn value_of(kv: &Kv) -> Vec<u8> {
+        kv.peek(b"n").unwrap().unwrap().value().to_vec()
+    }
+
+    #[tokio::test]
+    async fn a_retry_after_a_restart_is_answered_not_applied_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = crate::config::Config::for_data_dir(dir.path()).store;
+        let retried = (7, 1);
+        {
+            let kv = Arc::new(Kv::open(&cfg).unwrap());
+            let mut sm = StateMachine::new(&kv, 1).unwrap();
+            assert_eq!(apply_incr(&mut sm, incr_entry(5, retried)).await, 0);
+        }
+        // The node restarted; the forwarder retries (a new entry, same id).
+        let kv = Arc::new(Kv::open(&cfg).unwrap());
+        let mut sm = StateMachine::new(&kv, 2).unwrap();
+        assert_eq!(apply_incr(&mut sm, incr_entry(6, retried)).await, 0);
+        assert_eq!(value_of(&kv), b"0", "the retried incr applied twice");
+        assert_eq!(apply_incr(&mut sm, incr_entry(7, (7, 2))).await, 1);
+    }
+
+    #[tokio::test]
+    async fn a_node_caught_up_by_snapshot_answers_retries_from_it() {
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let kv = |d: &tempfile::TempDir| {
+            let cfg = crate::config::Config::for_data_dir(d.path()).store;
+            Arc::new(Kv::open(&cfg).unwrap())
+        };
+        let (kv_a, kv_b) = (kv(&a), kv(&b));
+        let mut sm_a = StateMachine::new(&kv_a, 1).unwrap();
+        assert_eq!(apply_incr(&mut sm_a, incr_entry(5, (7, 1))).await, 0);
+        let snapshot = sm_a.build_snapshot().await.unwrap();
+        let mut sm_b = StateMachine::new(&kv_b, 2).unwrap();
+        sm_b.install_snapshot(&snapshot.meta, snapshot.snapshot)
+            .await
+            .unwrap();
+        assert_eq!(apply_incr(&mut sm_b, incr_entry(6, (7, 1))).await, 0);
+        assert_eq!(value_of(&kv_b), b"0", "the retried incr applied twice");
+        drop(sm_b);
+        // And it keeps them across its own restart.
+        drop(kv_b);
+        let kv_b = kv(&b);
+        let mut sm_b = StateMachine::new(&kv_b, 3).unwrap();
+        assert_eq!(apply_incr(&mut sm_b, incr_entry(7, (7, 1))).await, 0);
+        assert_eq!(value_of(&kv_b), b"0");
     }
 
     #[test]
