@@ -255,14 +255,20 @@ fn pipelined_writes_apply_in_order_and_share_log_entries() {
              touch {key} 1000\r\ndelete gone{node}\r\nadd {key} 0 0 1\r\nx\r\n\
              replace missing{node} 0 0 1\r\nx\r\nms meta{node} 2 F5\r\nhi\r\n\
              ms meta{node} 1 MA q\r\n!\r\nms meta{node} 1 ME q\r\nx\r\n\
-             get {key} {ctr} meta{node}\r\n"
+             ma mc{node} N0 J10 v\r\n{}ma mc{node} MD D3 v\r\n\
+             ms tmp{node} 1\r\nz\r\nmd tmp{node} q\r\nmd tmp{node}\r\n\
+             get {key} {ctr} meta{node} mc{node}\r\n",
+            format!("ma mc{node} q\r\n").repeat(8)
         ));
         replies.push_str("NOT_FOUND\r\nSTORED\r\n6\r\n4\r\nTOUCHED\r\nNOT_FOUND\r\n");
         // The quiet append answers nothing; the quiet add that fails, NS.
         replies.push_str("NOT_STORED\r\nNOT_STORED\r\nHD\r\nNS\r\n");
+        // A counter made at 10, 8 quiet increments, minus 3; a quiet
+        // delete, then one of a key gone.
+        replies.push_str("VA 2\r\n10\r\nVA 2\r\n15\r\nHD\r\nNF\r\n");
         replies.push_str(&format!(
             "VALUE {key} 0 {}\r\n{value}\r\nVALUE {ctr} 0 1\r\n4\r\n\
-             VALUE meta{node} 5 3\r\nhi!\r\nEND\r\n",
+             VALUE meta{node} 5 3\r\nhi!\r\nVALUE mc{node} 0 2\r\n15\r\nEND\r\n",
             value.len()
         ));
         let before = commit_index();
@@ -271,9 +277,10 @@ fn pipelined_writes_apply_in_order_and_share_log_entries() {
         let got = String::from_utf8(c.read_until(b"END\r\n")).unwrap();
         assert_eq!(got, replies, "node {node}");
         let entries = commit_index() - before;
+        // One at a time, the 13 meta writes alone would take 13.
         assert!(
-            entries <= 8,
-            "62 pipelined writes on node {node} took {entries} log entries"
+            entries <= 10,
+            "75 pipelined writes on node {node} took {entries} log entries"
         );
     }
 }
@@ -293,13 +300,13 @@ fn binary_packet(op: u8, opaque: u32, key: &[u8], extras: &[u8], value: &[u8]) -
     p
 }
 
-/// A binary pipeline of storage requests (a `SETQ`/`APPENDQ` bulk load),
-/// on the leader and on a follower, is one ordered unit too: the quiet
+/// A binary pipeline of writes (a `SETQ`/`APPENDQ` bulk load, deletes,
+/// increments), on the leader and on a follower, is one ordered unit too: the quiet
 /// successes answer nothing, the errors and the loud requests answer in
 /// order with their opaques, the value is the appends in order, and the
 /// run takes a few log entries.
 #[test]
-fn pipelined_binary_storage_requests_apply_in_order_and_share_log_entries() {
+fn pipelined_binary_writes_apply_in_order_and_share_log_entries() {
     const SET: u8 = 0x01;
     const ADD: u8 = 0x02;
     const GETK: u8 = 0x0c;
@@ -307,6 +314,11 @@ fn pipelined_binary_storage_requests_apply_in_order_and_share_log_entries() {
     const SETQ: u8 = 0x11;
     const REPLACEQ: u8 = 0x13;
     const APPENDQ: u8 = 0x19;
+    const DELETE: u8 = 0x04;
+    const INCREMENT: u8 = 0x05;
+    const DECREMENT: u8 = 0x06;
+    const DELETEQ: u8 = 0x14;
+    const INCREMENTQ: u8 = 0x15;
     let g = Group::start(3);
     let leader = g.wait_leader();
     let commit_index = || {
@@ -327,6 +339,30 @@ fn pipelined_binary_storage_requests_apply_in_order_and_share_log_entries() {
         pipeline.extend(binary_packet(ADD, 41, &key, &extras, b"x"));
         pipeline.extend(binary_packet(REPLACEQ, 42, b"missing", &extras, b"x"));
         pipeline.extend(binary_packet(SETQ, 43, b"other", &extras, b"v"));
+        // A counter made at 7, 8 quiet increments, minus 2; a quiet delete,
+        // then one of a key gone.
+        let arith = |delta: u64| [delta.to_be_bytes(), 7u64.to_be_bytes()].concat();
+        let ctr = format!("n{node}").into_bytes();
+        pipeline.extend(binary_packet(
+            INCREMENT,
+            50,
+            &ctr,
+            &[arith(5), vec![0; 4]].concat(),
+            &[],
+        ));
+        for i in 0..8 {
+            let extras = [arith(1), vec![0; 4]].concat();
+            pipeline.extend(binary_packet(INCREMENTQ, 51 + i, &ctr, &extras, &[]));
+        }
+        pipeline.extend(binary_packet(
+            DECREMENT,
+            60,
+            &ctr,
+            &[arith(2), vec![0; 4]].concat(),
+            &[],
+        ));
+        pipeline.extend(binary_packet(DELETEQ, 61, b"other", &[], &[]));
+        pipeline.extend(binary_packet(DELETE, 62, b"other", &[], &[]));
         pipeline.extend(binary_packet(GETK, 44, &key, &[], &[]));
         pipeline.extend(binary_packet(NOOP, 45, &[], &[], &[]));
         let before = commit_index();
@@ -356,14 +392,18 @@ fn pipelined_binary_storage_requests_apply_in_order_and_share_log_entries() {
             (SET, 0, 0, vec![], vec![]),
             (ADD, 2, 41, vec![], vec![]),
             (REPLACEQ, 1, 42, vec![], vec![]),
+            (INCREMENT, 0, 50, vec![], 7u64.to_be_bytes().to_vec()),
+            (DECREMENT, 0, 60, vec![], 13u64.to_be_bytes().to_vec()),
+            (DELETE, 1, 62, vec![], vec![]),
             (GETK, 0, 44, key.clone(), value.clone()),
             (NOOP, 0, 45, vec![], vec![]),
         ];
         assert_eq!(got, want, "node {node}");
         let entries = commit_index() - before;
+        // One at a time, the 12 deletes and arithmetic would take 12.
         assert!(
             entries <= 8,
-            "43 pipelined binary writes on node {node} took {entries} log entries"
+            "55 pipelined binary writes on node {node} took {entries} log entries"
         );
     }
 }

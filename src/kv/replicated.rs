@@ -99,10 +99,10 @@ struct Saved {
 
 impl State {
     /// The position and the answers to save now.
-    fn to_save(&mut self) -> Result<Saved, StorageError<u64>> {
+    fn take_save(&mut self) -> Result<Saved, StorageError<u64>> {
         Ok(Saved {
             position: postcard::to_allocvec(&self.position).map_err(io_err)?,
-            answers: self.answers.to_save().map_err(io_err)?,
+            answers: self.answers.take_save().map_err(io_err)?,
         })
     }
 }
@@ -157,7 +157,7 @@ impl StateMachine {
     }
 
     fn save(&self, kv: &Kv, state: &mut State) -> Result<(), StorageError<u64>> {
-        let saved = state.to_save()?;
+        let saved = state.take_save()?;
         Self::write(kv, &saved).map_err(io_err)
     }
 
@@ -176,7 +176,7 @@ impl StateMachine {
         let saved = {
             let mut s = self.state.lock();
             s.saved_at = Some(std::time::Instant::now());
-            s.to_save()?
+            s.take_save()?
         };
         until_stored("saving the applied position", || Self::write(kv, &saved)).await
     }

@@ -7,11 +7,11 @@
 use super::replicated::{Applied, Op};
 use super::stats::bump;
 use super::{
-    unexpected, ArithOutcome, ArithResult, DeleteOutcome, Kv, KvError, Result, SetOptions,
+    unexpected, ArithOptions, ArithResult, DeleteOutcome, Kv, KvError, Result, SetOptions,
     StoreMode, StoreOutcome,
 };
 
-/// One write of a run, as the text protocol's commands take it.
+/// One write of a run, as the protocols' write commands take it.
 #[derive(Clone, Copy, Debug)]
 pub enum RunWrite<'a> {
     /// `set`/`add`/`replace`/`append`/`prepend`/`cas` ([`Kv::set_with`]).
@@ -23,13 +23,21 @@ pub enum RunWrite<'a> {
         value: &'a [u8],
         opts: SetOptions,
     },
-    /// `delete` ([`Kv::delete`] without a CAS).
-    Delete { key: &'a [u8] },
-    /// `incr`/`decr` ([`Kv::incr_decr`]).
+    /// `delete`, meta `md` ([`Kv::delete`]).
+    Delete { key: &'a [u8], cas: Option<u64> },
+    /// Meta `md <key> I` ([`Kv::invalidate`]).
+    Invalidate {
+        key: &'a [u8],
+        cas: Option<u64>,
+        exptime: Option<i64>,
+        new_cas: Option<u64>,
+    },
+    /// `incr`/`decr`, meta `ma` ([`Kv::arith_with`]).
     Arith {
         key: &'a [u8],
         delta: u64,
         incr: bool,
+        opts: ArithOptions,
     },
     /// `touch` ([`Kv::touch`]).
     Touch { key: &'a [u8], exptime: i64 },
@@ -40,7 +48,7 @@ pub enum RunWrite<'a> {
 pub enum RunOutcome {
     Stored(Result<StoreOutcome>),
     Deleted(Result<DeleteOutcome>),
-    Arith(Result<ArithOutcome>),
+    Arith(Result<ArithResult>),
     Touched(Result<bool>),
 }
 
@@ -93,10 +101,19 @@ impl Kv {
                 value,
                 opts,
             } => RunOutcome::Stored(self.set_with(mode, key, flags, exptime, value, &opts)),
-            RunWrite::Delete { key } => RunOutcome::Deleted(self.delete(key, None)),
-            RunWrite::Arith { key, delta, incr } => {
-                RunOutcome::Arith(self.incr_decr(key, delta, incr))
-            }
+            RunWrite::Delete { key, cas } => RunOutcome::Deleted(self.delete(key, cas)),
+            RunWrite::Invalidate {
+                key,
+                cas,
+                exptime,
+                new_cas,
+            } => RunOutcome::Deleted(self.invalidate(key, cas, exptime, new_cas)),
+            RunWrite::Arith {
+                key,
+                delta,
+                incr,
+                opts,
+            } => RunOutcome::Arith(self.arith_with(key, delta, incr, &opts)),
             RunWrite::Touch { key, exptime } => RunOutcome::Touched(self.touch(key, exptime)),
         }
     }
@@ -126,15 +143,31 @@ impl Kv {
                     opts,
                 }
             }
-            RunWrite::Delete { key } => Op::Delete {
+            RunWrite::Delete { key, cas } => Op::Delete {
                 key: key.to_vec(),
-                cas: None,
+                cas,
             },
-            RunWrite::Arith { key, delta, incr } => Op::Arith {
+            RunWrite::Invalidate {
+                key,
+                cas,
+                exptime,
+                new_cas,
+            } => Op::Invalidate {
+                key: key.to_vec(),
+                cas,
+                exptime,
+                new_cas,
+            },
+            RunWrite::Arith {
+                key,
+                delta,
+                incr,
+                opts,
+            } => Op::Arith {
                 key: key.to_vec(),
                 delta,
                 incr,
-                opts: Default::default(),
+                opts,
             },
             RunWrite::Touch { key, exptime } => Op::Touch {
                 key: key.to_vec(),
@@ -151,10 +184,8 @@ fn outcome_of(w: &RunWrite<'_>, answer: Result<Applied>) -> RunOutcome {
     }
     match w {
         RunWrite::Set { .. } => RunOutcome::Stored(kind(answer)),
-        RunWrite::Delete { .. } => RunOutcome::Deleted(kind(answer)),
-        RunWrite::Arith { .. } => {
-            RunOutcome::Arith(kind::<ArithResult>(answer).map(ArithOutcome::from))
-        }
+        RunWrite::Delete { .. } | RunWrite::Invalidate { .. } => RunOutcome::Deleted(kind(answer)),
+        RunWrite::Arith { .. } => RunOutcome::Arith(kind(answer)),
         RunWrite::Touch { .. } => RunOutcome::Touched(kind(answer)),
     }
 }

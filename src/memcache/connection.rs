@@ -162,7 +162,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 // In a group, pipelined storage requests share commit rounds.
                 self.batch.before(&self.shared.kv);
                 let run =
-                    super::binary::run::store_run(&self.input, &self.shared, &mut self.output);
+                    super::binary::run::write_run(&self.input, &self.shared, &mut self.output);
                 if let Some(run) = run.await {
                     self.ran(run).await?;
                     continue;

@@ -10,7 +10,7 @@
 //! the items:
 //!
 //! - saved with the applied position, as a batch of the answers since the
-//!   last save ([`Answers::to_save`], `Store::save_replica_state`), after
+//!   last save ([`Answers::take_save`], `Store::save_replica_state`), after
 //!   the items they belong to, and loaded at start ([`Answers::load`]);
 //!   entries after the saved position are applied again at start and
 //!   remember their answers then;
@@ -77,7 +77,7 @@ impl Answers {
     }
 
     /// Remembers the answer to a proposal just applied (saved with the
-    /// next [`Answers::to_save`]).
+    /// next [`Answers::take_save`]).
     pub fn remember(&mut self, id: Id, answer: &Applied) {
         if self.insert(id, answer.clone()) {
             self.unsaved.push((id, answer.clone()));
@@ -120,7 +120,7 @@ impl Answers {
 
     /// The batch to save with the applied position now (the answers
     /// remembered since the last call) and the saved batches to drop.
-    pub fn to_save(&mut self) -> Result<Save, postcard::Error> {
+    pub fn take_save(&mut self) -> Result<Save, postcard::Error> {
         let batch = if self.unsaved.is_empty() {
             None
         } else {
@@ -187,10 +187,10 @@ mod tests {
         for i in 0..10 {
             a.remember((1, i), &stored());
         }
-        let first = a.to_save().unwrap();
+        let first = a.take_save().unwrap();
         let (seq, bytes) = first.batch.unwrap();
         assert!(first.drop.is_empty());
-        assert!(a.to_save().unwrap().batch.is_none(), "nothing new");
+        assert!(a.take_save().unwrap().batch.is_none(), "nothing new");
 
         let loaded = Answers::load(vec![(seq, bytes)]).unwrap();
         assert_eq!(loaded.len(), 10);
@@ -202,7 +202,7 @@ mod tests {
             a.remember((2, i), &stored());
         }
         assert!(a.get(&(1, 9)).is_none());
-        let next = a.to_save().unwrap();
+        let next = a.take_save().unwrap();
         assert_eq!(next.drop, vec![seq]);
         assert_eq!(next.batch.unwrap().0, seq + 1);
     }
@@ -234,11 +234,11 @@ mod tests {
     fn a_snapshots_answers_replace_the_saved_ones() {
         let mut a = Answers::default();
         a.remember((1, 1), &stored());
-        let old = a.to_save().unwrap().batch.unwrap().0;
+        let old = a.take_save().unwrap().batch.unwrap().0;
         a.replace(vec![((3, 1), stored()), ((3, 2), stored())]);
         assert!(a.get(&(1, 1)).is_none());
         assert!(a.get(&(3, 2)).is_some());
-        let save = a.to_save().unwrap();
+        let save = a.take_save().unwrap();
         assert_eq!(save.drop, vec![old]);
         let (seq, bytes) = save.batch.unwrap();
         assert!(seq > old);

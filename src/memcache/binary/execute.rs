@@ -140,7 +140,7 @@ fn kv_failure(out: &mut BytesMut, h: &Header, e: &KvError) {
 
 /// Whether `opcode` is a storage command (set, add, replace, append,
 /// prepend and their quiet forms).
-pub fn is_store(opcode: u8) -> bool {
+fn is_store(opcode: u8) -> bool {
     matches!(
         opcode,
         op::SET
@@ -156,8 +156,75 @@ pub fn is_store(opcode: u8) -> bool {
     )
 }
 
+/// Whether `opcode` is a write that a pipelined run may carry (see
+/// `run`): a storage command, a delete, an increment or decrement, or
+/// their quiet forms.
+pub fn is_run_write(opcode: u8) -> bool {
+    is_store(opcode)
+        || matches!(
+            opcode,
+            op::DELETE
+                | op::DELETEQ
+                | op::INCREMENT
+                | op::INCREMENTQ
+                | op::DECREMENT
+                | op::DECREMENTQ
+        )
+}
+
+/// The write a request of [`is_run_write`] asks for.
+pub fn run_write<'a>(req: &Request<'a>) -> RunWrite<'a> {
+    let h = &req.header;
+    let cas = (h.cas != 0).then_some(h.cas);
+    match h.opcode {
+        op::DELETE | op::DELETEQ => RunWrite::Delete { key: req.key, cas },
+        op::INCREMENT | op::INCREMENTQ | op::DECREMENT | op::DECREMENTQ => {
+            let e = req.extras;
+            let (delta, initial, expiration) = (be_u64(e), be_u64(&e[8..]), be_u32(&e[16..]));
+            RunWrite::Arith {
+                key: req.key,
+                delta,
+                incr: matches!(h.opcode, op::INCREMENT | op::INCREMENTQ),
+                opts: ArithOptions {
+                    cas,
+                    // 0xffffffff: fail on a miss instead of creating the counter.
+                    vivify: (expiration != u32::MAX).then_some((initial, expiration as i64)),
+                    ..ArithOptions::default()
+                },
+            }
+        }
+        _ => store_write(req),
+    }
+}
+
+/// The response to a request of [`is_run_write`] (none for a quiet one
+/// that succeeded).
+pub fn run_reply(req: &Request<'_>, outcome: RunOutcome, out: &mut BytesMut) {
+    let h = &req.header;
+    let fail = |out: &mut BytesMut, status: u16| error(out, h.opcode, h.opaque, status);
+    match outcome {
+        RunOutcome::Stored(o) => store_reply(req, o, out),
+        RunOutcome::Deleted(o) => match o {
+            Ok(DeleteOutcome::Deleted) => success(out, h, 0, &[], &[], &[]),
+            Ok(DeleteOutcome::NotFound) => fail(out, status::KEY_ENOENT),
+            Ok(DeleteOutcome::Exists) => fail(out, status::KEY_EEXISTS),
+            Err(e) => kv_failure(out, h, &e),
+        },
+        RunOutcome::Arith(o) => match o {
+            Ok(ArithResult::Value { value, cas, .. }) => {
+                success(out, h, cas, &[], &[], &value.to_be_bytes())
+            }
+            Ok(ArithResult::NotFound) => fail(out, status::KEY_ENOENT),
+            Ok(ArithResult::Exists) => fail(out, status::KEY_EEXISTS),
+            Ok(ArithResult::NonNumeric) => fail(out, status::DELTA_BADVAL),
+            Err(e) => kv_failure(out, h, &e),
+        },
+        RunOutcome::Touched(_) => unreachable!("binary TOUCH answers with the item, not in runs"),
+    }
+}
+
 /// The write a storage request ([`is_store`]) asks for.
-pub fn store_write<'a>(req: &Request<'a>) -> RunWrite<'a> {
+fn store_write<'a>(req: &Request<'a>) -> RunWrite<'a> {
     let h = &req.header;
     let (flags, exptime) = if req.extras.len() == 8 {
         (be_u32(req.extras), be_u32(&req.extras[4..]) as i64)
@@ -196,7 +263,7 @@ fn base_mode(opcode: u8) -> StoreMode {
 }
 
 /// A storage request's response (none for a quiet one that succeeded).
-pub fn store_reply(req: &Request<'_>, outcome: Result<StoreOutcome, KvError>, out: &mut BytesMut) {
+fn store_reply(req: &Request<'_>, outcome: Result<StoreOutcome, KvError>, out: &mut BytesMut) {
     let h = &req.header;
     let fail = |out: &mut BytesMut, status: u16| error(out, h.opcode, h.opaque, status);
     match outcome {
@@ -283,40 +350,9 @@ pub async fn execute(req: &Request<'_>, shared: &AppState, out: &mut BytesMut) -
                 Err(e) => kv_fail(out, &e),
             }
         }
-        opcode if is_store(opcode) => {
-            let RunOutcome::Stored(outcome) = kv.write_async(store_write(req)).await else {
-                unreachable!("a storage write answers as stored");
-            };
-            store_reply(req, outcome, out);
-        }
-        op::DELETE | op::DELETEQ => match kv
-            .delete_async(req.key, (h.cas != 0).then_some(h.cas))
-            .await
-        {
-            Ok(DeleteOutcome::Deleted) => ok(out, 0, &[], &[], &[]),
-            Ok(DeleteOutcome::NotFound) => fail(out, status::KEY_ENOENT),
-            Ok(DeleteOutcome::Exists) => fail(out, status::KEY_EEXISTS),
-            Err(e) => kv_fail(out, &e),
-        },
-        op::INCREMENT | op::INCREMENTQ | op::DECREMENT | op::DECREMENTQ => {
-            let e = req.extras;
-            let (delta, initial, expiration) = (be_u64(e), be_u64(&e[8..]), be_u32(&e[16..]));
-            let opts = ArithOptions {
-                cas: (h.cas != 0).then_some(h.cas),
-                // 0xffffffff: fail on a miss instead of creating the counter.
-                vivify: (expiration != u32::MAX).then_some((initial, expiration as i64)),
-                ..ArithOptions::default()
-            };
-            let incr = matches!(h.opcode, op::INCREMENT | op::INCREMENTQ);
-            match kv.arith_with_async(req.key, delta, incr, &opts).await {
-                Ok(ArithResult::Value { value, cas, .. }) => {
-                    ok(out, cas, &[], &[], &value.to_be_bytes())
-                }
-                Ok(ArithResult::NotFound) => fail(out, status::KEY_ENOENT),
-                Ok(ArithResult::Exists) => fail(out, status::KEY_EEXISTS),
-                Ok(ArithResult::NonNumeric) => fail(out, status::DELTA_BADVAL),
-                Err(e) => kv_fail(out, &e),
-            }
+        opcode if is_run_write(opcode) => {
+            let outcome = kv.write_async(run_write(req)).await;
+            run_reply(req, outcome, out);
         }
         op::QUIT | op::QUITQ => {
             ok(out, 0, &[], &[], &[]);

@@ -228,12 +228,37 @@ pub fn set_reply(
 }
 
 async fn delete(kv: &Kv, req: &MetaRequest<'_>, out: &mut BytesMut) {
-    let o = &req.opts;
-    let outcome = if o.invalidate {
-        kv.invalidate_async(&req.key, o.cas, o.ttl, o.new_cas).await
-    } else {
-        kv.delete_async(&req.key, o.cas).await
+    let RunOutcome::Deleted(outcome) = kv.write_async(delete_write(req)).await else {
+        unreachable!("md answers as deleted");
     };
+    delete_reply(req, outcome, out);
+}
+
+/// The write an `md` asks for: a delete, or with `I` an invalidation.
+pub fn delete_write<'r>(req: &'r MetaRequest<'_>) -> RunWrite<'r> {
+    let o = &req.opts;
+    if o.invalidate {
+        RunWrite::Invalidate {
+            key: &req.key,
+            cas: o.cas,
+            exptime: o.ttl,
+            new_cas: o.new_cas,
+        }
+    } else {
+        RunWrite::Delete {
+            key: &req.key,
+            cas: o.cas,
+        }
+    }
+}
+
+/// An `md`'s reply (none for a quiet one that deleted).
+pub fn delete_reply(
+    req: &MetaRequest<'_>,
+    outcome: Result<DeleteOutcome, KvError>,
+    out: &mut BytesMut,
+) {
+    let o = &req.opts;
     let code: &[u8] = match outcome {
         Ok(DeleteOutcome::Deleted) if o.quiet => return,
         Ok(DeleteOutcome::Deleted) => b"HD",
@@ -247,16 +272,38 @@ async fn delete(kv: &Kv, req: &MetaRequest<'_>, out: &mut BytesMut) {
 }
 
 async fn arith(kv: &Kv, req: &MetaRequest<'_>, out: &mut BytesMut) {
-    let o = &req.opts;
-    let incr = !matches!(o.mode, Some(b'D' | b'-'));
-    let opts = ArithOptions {
-        cas: o.cas,
-        vivify: o.vivify.map(|ttl| (o.initial, ttl)),
-        touch: o.ttl,
-        new_cas: o.new_cas,
-        binary_key: o.base64,
+    let RunOutcome::Arith(outcome) = kv.write_async(arith_write(req)).await else {
+        unreachable!("ma answers as arithmetic");
     };
-    let (value, cas, exptime) = match kv.arith_with_async(&req.key, o.delta, incr, &opts).await {
+    arith_reply(kv, req, outcome, out);
+}
+
+/// The write an `ma` asks for.
+pub fn arith_write<'r>(req: &'r MetaRequest<'_>) -> RunWrite<'r> {
+    let o = &req.opts;
+    RunWrite::Arith {
+        key: &req.key,
+        delta: o.delta,
+        incr: !matches!(o.mode, Some(b'D' | b'-')),
+        opts: ArithOptions {
+            cas: o.cas,
+            vivify: o.vivify.map(|ttl| (o.initial, ttl)),
+            touch: o.ttl,
+            new_cas: o.new_cas,
+            binary_key: o.base64,
+        },
+    }
+}
+
+/// An `ma`'s reply (none for a quiet one that changed an existing counter).
+pub fn arith_reply(
+    kv: &Kv,
+    req: &MetaRequest<'_>,
+    outcome: Result<ArithResult, KvError>,
+    out: &mut BytesMut,
+) {
+    let o = &req.opts;
+    let (value, cas, exptime) = match outcome {
         // memcached still answers a quiet ma that created its counter.
         Ok(ArithResult::Value { created: false, .. }) if o.quiet => return,
         Ok(ArithResult::Value {

@@ -1,5 +1,5 @@
 //! A pipelined run of writes (storage commands, `delete`, `incr`/`decr`,
-//! `touch`, meta `ms`) in a replicated group.
+//! `touch`, meta `ms`/`md`/`ma`) in a replicated group.
 //!
 //! In a group each write waits for its entry's commit, and a connection
 //! answers its requests in order, so a client pipelining sets used to get
@@ -10,8 +10,8 @@
 //! ([`Kv::write_run_async`]): each still applies in its place (a later
 //! command of the run sees the earlier ones' effects), and the run's
 //! replies are the ones the commands would have got one by one. Anything
-//! else (a read, which must see the run's writes; `flush_all`; meta
-//! commands other than `ms`) ends the run and goes the usual way. A single node never
+//! else (a read, which must see the run's writes, meta `mg` included;
+//! `flush_all`) ends the run and goes the usual way. A single node never
 //! comes here: its writes never wait for a commit round.
 
 use bytes::BytesMut;
@@ -19,7 +19,7 @@ use bytes::BytesMut;
 use super::super::meta::{self, parse::MetaCmd};
 use super::parse::{self, Frame, Request};
 use super::{arith, command_index, keys, storage, METRICS};
-use crate::kv::{RunOutcome, RunWrite, SetOptions};
+use crate::kv::{ArithOptions, ArithOutcome, RunOutcome, RunWrite, SetOptions};
 use crate::memcache::batch::{Kind, Run, MAX_RUN};
 use crate::metrics::Timer;
 use crate::state::AppState;
@@ -46,19 +46,32 @@ fn write_of<'r>(req: &'r Request<'_>) -> Option<(RunWrite<'r>, bool)> {
             },
             noreply,
         ),
-        &Request::Delete { key, noreply } => (RunWrite::Delete { key }, noreply),
+        &Request::Delete { key, noreply } => (RunWrite::Delete { key, cas: None }, noreply),
         &Request::Arith {
             key,
             delta,
             incr,
             noreply,
-        } => (RunWrite::Arith { key, delta, incr }, noreply),
+        } => (
+            RunWrite::Arith {
+                key,
+                delta,
+                incr,
+                opts: ArithOptions::default(),
+            },
+            noreply,
+        ),
         &Request::Touch {
             key,
             exptime,
             noreply,
         } => (RunWrite::Touch { key, exptime }, noreply),
-        Request::Meta(m) if matches!(m.cmd, MetaCmd::Set) => (meta::execute::set_write(m), false),
+        Request::Meta(m) => match m.cmd {
+            MetaCmd::Set => (meta::execute::set_write(m), false),
+            MetaCmd::Delete => (meta::execute::delete_write(m), false),
+            MetaCmd::Arith => (meta::execute::arith_write(m), false),
+            MetaCmd::Get | MetaCmd::Debug => return None,
+        },
         _ => return None,
     })
 }
@@ -96,14 +109,16 @@ pub async fn write_run(
     let mut replies = Vec::with_capacity(outcomes.len());
     for ((outcome, noreply), req) in outcomes.into_iter().zip(quiet).zip(&reqs) {
         let start = out.len();
+        if let Request::Meta(_) = req {
+            crate::kv::stats::bump(&kv.stats.cmd_meta);
+        }
         match (outcome, req) {
-            (RunOutcome::Stored(o), Request::Meta(m)) => {
-                crate::kv::stats::bump(&kv.stats.cmd_meta);
-                meta::execute::set_reply(m, o, out)
-            }
+            (RunOutcome::Stored(o), Request::Meta(m)) => meta::execute::set_reply(m, o, out),
+            (RunOutcome::Deleted(o), Request::Meta(m)) => meta::execute::delete_reply(m, o, out),
+            (RunOutcome::Arith(o), Request::Meta(m)) => meta::execute::arith_reply(kv, m, o, out),
             (RunOutcome::Stored(o), _) => storage::reply(o, out),
             (RunOutcome::Deleted(o), _) => keys::delete_reply(o, out),
-            (RunOutcome::Arith(o), _) => arith::reply(o, out),
+            (RunOutcome::Arith(o), _) => arith::reply(o.map(ArithOutcome::from), out),
             (RunOutcome::Touched(o), _) => keys::touch_reply(o, out),
         }
         if noreply {
