@@ -810,3 +810,91 @@ fn a_node_whose_data_is_gone_is_removed_wiped_and_added_back() {
     }
     assert_eq!(export(lost).lines().count(), 1 + 101);
 }
+
+/// `memcached-lite cluster` reaches a node whose HTTP API serves TLS: with
+/// `--tls-ca`, or with no flag at all in the server's own environment
+/// (its `MEMCACHED_LITE_TLS_CERT`, as in a pod); it refuses a certificate
+/// it was not told to trust, or made out to another name, and says why.
+#[test]
+fn the_cluster_subcommand_reaches_a_node_over_tls() {
+    let mut g = Group::new(1);
+    let (cert, key) = common::self_signed(g.tmp.path());
+    let other = g.tmp.path().join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    let (other_cert, _) = common::self_signed(&other);
+    g.nodes[0].extra = vec!["--tls-cert".into(), cert.clone(), "--tls-key".into(), key];
+    g.launch(0);
+    let port = g.nodes[0].http;
+    let cli = |args: &[&str], env: &[(&str, &str)]| {
+        let out = Command::new(BIN)
+            .args(["cluster", "status"])
+            .args(args)
+            .env_remove("MEMCACHED_LITE_HTTP_LISTEN")
+            .env_remove("MEMCACHED_LITE_TLS_CERT")
+            .env_remove("MEMCACHED_LITE_TLS_CA")
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        (out.status.success(), text(&out.stdout), text(&out.stderr))
+    };
+    let https = format!("https://127.0.0.1:{port}");
+    // A group of one leads itself shortly after start.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        let (ok, out, err) = cli(&["--http", &https, "--tls-ca", &cert], &[]);
+        if ok && out.contains("leader 1") {
+            break out;
+        }
+        assert!(Instant::now() < deadline, "no leader over TLS: {out}{err}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(status.starts_with("node 1: leader"), "{status}");
+
+    // In the server's environment: the address and certificate it uses.
+    let listen = format!("0.0.0.0:{port}");
+    let env = [
+        ("MEMCACHED_LITE_HTTP_LISTEN", &listen[..]),
+        ("MEMCACHED_LITE_TLS_CERT", &cert[..]),
+    ];
+    let (ok, out, err) = cli(&["--json"], &env);
+    assert!(ok, "{err}");
+    let json: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(json["node_id"], 1, "{json}");
+
+    // The certificate names localhost too: checked against that name.
+    let named = [
+        "--http",
+        &https,
+        "--tls-ca",
+        &cert,
+        "--tls-server-name",
+        "localhost",
+    ];
+    assert!(cli(&named, &[]).0);
+
+    let refusals: [(&[&str], &str); 4] = [
+        (&["--http", &https], "--tls-ca"),
+        (&["--http", &https, "--tls-ca", &other_cert], "certificate"),
+        (
+            &[
+                "--http",
+                &https,
+                "--tls-ca",
+                &cert,
+                "--tls-server-name",
+                "kv.example",
+            ],
+            "certificate",
+        ),
+        // Plain HTTP to the TLS port gets no answer it can read.
+        (
+            &["--http", &format!("http://127.0.0.1:{port}")],
+            "127.0.0.1",
+        ),
+    ];
+    for (args, says) in refusals {
+        let (ok, out, err) = cli(args, &[]);
+        assert!(!ok, "{args:?} succeeded: {out}");
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+}

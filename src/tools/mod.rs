@@ -7,3 +7,4 @@ pub mod bench;
 pub mod cluster;
 pub mod healthcheck;
 pub mod replay;
+mod trust;
