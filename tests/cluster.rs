@@ -222,6 +222,107 @@ fn a_multi_key_get_on_a_follower_takes_one_read_index_round() {
     );
 }
 
+/// A pipeline of reads on a follower (meta `mg`s, a `get`, binary quiet
+/// gets) is answered from one read-index round, not one per read, and a
+/// read after a write in the same pipeline still sees the write.
+#[test]
+fn a_pipeline_of_reads_on_a_follower_takes_one_read_index_round() {
+    const GETKQ: u8 = 0x0d;
+    const NOOP: u8 = 0x0a;
+    let g = Group::start(3);
+    let leader = g.wait_leader();
+    let follower = (leader + 1) % 3;
+    let mut writer = g.client(leader);
+    for k in 0..30 {
+        let set = format!("set pk{k} {k} 0 3\r\nv{k:02}\r\n");
+        assert_eq!(writer.line(set.as_bytes()), "STORED\r\n");
+    }
+    let (mut pipeline, mut expected) = (String::new(), String::new());
+    for k in 0..30 {
+        pipeline.push_str(&format!("mg pk{k} v f\r\n"));
+        expected.push_str(&format!("VA 3 f{k}\r\nv{k:02}\r\n"));
+    }
+    pipeline.push_str("mg absent v\r\nget pk1 pk2\r\nmn\r\n");
+    expected.push_str("EN\r\nVALUE pk1 1 3\r\nv01\r\nVALUE pk2 2 3\r\nv02\r\nEND\r\nMN\r\n");
+    let before = stat(&g, follower, "raft_read_index_rounds");
+    let mut c = g.client(follower);
+    c.send(pipeline.as_bytes());
+    assert_eq!(
+        String::from_utf8(c.read_until(b"MN\r\n")).unwrap(),
+        expected
+    );
+    let rounds = stat(&g, follower, "raft_read_index_rounds") - before;
+    assert!(
+        (1..=2).contains(&rounds),
+        "33 pipelined reads on a follower took {rounds} read-index rounds"
+    );
+
+    // A write ends the run: the reads after it see it.
+    c.send(b"mg late v\r\nmg late v\r\nset late 0 0 1\r\n1\r\nmg late v\r\nmg pk0 v\r\nmn\r\n");
+    assert_eq!(
+        String::from_utf8(c.read_until(b"MN\r\n")).unwrap(),
+        "EN\r\nEN\r\nSTORED\r\nVA 1\r\n1\r\nVA 3\r\nv00\r\nMN\r\n"
+    );
+
+    // Binary: quiet gets and the NOOP that ends them.
+    let mut pipeline = Vec::new();
+    for k in 0..30u32 {
+        pipeline.extend(binary_packet(
+            GETKQ,
+            k,
+            format!("pk{k}").as_bytes(),
+            &[],
+            &[],
+        ));
+    }
+    pipeline.extend(binary_packet(GETKQ, 99, b"absent", &[], &[]));
+    pipeline.extend(binary_packet(NOOP, 100, &[], &[], &[]));
+    let before = stat(&g, follower, "raft_read_index_rounds");
+    let mut c = g.client(follower);
+    c.send(&pipeline);
+    let got = binary_responses(&mut c, NOOP);
+    let mut want: Vec<_> = (0..30u32)
+        .map(|k| {
+            let value = format!("v{k:02}").into_bytes();
+            (GETKQ, 0, k, format!("pk{k}").into_bytes(), value)
+        })
+        .collect();
+    want.push((NOOP, 0, 100, vec![], vec![]));
+    assert_eq!(got, want);
+    let rounds = stat(&g, follower, "raft_read_index_rounds") - before;
+    assert!(
+        (1..=2).contains(&rounds),
+        "32 pipelined binary reads on a follower took {rounds} read-index rounds"
+    );
+}
+
+/// A binary response: opcode, status, opaque, key, value (none for an
+/// error).
+type Response = (u8, u16, u32, Vec<u8>, Vec<u8>);
+
+/// Binary responses read from `c` up to one with opcode `last`.
+fn binary_responses(c: &mut common::Client, last: u8) -> Vec<Response> {
+    let mut got = Vec::new();
+    loop {
+        let h = c.read_exact(24);
+        let (extlen, keylen) = (h[4] as usize, u16::from_be_bytes([h[2], h[3]]) as usize);
+        let body = u32::from_be_bytes([h[8], h[9], h[10], h[11]]) as usize;
+        let b = c.read_exact(body);
+        let status = u16::from_be_bytes([h[6], h[7]]);
+        let opaque = u32::from_be_bytes([h[12], h[13], h[14], h[15]]);
+        let k = b[extlen..extlen + keylen].to_vec();
+        let v = if status == 0 {
+            b[extlen + keylen..].to_vec()
+        } else {
+            Vec::new()
+        };
+        got.push((h[1], status, opaque, k, v));
+        if h[1] == last {
+            return got;
+        }
+    }
+}
+
 /// A pipeline of writes (storage commands, incr/decr, touch, delete, meta
 /// `ms`), on
 /// the leader and on a follower, is proposed as one ordered unit: every
@@ -368,26 +469,7 @@ fn pipelined_binary_writes_apply_in_order_and_share_log_entries() {
         let before = commit_index();
         let mut c = g.client(node);
         c.send(&pipeline);
-        // (opcode, status, opaque, key, value) of each response.
-        let mut got = Vec::new();
-        loop {
-            let h = c.read_exact(24);
-            let (extlen, keylen) = (h[4] as usize, u16::from_be_bytes([h[2], h[3]]) as usize);
-            let body = u32::from_be_bytes([h[8], h[9], h[10], h[11]]) as usize;
-            let b = c.read_exact(body);
-            let status = u16::from_be_bytes([h[6], h[7]]);
-            let opaque = u32::from_be_bytes([h[12], h[13], h[14], h[15]]);
-            let k = b[extlen..extlen + keylen].to_vec();
-            let v = if status == 0 {
-                b[extlen + keylen..].to_vec()
-            } else {
-                Vec::new()
-            };
-            got.push((h[1], status, opaque, k, v));
-            if h[1] == NOOP {
-                break;
-            }
-        }
+        let got = binary_responses(&mut c, NOOP);
         let want = vec![
             (SET, 0, 0, vec![], vec![]),
             (ADD, 2, 41, vec![], vec![]),

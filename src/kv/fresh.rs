@@ -25,6 +25,13 @@ impl Kv {
         )
     }
 
+    /// Whether reads here wait for a read index (a group with
+    /// linearizable reads): then a pipeline of reads is worth answering
+    /// from one point (see `memcache::text::run`).
+    pub fn reads_need_index(&self) -> bool {
+        self.read_point().0.is_some()
+    }
+
     /// Waits, as a future, until reads from `point` see every write
     /// acknowledged before it was taken; `NoQuorum` after
     /// `--quorum-timeout-ms`. A leader under its lease does not wait.

@@ -38,12 +38,14 @@ pub enum Kind {
 /// (a run's writes and replies are held in memory together).
 pub const MAX_RUN: usize = 64;
 
-/// What a run of pipelined writes did (`text::run`, `binary::run`): input
-/// bytes consumed, and each reply's range in the output (empty when the
-/// request answers nothing) with how to replace it.
+/// What a run of pipelined writes, or of reads, did (`text::run`,
+/// `binary::run`): input bytes consumed, and each reply's range in the
+/// output (empty when the request answers nothing) with how to replace it.
 pub struct Run {
     pub consumed: usize,
     pub replies: Vec<((usize, usize), Kind)>,
+    /// A run of writes (a run of reads writes nothing).
+    pub mutating: bool,
 }
 
 /// The write generations (lowest, highest) of one request's writes.

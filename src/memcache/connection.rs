@@ -159,10 +159,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 }
             }
             if self.is_binary() {
-                // In a group, pipelined storage requests share commit rounds.
+                // In a group, pipelined writes share commit rounds.
                 self.batch.before(&self.shared.kv);
                 let run =
                     super::binary::run::write_run(&self.input, &self.shared, &mut self.output);
+                if let Some(run) = run.await {
+                    self.ran(run).await?;
+                    continue;
+                }
+                // And pipelined reads, one read index.
+                let run = super::binary::run::read_run(&self.input, &self.shared, &mut self.output);
                 if let Some(run) = run.await {
                     self.ran(run).await?;
                     continue;
@@ -198,6 +204,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             // In a group, pipelined writes share commit rounds.
             self.batch.before(&self.shared.kv);
             let run = text::run::write_run(&self.input, max_item, &self.shared, &mut self.output);
+            if let Some(run) = run.await {
+                self.ran(run).await?;
+                continue;
+            }
+            // And pipelined reads, one read index.
+            let run = text::run::read_run(&self.input, max_item, &self.shared, &mut self.output);
             if let Some(run) = run.await {
                 self.ran(run).await?;
                 continue;
@@ -269,7 +281,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     /// unit: each reply in the batch, the input it consumed.
     async fn ran(&mut self, run: super::batch::Run) -> std::io::Result<()> {
         for (reply, kind) in run.replies {
-            self.batch.after(&self.shared.kv, reply, kind, true);
+            self.batch.after(&self.shared.kv, reply, kind, run.mutating);
         }
         self.input.advance(run.consumed);
         self.last_command = Instant::now();

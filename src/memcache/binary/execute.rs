@@ -6,7 +6,7 @@ use bytes::BytesMut;
 
 use super::parse::{self as binary, op, status, Frame, Header, Request};
 use crate::kv::{
-    ArithOptions, ArithResult, DeleteOutcome, KvError, MetaGetOptions, RunOutcome, RunWrite,
+    ArithOptions, ArithResult, DeleteOutcome, Item, KvError, MetaGetOptions, RunOutcome, RunWrite,
     SetOptions, StoreMode, StoreOutcome,
 };
 use crate::memcache::Flow;
@@ -115,7 +115,7 @@ fn success(out: &mut BytesMut, h: &Header, cas: u64, extras: &[u8], key: &[u8], 
 
 /// A failed command's response: each failure its own status; a store
 /// failure's detail goes to the log only.
-fn kv_failure(out: &mut BytesMut, h: &Header, e: &KvError) {
+pub fn kv_failure(out: &mut BytesMut, h: &Header, e: &KvError) {
     let fail = |out: &mut BytesMut, status: u16| error(out, h.opcode, h.opaque, status);
     match e {
         // A full or failing disk: a temporary failure, with the reason as
@@ -282,6 +282,50 @@ fn store_reply(req: &Request<'_>, outcome: Result<StoreOutcome, KvError>, out: &
     }
 }
 
+/// The response to a read (`GET`, `GETK`, `GAT`, `TOUCH` and quiet
+/// forms) that `found` the item, or not.
+pub fn found_reply(req: &Request<'_>, found: Result<Option<Item>, KvError>, out: &mut BytesMut) {
+    let h = &req.header;
+    let with_key = matches!(h.opcode, op::GETK | op::GETKQ | op::GATK | op::GATKQ);
+    match found {
+        Ok(Some(item)) => {
+            // Hits are answered even by the quiet variants.
+            let key: &[u8] = if with_key { req.key } else { b"" };
+            let value = if h.opcode == op::TOUCH {
+                &[][..]
+            } else {
+                item.value()
+            };
+            let flags = item.flags().to_be_bytes();
+            binary::response(
+                out,
+                h.opcode,
+                status::SUCCESS,
+                h.opaque,
+                item.cas(),
+                &flags,
+                key,
+                value,
+            );
+        }
+        Ok(None) if h.quiet() => {}
+        Ok(None) if with_key => {
+            binary::response(
+                out,
+                h.opcode,
+                status::KEY_ENOENT,
+                h.opaque,
+                0,
+                &[],
+                req.key,
+                &[],
+            );
+        }
+        Ok(None) => error(out, h.opcode, h.opaque, status::KEY_ENOENT),
+        Err(e) => kv_failure(out, h, &e),
+    }
+}
+
 /// Runs one validated request.
 pub async fn execute(req: &Request<'_>, shared: &AppState, out: &mut BytesMut) -> Flow {
     let h = &req.header;
@@ -301,7 +345,6 @@ pub async fn execute(req: &Request<'_>, shared: &AppState, out: &mut BytesMut) -
         | op::GATK
         | op::GATKQ
         | op::TOUCH => {
-            let with_key = matches!(h.opcode, op::GETK | op::GETKQ | op::GATK | op::GATKQ);
             let found = match h.opcode {
                 op::GET | op::GETQ | op::GETK | op::GETKQ => kv.get_async(req.key).await,
                 _ => {
@@ -312,43 +355,7 @@ pub async fn execute(req: &Request<'_>, shared: &AppState, out: &mut BytesMut) -
                     kv.meta_get(req.key, &opts).map(|hit| hit.map(|h| h.item))
                 }
             };
-            match found {
-                Ok(Some(item)) => {
-                    // Hits are answered even by the quiet variants.
-                    let key: &[u8] = if with_key { req.key } else { b"" };
-                    let value = if h.opcode == op::TOUCH {
-                        &[][..]
-                    } else {
-                        item.value()
-                    };
-                    let flags = item.flags().to_be_bytes();
-                    binary::response(
-                        out,
-                        h.opcode,
-                        status::SUCCESS,
-                        h.opaque,
-                        item.cas(),
-                        &flags,
-                        key,
-                        value,
-                    );
-                }
-                Ok(None) if h.quiet() => {}
-                Ok(None) if with_key => {
-                    binary::response(
-                        out,
-                        h.opcode,
-                        status::KEY_ENOENT,
-                        h.opaque,
-                        0,
-                        &[],
-                        req.key,
-                        &[],
-                    );
-                }
-                Ok(None) => fail(out, status::KEY_ENOENT),
-                Err(e) => kv_fail(out, &e),
-            }
+            found_reply(req, found, out);
         }
         opcode if is_run_write(opcode) => {
             let outcome = kv.write_async(run_write(req)).await;

@@ -4,12 +4,13 @@
 //! runs (see `memcache::text::run`): each request applies in its place and
 //! gets the response it would have got alone. Any other request (a read,
 //! `TOUCH`, which answers with the item, `FLUSH`) ends the run. A single
-//! node never comes here.
+//! node never comes here. And a run of reads answered from one read index
+//! ([`read_run`]).
 
 use bytes::BytesMut;
 
-use super::execute::{is_run_write, run_reply, run_write};
-use super::parse::{self as binary, Frame};
+use super::execute::{execute, found_reply, is_run_write, kv_failure, run_reply, run_write};
+use super::parse::{self as binary, op, Frame};
 use crate::memcache::batch::{Kind, Run, MAX_RUN};
 use crate::state::AppState;
 
@@ -46,5 +47,62 @@ pub async fn write_run(input: &[u8], shared: &AppState, out: &mut BytesMut) -> O
         };
         replies.push(((start, out.len()), kind));
     }
-    Some(Run { consumed, replies })
+    Some(Run {
+        consumed,
+        replies,
+        mutating: true,
+    })
+}
+
+/// Answers the reads at the start of `input` (`GET`, `GETK` and quiet
+/// forms, and the `NOOP` that ends a quiet pipeline) from one read index,
+/// if this node's reads wait for one and there are at least two of them:
+/// a multi-get as binary clients send it (see `text::run::read_run`).
+pub async fn read_run(input: &[u8], shared: &AppState, out: &mut BytesMut) -> Option<Run> {
+    let kv = &*shared.kv;
+    if !kv.reads_need_index() {
+        return None;
+    }
+    let mut reqs = Vec::new();
+    let (mut consumed, mut reads) = (0, 0);
+    while reqs.len() < MAX_RUN {
+        match binary::parse(&input[consumed..], kv.max_item_size()) {
+            Frame::Request { req, len } if is_read(req.header.opcode) => {
+                reads += usize::from(req.header.opcode != op::NOOP);
+                reqs.push(req);
+                consumed += len;
+            }
+            _ => break,
+        }
+    }
+    if reads < 2 {
+        return None;
+    }
+    let point = kv.fresh_async(kv.read_point()).await;
+    let mut replies = Vec::with_capacity(reqs.len());
+    for req in &reqs {
+        let start = out.len();
+        if req.header.opcode == op::NOOP {
+            execute(req, shared, out).await;
+        } else {
+            match &point {
+                Ok(p) => found_reply(req, kv.get_from(req.key, *p), out),
+                Err(e) => kv_failure(out, &req.header, e),
+            }
+        }
+        let kind = Kind::Binary {
+            opcode: req.header.opcode,
+            opaque: req.header.opaque,
+        };
+        replies.push(((start, out.len()), kind));
+    }
+    Some(Run {
+        consumed,
+        replies,
+        mutating: false,
+    })
+}
+
+fn is_read(opcode: u8) -> bool {
+    matches!(opcode, op::GET | op::GETQ | op::GETK | op::GETKQ | op::NOOP)
 }

@@ -7,8 +7,8 @@ use bytes::{BufMut, BytesMut};
 
 use super::parse::{MetaCmd, MetaRequest};
 use crate::kv::{
-    ArithOptions, ArithResult, DeleteOutcome, Kv, KvError, MetaGetOptions, MetaHit, RunOutcome,
-    RunWrite, SetOptions, StoreMode, StoreOutcome,
+    ArithOptions, ArithResult, DeleteOutcome, Kv, KvError, MetaGetOptions, MetaHit, ReadPoint,
+    RunOutcome, RunWrite, SetOptions, StoreMode, StoreOutcome,
 };
 use crate::memcache::reply;
 use crate::rules::exptime as expiry;
@@ -16,18 +16,16 @@ use crate::rules::exptime as expiry;
 pub async fn execute(kv: &Kv, req: MetaRequest<'_>, out: &mut BytesMut) {
     match req.cmd {
         MetaCmd::Get => {
-            let opts = get_options(&req);
             // A plain read awaits its read index (in a group) as a future;
             // one that writes goes through the log instead.
             let mut point = kv.read_point();
-            if !opts.writes() {
+            if reads_only(&req) {
                 match kv.fresh_async(point).await {
                     Ok(checked) => point = checked,
                     Err(e) => return reply::kv_error(out, &e),
                 }
             }
-            let hit = kv.meta_get_async(&req.key, &opts, point).await;
-            get(kv, &req, hit, out)
+            get_at(kv, &req, point, out).await
         }
         MetaCmd::Set => set(kv, &req, out).await,
         MetaCmd::Delete => delete(kv, &req, out).await,
@@ -82,6 +80,20 @@ fn echo(out: &mut BytesMut, req: &MetaRequest<'_>, binary: bool) {
             _ => {}
         }
     }
+}
+
+/// Whether `req` is an `mg` that changes nothing (no touch, no vivify,
+/// no win token...): a plain read.
+pub fn reads_only(req: &MetaRequest<'_>) -> bool {
+    req.cmd == MetaCmd::Get && !get_options(req).writes()
+}
+
+/// An `mg`'s reply, its reads from `point` (checked already for one that
+/// [`reads_only`]).
+pub async fn get_at(kv: &Kv, req: &MetaRequest<'_>, point: ReadPoint, out: &mut BytesMut) {
+    let opts = get_options(req);
+    let hit = kv.meta_get_async(&req.key, &opts, point).await;
+    get(kv, req, hit, out)
 }
 
 fn get_options(req: &MetaRequest<'_>) -> MetaGetOptions {

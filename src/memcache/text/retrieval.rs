@@ -3,11 +3,10 @@
 use bytes::BytesMut;
 
 use super::parse::Keys;
-use crate::kv::Kv;
+use crate::kv::{Kv, ReadPoint};
 use crate::memcache::reply;
 
 pub async fn execute(kv: &Kv, keys: Keys<'_>, cas: bool, touch: Option<i64>, out: &mut BytesMut) {
-    let mark = out.len();
     // Every key is read from the command's arrival: in a group, one
     // read-index round serves them all.
     let mut point = kv.read_point();
@@ -20,6 +19,19 @@ pub async fn execute(kv: &Kv, keys: Keys<'_>, cas: bool, touch: Option<i64>, out
             }
         }
     }
+    answer(kv, keys, cas, touch, point, out).await
+}
+
+/// The reply, read from `point` (checked already for a plain get).
+pub async fn answer(
+    kv: &Kv,
+    keys: Keys<'_>,
+    cas: bool,
+    touch: Option<i64>,
+    point: ReadPoint,
+    out: &mut BytesMut,
+) {
+    let mark = out.len();
     for key in keys.iter() {
         let found = match touch {
             Some(exptime) => kv.get_and_touch_async(key, exptime).await,
