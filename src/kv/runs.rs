@@ -7,8 +7,8 @@
 use super::replicated::{Applied, Op};
 use super::stats::bump;
 use super::{
-    unexpected, ArithOptions, ArithResult, DeleteOutcome, Kv, KvError, Result, SetOptions,
-    StoreMode, StoreOutcome,
+    unexpected, ArithOptions, ArithResult, DeleteOutcome, Kv, KvError, MetaGetOptions, MetaHit,
+    Result, SetOptions, StoreMode, StoreOutcome,
 };
 
 /// One write of a run, as the protocols' write commands take it.
@@ -41,6 +41,9 @@ pub enum RunWrite<'a> {
     },
     /// `touch` ([`Kv::touch`]).
     Touch { key: &'a [u8], exptime: i64 },
+    /// A meta `mg` that changes the item (touch, vivify, win tokens,
+    /// `h`/`l`), binary `GAT`/`TOUCH` ([`Kv::meta_get`]).
+    MetaGet { key: &'a [u8], opts: MetaGetOptions },
 }
 
 /// A run write's outcome, of its command's kind.
@@ -50,6 +53,7 @@ pub enum RunOutcome {
     Deleted(Result<DeleteOutcome>),
     Arith(Result<ArithResult>),
     Touched(Result<bool>),
+    MetaGot(Result<Option<MetaHit>>),
 }
 
 impl Kv {
@@ -115,6 +119,7 @@ impl Kv {
                 opts,
             } => RunOutcome::Arith(self.arith_with(key, delta, incr, &opts)),
             RunWrite::Touch { key, exptime } => RunOutcome::Touched(self.touch(key, exptime)),
+            RunWrite::MetaGet { key, opts } => RunOutcome::MetaGot(self.meta_get(key, &opts)),
         }
     }
 
@@ -173,6 +178,10 @@ impl Kv {
                 key: key.to_vec(),
                 exptime,
             },
+            RunWrite::MetaGet { key, opts } => Op::MetaGet {
+                key: key.to_vec(),
+                opts,
+            },
         })
     }
 }
@@ -187,5 +196,6 @@ fn outcome_of(w: &RunWrite<'_>, answer: Result<Applied>) -> RunOutcome {
         RunWrite::Delete { .. } | RunWrite::Invalidate { .. } => RunOutcome::Deleted(kind(answer)),
         RunWrite::Arith { .. } => RunOutcome::Arith(kind(answer)),
         RunWrite::Touch { .. } => RunOutcome::Touched(kind(answer)),
+        RunWrite::MetaGet { .. } => RunOutcome::MetaGot(kind(answer)),
     }
 }

@@ -157,8 +157,8 @@ fn is_store(opcode: u8) -> bool {
 }
 
 /// Whether `opcode` is a write that a pipelined run may carry (see
-/// `run`): a storage command, a delete, an increment or decrement, or
-/// their quiet forms.
+/// `run`): a storage command, a delete, an increment or decrement, a
+/// touch (`GAT`, `TOUCH`), or their quiet forms.
 pub fn is_run_write(opcode: u8) -> bool {
     is_store(opcode)
         || matches!(
@@ -169,6 +169,11 @@ pub fn is_run_write(opcode: u8) -> bool {
                 | op::INCREMENTQ
                 | op::DECREMENT
                 | op::DECREMENTQ
+                | op::GAT
+                | op::GATQ
+                | op::GATK
+                | op::GATKQ
+                | op::TOUCH
         )
 }
 
@@ -193,6 +198,13 @@ pub fn run_write<'a>(req: &Request<'a>) -> RunWrite<'a> {
                 },
             }
         }
+        op::GAT | op::GATQ | op::GATK | op::GATKQ | op::TOUCH => RunWrite::MetaGet {
+            key: req.key,
+            opts: MetaGetOptions {
+                touch: Some(be_u32(req.extras) as i64),
+                ..MetaGetOptions::default()
+            },
+        },
         _ => store_write(req),
     }
 }
@@ -219,7 +231,8 @@ pub fn run_reply(req: &Request<'_>, outcome: RunOutcome, out: &mut BytesMut) {
             Ok(ArithResult::NonNumeric) => fail(out, status::DELTA_BADVAL),
             Err(e) => kv_failure(out, h, &e),
         },
-        RunOutcome::Touched(_) => unreachable!("binary TOUCH answers with the item, not in runs"),
+        RunOutcome::MetaGot(o) => found_reply(req, o.map(|hit| hit.map(|h| h.item)), out),
+        RunOutcome::Touched(_) => unreachable!("binary TOUCH answers with the item (a meta get)"),
     }
 }
 
@@ -336,26 +349,8 @@ pub async fn execute(req: &Request<'_>, shared: &AppState, out: &mut BytesMut) -
     let fail = |out: &mut BytesMut, status: u16| error(out, h.opcode, h.opaque, status);
     let kv_fail = |out: &mut BytesMut, e: &KvError| kv_failure(out, h, e);
     match h.opcode {
-        op::GET
-        | op::GETQ
-        | op::GETK
-        | op::GETKQ
-        | op::GAT
-        | op::GATQ
-        | op::GATK
-        | op::GATKQ
-        | op::TOUCH => {
-            let found = match h.opcode {
-                op::GET | op::GETQ | op::GETK | op::GETKQ => kv.get_async(req.key).await,
-                _ => {
-                    let opts = MetaGetOptions {
-                        touch: Some(be_u32(req.extras) as i64),
-                        ..MetaGetOptions::default()
-                    };
-                    kv.meta_get(req.key, &opts).map(|hit| hit.map(|h| h.item))
-                }
-            };
-            found_reply(req, found, out);
+        op::GET | op::GETQ | op::GETK | op::GETKQ => {
+            found_reply(req, kv.get_async(req.key).await, out);
         }
         opcode if is_run_write(opcode) => {
             let outcome = kv.write_async(run_write(req)).await;

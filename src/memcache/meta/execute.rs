@@ -108,8 +108,16 @@ fn get_options(req: &MetaRequest<'_>) -> MetaGetOptions {
     }
 }
 
+/// The write an `mg` that does not just read ([`reads_only`]) asks for.
+pub fn get_write<'r>(req: &'r MetaRequest<'_>) -> RunWrite<'r> {
+    RunWrite::MetaGet {
+        key: &req.key,
+        opts: get_options(req),
+    }
+}
+
 /// An `mg`'s reply to what the read found.
-fn get(
+pub fn get(
     kv: &Kv,
     req: &MetaRequest<'_>,
     found: Result<Option<MetaHit>, KvError>,

@@ -1,5 +1,6 @@
 //! A pipelined run of writes (storage commands, `delete`, `incr`/`decr`,
-//! `touch`, meta `ms`/`md`/`ma`) in a replicated group, and a run of reads
+//! `touch`, meta `ms`/`md`/`ma` and `mg`s that write) in a replicated
+//! group, and a run of reads
 //! answered from one read index ([`read_run`]).
 //!
 //! In a group each write waits for its entry's commit, and a connection
@@ -11,7 +12,7 @@
 //! ([`Kv::write_run_async`]): each still applies in its place (a later
 //! command of the run sees the earlier ones' effects), and the run's
 //! replies are the ones the commands would have got one by one. Anything
-//! else (a read, which must see the run's writes, meta `mg` included;
+//! else (a read, which must see the run's writes, a plain `mg` included;
 //! `flush_all`) ends the run and goes the usual way. A single node never
 //! comes here: its writes never wait for a commit round.
 
@@ -72,6 +73,9 @@ fn write_of<'r>(req: &'r Request<'_>) -> Option<(RunWrite<'r>, bool)> {
             MetaCmd::Set => (meta::execute::set_write(m), false),
             MetaCmd::Delete => (meta::execute::delete_write(m), false),
             MetaCmd::Arith => (meta::execute::arith_write(m), false),
+            // A plain read ends the run (see `read_run`); one that
+            // touches, vivifies or takes a token is a write.
+            MetaCmd::Get if !meta::execute::reads_only(m) => (meta::execute::get_write(m), false),
             MetaCmd::Get | MetaCmd::Debug => return None,
         },
         _ => return None,
@@ -118,10 +122,12 @@ pub async fn write_run(
             (RunOutcome::Stored(o), Request::Meta(m)) => meta::execute::set_reply(m, o, out),
             (RunOutcome::Deleted(o), Request::Meta(m)) => meta::execute::delete_reply(m, o, out),
             (RunOutcome::Arith(o), Request::Meta(m)) => meta::execute::arith_reply(kv, m, o, out),
+            (RunOutcome::MetaGot(o), Request::Meta(m)) => meta::execute::get(kv, m, o, out),
             (RunOutcome::Stored(o), _) => storage::reply(o, out),
             (RunOutcome::Deleted(o), _) => keys::delete_reply(o, out),
             (RunOutcome::Arith(o), _) => arith::reply(o.map(ArithOutcome::from), out),
             (RunOutcome::Touched(o), _) => keys::touch_reply(o, out),
+            (RunOutcome::MetaGot(_), _) => unreachable!("only an mg proposes a meta get"),
         }
         if noreply {
             out.truncate(start);
