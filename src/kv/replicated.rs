@@ -12,9 +12,9 @@
 //! and increasing across the group, whoever leads).
 //!
 //! A CAS decided by the log position also makes re-applying idempotent.
-//! The applied position is saved after the items
-//! (`Store::save_replica_state`, at most every [`SAVE_EVERY`] while
-//! entries apply), so after a crash
+//! The applied position is saved after the items (at most every
+//! [`SAVE_EVERY`] while entries apply, as a note the write-behind writes
+//! after its next hand-over: `Store::note_replica_state`), so after a crash
 //! a node may apply again entries whose writes sled already holds; a
 //! set or incr finding its key with a CAS at or above its own was
 //! applied already and is skipped, and deletes and flushes are
@@ -66,11 +66,12 @@ openraft::declare_raft_types!(
         R = Vec<Applied>,
 );
 
-/// The applied position is saved at most this often while entries apply
-/// (and whenever the membership changes or a snapshot is built). Saving
-/// first hands the write-behind queue to sled, and doing that after every
-/// entry put it on every write's path; a position saved a little late only
-/// means a few more entries applied again after a crash, which re-applying
+/// The applied position is noted at most this often while entries apply
+/// (and saved at once whenever the membership changes or a snapshot is
+/// built). A save must follow the items into sled; the note waits for the
+/// write-behind's next hand-over instead of making one on the apply path
+/// (see `store::replica`). A position saved a little late only means a
+/// few more entries applied again after a crash, which re-applying
 /// tolerates (see the module doc).
 const SAVE_EVERY: Duration = Duration::from_millis(50);
 
@@ -93,6 +94,8 @@ struct State {
 
 /// What [`StateMachine::save`] writes beside the items.
 struct Saved {
+    /// The applied index the position names (orders saves).
+    index: u64,
     position: Vec<u8>,
     answers: answers::Save,
 }
@@ -101,6 +104,7 @@ impl State {
     /// The position and the answers to save now.
     fn take_save(&mut self) -> Result<Saved, StorageError<u64>> {
         Ok(Saved {
+            index: self.position.applied.map_or(0, |l| l.index),
             position: postcard::to_allocvec(&self.position).map_err(io_err)?,
             answers: self.answers.take_save().map_err(io_err)?,
         })
@@ -164,10 +168,32 @@ impl StateMachine {
     fn write(kv: &Kv, saved: &Saved) -> crate::store::Result<()> {
         let batch = saved.answers.batch.as_ref();
         kv.store.save_replica_state(
+            saved.index,
             &saved.position,
             batch.map(|(seq, bytes)| (*seq, &bytes[..])),
             &saved.answers.drop,
         )
+    }
+
+    /// Notes the position for the write-behind to save after its next
+    /// hand-over (see [`SAVE_EVERY`]); without the memory index it is
+    /// written now, waiting out a disk fault as [`apply_when_stored`] does.
+    async fn note(&self, kv: &Kv) -> Result<(), StorageError<u64>> {
+        let saved = {
+            let mut s = self.state.lock();
+            s.saved_at = Some(std::time::Instant::now());
+            s.take_save()?
+        };
+        let batch = saved.answers.batch.as_ref();
+        let note = || {
+            kv.store.note_replica_state(
+                saved.index,
+                &saved.position,
+                batch.map(|(seq, bytes)| (*seq, &bytes[..])),
+                &saved.answers.drop,
+            )
+        };
+        until_stored("saving the applied position", note).await
     }
 
     /// [`StateMachine::save`] after applying, waiting out a disk fault as
@@ -271,8 +297,10 @@ impl RaftStateMachine<KvRaft> for StateMachine {
             .lock()
             .saved_at
             .is_none_or(|at| at.elapsed() >= SAVE_EVERY);
-        if due || membership_changed {
+        if membership_changed {
             self.save_when_stored(&kv).await?;
+        } else if due {
+            self.note(&kv).await?;
         }
         Ok(answers)
     }

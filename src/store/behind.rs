@@ -60,6 +60,11 @@ pub struct WriteBehind {
     dir: PathBuf,
     /// Sync mode with the write-ahead log: what a round checkpoints.
     checkpoint: Option<Checkpoint>,
+    /// Where a round writes a replicated group's pending position, once
+    /// its hand-over put the items it covers in sled (see
+    /// `super::replica`).
+    meta: sled::Tree,
+    notes: Arc<super::replica::Notes>,
 }
 
 /// Deleting the sync-mode log's files that sled has made redundant (see
@@ -89,8 +94,11 @@ impl WriteBehind {
         health: Arc<super::fault::Health>,
         dir: PathBuf,
         checkpoint: Option<Checkpoint>,
+        (meta, notes): (sled::Tree, Arc<super::replica::Notes>),
     ) -> Self {
         WriteBehind {
+            meta,
+            notes,
             index,
             db,
             items,
@@ -162,11 +170,23 @@ impl WriteBehind {
             .checkpoint
             .as_ref()
             .map(|c| c.written.load(Ordering::Acquire));
-        self.drain().map_err(|e| match e {
-            super::StoreError::Sled(e) => super::fault::io_of(e),
-            super::StoreError::Io(e) => e,
-            other => std::io::Error::other(other),
-        })?;
+        // Noted before this hand-over, so it covers the note's items.
+        let note = self.notes.take();
+        let handed = self
+            .drain()
+            .map_err(|e| match e {
+                super::StoreError::Sled(e) => super::fault::io_of(e),
+                super::StoreError::Io(e) => e,
+                other => std::io::Error::other(other),
+            })
+            .and_then(|_| {
+                let written = self.notes.write(&self.meta, &note);
+                written.map_err(super::fault::io_of)
+            });
+        if let Err(e) = handed {
+            self.notes.put_back(note);
+            return Err(e);
+        }
         match (&self.checkpoint, reached) {
             (Some(c), Some(g)) if c.wal.has_closed() => {
                 c.files.lock().sync(&self.db)?;

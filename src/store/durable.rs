@@ -20,22 +20,6 @@ use std::path::Path;
 use super::commit::{self, Ticket};
 use super::{Result, Store, StoreError};
 
-/// Where [`Store::save_replica_state`] keeps its bytes.
-const META_REPLICA: &[u8] = b"replica_state";
-
-/// Prefix of the keys of its note batches: the prefix, then the batch's
-/// sequence number big-endian (so they scan in order).
-const META_NOTES: &[u8] = b"replica_notes/";
-
-fn note_key(seq: u64) -> Vec<u8> {
-    [META_NOTES, &seq.to_be_bytes()].concat()
-}
-
-fn note_seq(key: &[u8]) -> Option<u64> {
-    let seq = key.strip_prefix(META_NOTES)?;
-    Some(u64::from_be_bytes(seq.try_into().ok()?))
-}
-
 impl Store {
     /// Hands every write the write-behind thread has not given sled yet
     /// to sled now (a no-op without it).
@@ -44,53 +28,6 @@ impl Store {
             b.drain()?;
         }
         Ok(())
-    }
-
-    /// Saves the replicated state machine's position (last applied entry,
-    /// membership), with `notes`: a batch of what it must remember beside
-    /// the items (the answers of the writes applied since the last save),
-    /// kept under its sequence number, and the batches to `drop` (by
-    /// sequence number). All of it is written after
-    /// [`Store::settle`], so sled holds every item write of the entries
-    /// the position and notes name before them: sled recovers a prefix of
-    /// its writes, so after a crash the saved position and notes are never
-    /// ahead of the items (entries after the position are applied again).
-    /// Position, batch and drops go in as one sled batch, all or nothing.
-    pub fn save_replica_state(
-        &self,
-        state: &[u8],
-        notes: Option<(u64, &[u8])>,
-        drop: &[u64],
-    ) -> Result<()> {
-        self.settle()?;
-        let mut batch = sled::Batch::default();
-        for &seq in drop {
-            batch.remove(note_key(seq));
-        }
-        if let Some((seq, bytes)) = notes {
-            batch.insert(note_key(seq), bytes);
-        }
-        batch.insert(META_REPLICA, state);
-        self.meta.apply_batch(batch)?;
-        Ok(())
-    }
-
-    /// What [`Store::save_replica_state`] saved last, if anything.
-    pub fn replica_state(&self) -> Result<Option<Vec<u8>>> {
-        Ok(self.meta.get(META_REPLICA)?.map(|v| v.to_vec()))
-    }
-
-    /// The note batches [`Store::save_replica_state`] kept, by sequence
-    /// number, oldest first.
-    pub fn replica_notes(&self) -> Result<Vec<(u64, Vec<u8>)>> {
-        let mut notes = Vec::new();
-        for kv in self.meta.scan_prefix(META_NOTES) {
-            let (key, value) = kv?;
-            if let Some(seq) = note_seq(&key) {
-                notes.push((seq, value.to_vec()));
-            }
-        }
-        Ok(notes)
     }
 
     /// Writes acknowledged but not yet given to sled (see [`super::behind`]).

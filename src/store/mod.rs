@@ -79,6 +79,7 @@ pub mod index;
 pub mod item;
 pub mod recency;
 pub mod record;
+mod replica;
 mod sweep;
 pub mod undo;
 pub mod wal;
@@ -172,6 +173,9 @@ pub struct Store {
     /// [`Store`]'s `Drop`, which so hands every queued write to sled before
     /// sled closes.
     behind_worker: Option<behind::Worker>,
+    /// A replicated group's position and answers, waiting for the
+    /// write-behind's next hand-over (see [`replica`]).
+    notes: Arc<replica::Notes>,
     durability: Durability,
     flush_interval: std::time::Duration,
     /// Whether plain reads record themselves in the item (fetched bit,
@@ -226,6 +230,7 @@ impl Store {
             (Some(_), Durability::Sync) => Some(Arc::new(wal::Wal::open(&cfg.data_dir)?)),
             _ => None,
         };
+        let notes = Arc::new(replica::Notes::default());
         let behind = index.as_ref().map(|ix| {
             Arc::new(WriteBehind::new(
                 ix.clone(),
@@ -235,6 +240,7 @@ impl Store {
                 cfg.data_dir.clone(),
                 wal.clone()
                     .map(|wal| behind::Checkpoint::new(wal, written.clone(), &cfg.data_dir)),
+                (meta.clone(), notes.clone()),
             ))
         });
         // Without the log, sync mode's committer hands the queue over
@@ -264,6 +270,7 @@ impl Store {
             behind,
             committer: None,
             behind_worker,
+            notes,
             durability: cfg.durability,
             flush_interval: interval,
             track_access: AtomicBool::new(track_access),
