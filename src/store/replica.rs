@@ -187,3 +187,34 @@ impl Store {
         Ok(notes)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_note_is_written_after_the_next_hand_over_and_never_over_a_newer_save() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = crate::config::Config::for_data_dir(dir.path()).store;
+        // Only the close hands anything over.
+        cfg.flush_interval_ms = 3_600_000;
+        {
+            let s = Store::open(&cfg).unwrap();
+            s.insert(b"k", super::super::Item::encode(0, 0, 1, &[b"v"]))
+                .unwrap();
+            s.note_replica_state(5, b"at 5", Some((0, b"answers 0")), &[])
+                .unwrap();
+            assert_eq!(s.replica_state().unwrap(), None, "not before a hand-over");
+            // A save settles and writes at once, with the pending note's
+            // answers; an older note after it keeps its answers only.
+            s.save_replica_state(9, b"at 9", None, &[]).unwrap();
+            assert_eq!(s.replica_state().unwrap().as_deref(), Some(&b"at 9"[..]));
+            s.note_replica_state(7, b"at 7", Some((1, b"answers 1")), &[0])
+                .unwrap();
+        }
+        let s = Store::open(&cfg).unwrap();
+        assert_eq!(s.replica_state().unwrap().as_deref(), Some(&b"at 9"[..]));
+        assert_eq!(s.replica_notes().unwrap(), vec![(1, b"answers 1".to_vec())]);
+        assert!(s.get(b"k").unwrap().is_some());
+    }
+}
