@@ -315,7 +315,7 @@ def cluster_targets(c):
     return rows
 
 
-def render_cluster(c, opts):
+def render_cluster(c, opts, facts=None):
     """The "Replicated group" section of results.md."""
     lines = ["", "## Replicated group", "",
              "Issue 12's speed targets. Three memcached-lite processes on loopback form one group "
@@ -326,7 +326,8 @@ def render_cluster(c, opts):
              f"{'3.4'} group of three (`POST /v3/kv/put`, base64 key and value, the request sent to its "
              f"leader). Each figure is the mean of {opts['rounds']} runs of {opts['duration']:g} s, alternating "
              f"A B A B after a {opts.get('warmup', 0):g} s warm-up each; ratios are against the first row of "
-             "each workload.", "",
+             "each workload." + (f" Measured {facts['date']}." if (facts or {}).get("date") else ""),
+             "",
              "| workload | server | ops/s | p50 ms | p99 ms | p99.9 ms | ops/s ratio | p99 ratio | runs (ops/s) |",
              "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
     for k in ["C1", "C2", "C3"]:

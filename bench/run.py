@@ -752,7 +752,8 @@ def render(r):
                   "(Redis still acknowledges before its once-a-second fsync)."]
     lines += targets(r)
     if r.get("cluster"):
-        lines += cluster_module().render_cluster(r["cluster"]["workloads"], r["cluster"]["options"])
+        lines += cluster_module().render_cluster(r["cluster"]["workloads"], r["cluster"]["options"],
+                                                 r["cluster"].get("facts"))
     c = r["cross_check"]
     lines += ["", "## Cross-check against libmemcached's memaslap", "",
               "Same workload 1 shape (50 connections, 1 client thread, 100 B values, set:get 1:10) "

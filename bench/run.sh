@@ -31,11 +31,21 @@ if [[ "${1:-}" == "--only-watch" ]]; then
   shift
   MEMCACHED_LITE_BIN="${CARGO_TARGET_DIR:-target}/profiling/memcached-lite" exec python3 bench/watch.py "$@"
 fi
+# The change feed's section of bench/results.md (appended by bench/watch.py
+# after a full run): run.py rewrites the file without it, so a partial run
+# puts the last one back.
+watch_section=""
+case " $* " in *" --only-"*|*" --render-only "*)
+  watch_section="$(sed -n '/^## Writes with [0-9]* idle watchers/,$p' bench/results.md 2>/dev/null || true)";;
+esac
 python3 bench/run.py "$@"
 # The change feed's cost, appended to bench/results.md unless only one
 # part of the harness ran.
 case " $* " in
-  *" --only-"*|*" --render-only "*) ;;
+  *" --only-"*|*" --render-only "*)
+    if [[ -n "$watch_section" ]] && ! grep -q '^## Writes with [0-9]* idle watchers' bench/results.md; then
+      printf '\n%s\n' "$watch_section" >> bench/results.md
+    fi;;
   *) MEMCACHED_LITE_BIN="${CARGO_TARGET_DIR:-target}/profiling/memcached-lite" \
        python3 bench/watch.py --markdown bench/results.md --json bench/watch.json ;;
 esac
