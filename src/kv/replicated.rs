@@ -160,51 +160,37 @@ impl StateMachine {
             .ok_or_else(|| io_err("the server is shutting down"))
     }
 
+    /// Saves the position and answers at once (after handing the
+    /// write-behind queue to sled).
     fn save(&self, kv: &Kv, state: &mut State) -> Result<(), StorageError<u64>> {
         let saved = state.take_save()?;
-        Self::write(kv, &saved).map_err(io_err)
+        Self::write(kv, &saved, true).map_err(io_err)
     }
 
-    fn write(kv: &Kv, saved: &Saved) -> crate::store::Result<()> {
+    /// Writes `saved` beside the items: `at_once` after handing the queue
+    /// to sled (a snapshot, a membership change, shutdown), else as a note
+    /// the write-behind writes after its next hand-over (see [`SAVE_EVERY`]).
+    fn write(kv: &Kv, saved: &Saved, at_once: bool) -> crate::store::Result<()> {
         let batch = saved.answers.batch.as_ref();
-        kv.store.save_replica_state(
-            saved.index,
-            &saved.position,
-            batch.map(|(seq, bytes)| (*seq, &bytes[..])),
-            &saved.answers.drop,
-        )
+        let batch = batch.map(|(seq, bytes)| (*seq, &bytes[..]));
+        let (index, state, drop) = (saved.index, &saved.position, &saved.answers.drop);
+        if at_once {
+            kv.store.save_replica_state(index, state, batch, drop)
+        } else {
+            kv.store.note_replica_state(index, state, batch, drop)
+        }
     }
 
-    /// Notes the position for the write-behind to save after its next
-    /// hand-over (see [`SAVE_EVERY`]); without the memory index it is
-    /// written now, waiting out a disk fault as [`apply_when_stored`] does.
-    async fn note(&self, kv: &Kv) -> Result<(), StorageError<u64>> {
-        let saved = {
-            let mut s = self.state.lock();
-            s.saved_at = Some(std::time::Instant::now());
-            s.take_save()?
-        };
-        let batch = saved.answers.batch.as_ref();
-        let note = || {
-            kv.store.note_replica_state(
-                saved.index,
-                &saved.position,
-                batch.map(|(seq, bytes)| (*seq, &bytes[..])),
-                &saved.answers.drop,
-            )
-        };
-        until_stored("saving the applied position", note).await
-    }
-
-    /// [`StateMachine::save`] after applying, waiting out a disk fault as
+    /// [`StateMachine::write`] after applying, waiting out a disk fault as
     /// [`apply_when_stored`] does; other errors stop Raft on this node.
-    async fn save_when_stored(&self, kv: &Kv) -> Result<(), StorageError<u64>> {
+    async fn save_when_stored(&self, kv: &Kv, at_once: bool) -> Result<(), StorageError<u64>> {
         let saved = {
             let mut s = self.state.lock();
             s.saved_at = Some(std::time::Instant::now());
             s.take_save()?
         };
-        until_stored("saving the applied position", || Self::write(kv, &saved)).await
+        let write = || Self::write(kv, &saved, at_once);
+        until_stored("saving the applied position", write).await
     }
 }
 
@@ -227,7 +213,7 @@ impl RaftSnapshotBuilder<KvRaft> for StateMachine {
         // itself lives in memory only: make the items and the applied
         // position durable first, or a crash could restart this node from a
         // disk image older than the log it still has.
-        self.save_when_stored(&kv).await?;
+        self.save_when_stored(&kv, true).await?;
         until_stored("syncing the store before a snapshot", || kv.store.sync()).await?;
         let mut s = self.state.lock();
         s.snapshots_built += 1;
@@ -297,10 +283,8 @@ impl RaftStateMachine<KvRaft> for StateMachine {
             .lock()
             .saved_at
             .is_none_or(|at| at.elapsed() >= SAVE_EVERY);
-        if membership_changed {
-            self.save_when_stored(&kv).await?;
-        } else if due {
-            self.note(&kv).await?;
+        if membership_changed || due {
+            self.save_when_stored(&kv, membership_changed).await?;
         }
         Ok(answers)
     }
@@ -544,6 +528,22 @@ mod tests {
         }
     }
 
+    /// The store in `cfg` opened again after a close: sled releases its
+    /// file lock a moment after the last handle drops.
+    fn reopen(cfg: &crate::config::StoreConfig) -> Arc<Kv> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            match Kv::open(cfg) {
+                Err(KvError::Store(crate::store::StoreError::Locked(_)))
+                    if std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+                other => return Arc::new(other.unwrap()),
+            }
+        }
+    }
+
     fn value_of(kv: &Kv) -> Vec<u8> {
         kv.peek(b"n").unwrap().unwrap().value().to_vec()
     }
@@ -559,7 +559,7 @@ mod tests {
             assert_eq!(apply_incr(&mut sm, incr_entry(5, retried)).await, 0);
         }
         // The node restarted; the forwarder retries (a new entry, same id).
-        let kv = Arc::new(Kv::open(&cfg).unwrap());
+        let kv = reopen(&cfg);
         let mut sm = StateMachine::new(&kv, 2).unwrap();
         assert_eq!(apply_incr(&mut sm, incr_entry(6, retried)).await, 0);
         assert_eq!(value_of(&kv), b"0", "the retried incr applied twice");
@@ -569,10 +569,8 @@ mod tests {
     #[tokio::test]
     async fn a_node_caught_up_by_snapshot_answers_retries_from_it() {
         let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-        let kv = |d: &tempfile::TempDir| {
-            let cfg = crate::config::Config::for_data_dir(d.path()).store;
-            Arc::new(Kv::open(&cfg).unwrap())
-        };
+        let kv =
+            |d: &tempfile::TempDir| reopen(&crate::config::Config::for_data_dir(d.path()).store);
         let (kv_a, kv_b) = (kv(&a), kv(&b));
         let mut sm_a = StateMachine::new(&kv_a, 1).unwrap();
         assert_eq!(apply_incr(&mut sm_a, incr_entry(5, (7, 1))).await, 0);

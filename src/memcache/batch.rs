@@ -48,6 +48,24 @@ pub struct Run {
     pub mutating: bool,
 }
 
+/// The requests at the start of `input` that `take` accepts (given the
+/// rest of the input, a request and its length, or `None` to stop), at
+/// most [`MAX_RUN`], and the bytes they span: what a run covers.
+pub fn leading<'a, R>(
+    input: &'a [u8],
+    mut take: impl FnMut(&'a [u8]) -> Option<(R, usize)>,
+) -> (Vec<R>, usize) {
+    let (mut reqs, mut consumed) = (Vec::new(), 0);
+    while reqs.len() < MAX_RUN {
+        let Some((req, len)) = take(&input[consumed..]) else {
+            break;
+        };
+        reqs.push(req);
+        consumed += len;
+    }
+    (reqs, consumed)
+}
+
 /// The write generations (lowest, highest) of one request's writes.
 type Generations = (u64, u64);
 

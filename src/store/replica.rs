@@ -212,7 +212,7 @@ mod tests {
             s.note_replica_state(7, b"at 7", Some((1, b"answers 1")), &[0])
                 .unwrap();
         }
-        let s = Store::open(&cfg).unwrap();
+        let s = super::super::testkit::reopen(&cfg);
         assert_eq!(s.replica_state().unwrap().as_deref(), Some(&b"at 9"[..]));
         assert_eq!(s.replica_notes().unwrap(), vec![(1, b"answers 1".to_vec())]);
         assert!(s.get(b"k").unwrap().is_some());

@@ -11,7 +11,7 @@ use bytes::BytesMut;
 
 use super::execute::{execute, found_reply, is_run_write, kv_failure, run_reply, run_write};
 use super::parse::{self as binary, op, Frame};
-use crate::memcache::batch::{Kind, Run, MAX_RUN};
+use crate::memcache::batch::{leading, Kind, Run};
 use crate::state::AppState;
 
 /// Runs the write requests at the start of `input` as one unit, if this
@@ -21,17 +21,12 @@ pub async fn write_run(input: &[u8], shared: &AppState, out: &mut BytesMut) -> O
     if !kv.is_replicated() {
         return None;
     }
-    let mut reqs = Vec::new();
-    let mut consumed = 0;
-    while reqs.len() < MAX_RUN {
-        match binary::parse(&input[consumed..], kv.max_item_size()) {
-            Frame::Request { req, len } if is_run_write(req.header.opcode) => {
-                reqs.push(req);
-                consumed += len;
-            }
-            _ => break,
+    let (reqs, consumed) = leading(input, |rest| {
+        match binary::parse(rest, kv.max_item_size()) {
+            Frame::Request { req, len } if is_run_write(req.header.opcode) => Some((req, len)),
+            _ => None,
         }
-    }
+    });
     if reqs.len() < 2 {
         return None;
     }
@@ -63,19 +58,13 @@ pub async fn read_run(input: &[u8], shared: &AppState, out: &mut BytesMut) -> Op
     if !kv.reads_need_index() {
         return None;
     }
-    let mut reqs = Vec::new();
-    let (mut consumed, mut reads) = (0, 0);
-    while reqs.len() < MAX_RUN {
-        match binary::parse(&input[consumed..], kv.max_item_size()) {
-            Frame::Request { req, len } if is_read(req.header.opcode) => {
-                reads += usize::from(req.header.opcode != op::NOOP);
-                reqs.push(req);
-                consumed += len;
-            }
-            _ => break,
+    let (reqs, consumed) = leading(input, |rest| {
+        match binary::parse(rest, kv.max_item_size()) {
+            Frame::Request { req, len } if is_read(req.header.opcode) => Some((req, len)),
+            _ => None,
         }
-    }
-    if reads < 2 {
+    });
+    if reqs.iter().filter(|r| r.header.opcode != op::NOOP).count() < 2 {
         return None;
     }
     let point = kv.fresh_async(kv.read_point()).await;

@@ -22,7 +22,7 @@ use super::super::meta::{self, parse::MetaCmd};
 use super::parse::{self, Frame, Request};
 use super::{arith, command_index, keys, retrieval, storage, METRICS};
 use crate::kv::{ArithOptions, ArithOutcome, RunOutcome, RunWrite, SetOptions};
-use crate::memcache::batch::{Kind, Run, MAX_RUN};
+use crate::memcache::batch::{leading, Kind, Run};
 use crate::memcache::reply;
 use crate::metrics::Timer;
 use crate::state::AppState;
@@ -94,18 +94,10 @@ pub async fn write_run(
     if !kv.is_replicated() {
         return None;
     }
-    let mut reqs = Vec::new();
-    let mut consumed = 0;
-    while reqs.len() < MAX_RUN {
-        let Frame::Request { req, len } = parse::parse(&input[consumed..], max_item) else {
-            break;
-        };
-        if write_of(&req).is_none() {
-            break;
-        }
-        reqs.push(req);
-        consumed += len;
-    }
+    let (reqs, consumed) = leading(input, |rest| match parse::parse(rest, max_item) {
+        Frame::Request { req, len } if write_of(&req).is_some() => Some((req, len)),
+        _ => None,
+    });
     if reqs.len() < 2 {
         return None;
     }
@@ -172,20 +164,11 @@ pub async fn read_run(
     if !kv.reads_need_index() {
         return None;
     }
-    let mut reqs = Vec::new();
-    let (mut consumed, mut reads) = (0, 0);
-    while reqs.len() < MAX_RUN {
-        let Frame::Request { req, len } = parse::parse(&input[consumed..], max_item) else {
-            break;
-        };
-        let Some(reads_keys) = read_of(&req) else {
-            break;
-        };
-        reads += usize::from(reads_keys);
-        reqs.push(req);
-        consumed += len;
-    }
-    if reads < 2 {
+    let (reqs, consumed) = leading(input, |rest| match parse::parse(rest, max_item) {
+        Frame::Request { req, len } if read_of(&req).is_some() => Some((req, len)),
+        _ => None,
+    });
+    if reqs.iter().filter(|r| read_of(r) == Some(true)).count() < 2 {
         return None;
     }
     let started = Timer::start();
