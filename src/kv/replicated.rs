@@ -496,10 +496,9 @@ mod tests {
         Suite::test_all(Builder).unwrap();
     }
 
-    /// Entry `index` of the log, holding one proposal: `incr n 1`
-    /// (created at 0 if missing, answering 0) under proposal id `id`.
-    fn incr_entry(index: u64, id: (u64, u64)) -> Entry<KvRaft> {
-        let op = Op::Arith {
+    /// `incr n 1`, creating `n` at 0 if it is missing (answering 0 then).
+    fn incr_op() -> Op {
+        Op::Arith {
             key: b"n".to_vec(),
             delta: 1,
             incr: true,
@@ -507,7 +506,13 @@ mod tests {
                 vivify: Some((0, 0)),
                 ..ArithOptions::default()
             },
-        };
+        }
+    }
+
+    /// Entry `index` of the log, holding one proposal: [`incr_op`] under
+    /// proposal id `id`.
+    fn incr_entry(index: u64, id: (u64, u64)) -> Entry<KvRaft> {
+        let op = incr_op();
         Entry {
             log_id: LogId::new(openraft::CommittedLeaderId::new(1, 1), index),
             payload: EntryPayload::Normal(Proposals(vec![Proposal {
@@ -595,21 +600,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let cfg = crate::config::Config::for_data_dir(dir.path()).store;
         let kv = Arc::new(Kv::open(&cfg).unwrap());
-        let incr = |index| {
-            kv.apply_op(
-                index,
-                1_800_000_000,
-                &Op::Arith {
-                    key: b"n".to_vec(),
-                    delta: 1,
-                    incr: true,
-                    opts: ArithOptions {
-                        vivify: Some((0, 0)),
-                        ..ArithOptions::default()
-                    },
-                },
-            )
-        };
+        let incr = |index| kv.apply_op(index, 1_800_000_000, &incr_op());
         incr(5);
         incr(6);
         // A crash made the node apply entry 6 again: skipped.
