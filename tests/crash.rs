@@ -84,11 +84,22 @@ fn value_for(key: &str, version: u64, len: usize) -> Vec<u8> {
 }
 
 /// Sizes: mostly small; sometimes large enough that sled stores a blob.
-fn value_len(rng: &mut Rng) -> usize {
-    match rng.below(20) {
-        0 => 40_000 + rng.below(40_000) as usize,
-        _ => 24 + rng.below(300) as usize,
+/// `Values::Large`: every value a few hundred KB, so a sync-mode run of a
+/// second or two writes enough write-ahead log to close files and start
+/// new ones on spares (recycled or prepared files, `src/store/wal/spares.rs`).
+fn value_len(rng: &mut Rng, values: Values) -> usize {
+    match (values, rng.below(20)) {
+        (Values::Large, _) => 200_000 + rng.below(400_000) as usize,
+        (Values::Mixed, 0) => 40_000 + rng.below(40_000) as usize,
+        (Values::Mixed, _) => 24 + rng.below(300) as usize,
     }
+}
+
+/// What sizes the writers' values have (see [`value_len`]).
+#[derive(Clone, Copy, PartialEq)]
+enum Values {
+    Mixed,
+    Large,
 }
 
 /// Parses and fully verifies a stored value; returns its version.
@@ -301,6 +312,7 @@ fn writer_loop(
     id: usize,
     round: u64,
     seed: u64,
+    values: Values,
     stop: &AtomicBool,
     log: &Mutex<Log>,
 ) {
@@ -361,7 +373,7 @@ fn writer_loop(
                     .entry(key.clone())
                     .or_default()
                     .sent = version;
-                let value = value_for(&key, version, value_len(&mut rng));
+                let value = value_for(&key, version, value_len(&mut rng, values));
                 w.set(&key, &value).map(|()| {
                     let mut l = log.lock().unwrap();
                     l.keys
@@ -411,6 +423,7 @@ fn round(
     seed: u64,
     window: Option<Duration>,
     run_ms: (u64, u64),
+    values: Values,
 ) {
     let mut rng = Rng(seed | 1);
     let stop = AtomicBool::new(false);
@@ -421,7 +434,7 @@ fn round(
         for front in fronts {
             for id in 0..WRITERS {
                 let (stop, log) = (&stop, &log);
-                s.spawn(move || writer_loop(front, id, round, seed, stop, log));
+                s.spawn(move || writer_loop(front, id, round, seed, values, stop, log));
             }
         }
         // The random moment counts from the first acknowledgement: on a
@@ -450,6 +463,23 @@ fn round(
         stop.store(true, Ordering::Relaxed);
         killed
     });
+    if values == Values::Large {
+        // The write-ahead log had moved past its first file: later files
+        // start on spares, so the crash and replay below met them.
+        let files: Vec<String> = std::fs::read_dir(server.data_dir.join("wal"))
+            .map(|d| {
+                d.map(|e| e.unwrap().file_name().into_string().unwrap())
+                    .collect()
+            })
+            .unwrap_or_default();
+        eprintln!("round {round}: write-ahead log files at the kill: {files:?}");
+        assert!(
+            files.iter().any(|f| f.ends_with(".wal")
+                && !f.starts_with("spare")
+                && f != "00000000000000000000.wal"),
+            "round {round}: the log never left its first file: {files:?}"
+        );
+    }
     server.restart();
     let log = log.into_inner().unwrap();
     let acked: usize = log.keys.values().map(|h| h.acked.len()).sum();
@@ -511,7 +541,13 @@ fn round(
     }
 }
 
-fn run(mode_args: &[&str], window: Option<Duration>, run_ms: (u64, u64)) {
+fn run(
+    mode_args: &[&str],
+    window: Option<Duration>,
+    run_ms: (u64, u64),
+    values: Values,
+    rounds: u64,
+) {
     let base = seed();
     eprintln!("crash harness seed {base} (CRASH_SEED={base} to replay)");
     let mut args: Vec<String> = mode_args.iter().map(|s| s.to_string()).collect();
@@ -523,8 +559,9 @@ fn run(mode_args: &[&str], window: Option<Duration>, run_ms: (u64, u64)) {
     eprintln!("writers: memcached + HTTP");
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let mut server = Server::start(&args);
-    for r in 0..rounds() {
-        round(&mut server, http, r, base.wrapping_add(r), window, run_ms);
+    for r in 0..rounds {
+        let seed = base.wrapping_add(r);
+        round(&mut server, http, r, seed, window, run_ms, values);
     }
     // A clean stop and restart after all the crashes still serves the data.
     server.restart();
@@ -536,7 +573,30 @@ fn run(mode_args: &[&str], window: Option<Duration>, run_ms: (u64, u64)) {
 
 #[test]
 fn sync_mode_keeps_every_acknowledged_write() {
-    run(&["--durability", "sync"], None, (100, 500));
+    run(
+        &["--durability", "sync"],
+        None,
+        (100, 500),
+        Values::Mixed,
+        rounds(),
+    );
+}
+
+/// As above with values of a few hundred KB, so each round's log closes
+/// files and writes the next ones into spares (recycled files, or files
+/// filled with zeros ahead), whose old bytes replay must not take for
+/// frames. A third of the rounds of the test above: each writes hundreds
+/// of MB.
+#[test]
+fn sync_mode_keeps_every_acknowledged_write_across_log_files() {
+    let rounds = rounds().div_ceil(3);
+    run(
+        &["--durability", "sync"],
+        None,
+        (1500, 2500),
+        Values::Large,
+        rounds,
+    );
 }
 
 #[test]
@@ -546,6 +606,8 @@ fn periodic_mode_loses_at_most_the_flush_window() {
         &["--durability", "periodic", "--flush-interval-ms", &interval],
         Some(Duration::from_millis(PERIODIC_FLUSH_MS) + PERIODIC_SLACK),
         (900, 1500),
+        Values::Mixed,
+        rounds(),
     );
 }
 

@@ -222,6 +222,14 @@ impl Health {
 
 /// Fails with `ENOSPC` when less than [`HEADROOM`] is free below `dir`.
 pub fn check_space(dir: &Path) -> std::io::Result<()> {
+    if free_space(dir)? < HEADROOM {
+        return Err(std::io::Error::from_raw_os_error(libc::ENOSPC));
+    }
+    Ok(())
+}
+
+/// Bytes free for this process below `dir`.
+pub fn free_space(dir: &Path) -> std::io::Result<u64> {
     use std::os::unix::ffi::OsStrExt;
     let path = std::ffi::CString::new(dir.as_os_str().as_bytes())
         .map_err(|_| std::io::Error::other("data directory path contains a NUL byte"))?;
@@ -233,11 +241,7 @@ pub fn check_space(dir: &Path) -> std::io::Result<()> {
         }
         st
     };
-    let free = st.f_bavail as u64 * st.f_frsize as u64;
-    if free < HEADROOM {
-        return Err(std::io::Error::from_raw_os_error(libc::ENOSPC));
-    }
-    Ok(())
+    Ok(st.f_bavail as u64 * st.f_frsize as u64)
 }
 
 /// `fdatasync`: every durability barrier of the store goes through here,

@@ -29,10 +29,15 @@
 //!
 //! # Files
 //!
-//! `<data-dir>/wal/<seq>.log`: frames of `[len u32][crc32 u32][records]`,
-//! a record being `[key len u16][key][record len + 1 u32, 0 = removed]
-//! [record]`. A file is closed at [`SEGMENT_BYTES`] (or after a failed
-//! round, whose frame may be torn) and the next round starts another.
+//! `<data-dir>/wal/<seq>.wal`: frames of `[len u32][crc32 u32][seq u64]
+//! [records]` (`seq`: the file's own number), a record being `[key len
+//! u16][key][record len + 1 u32, 0 = removed][record]`. A file is closed
+//! at [`SEGMENT_BYTES`] (or after a failed round, whose frame may be torn)
+//! and the next round starts another, on a spare file whose blocks are
+//! already written where one is ready ([`spares`]: a sync then commits no
+//! metadata). A spare's old bytes are zeros or frames of another number,
+//! so replay stops at them. Files `<seq>.log` are an older release's: the
+//! same frames without `seq`, replayed as such.
 //!
 //! # Checkpoints and recovery
 //!
@@ -46,8 +51,11 @@
 //! state than sled had, but never older than its last acknowledged write:
 //! a later acknowledged write of the key is in a later frame.
 
+mod spares;
+
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -58,8 +66,12 @@ use parking_lot::Mutex;
 /// at the next start.
 pub const SEGMENT_BYTES: u64 = 32 << 20;
 
-/// A frame's header: payload length and CRC-32, little-endian.
-const HEADER: usize = 8;
+/// A frame's header: payload length, CRC-32 of the payload and the file's
+/// sequence number, little-endian.
+const HEADER: usize = 16;
+
+/// A frame's header in an older release's `.log` files (no sequence number).
+const LEGACY_HEADER: usize = 8;
 
 /// The log's directory under the data directory.
 pub fn dir_of(data_dir: &Path) -> PathBuf {
@@ -72,14 +84,15 @@ pub struct Wal {
     /// Records not yet taken by a round, after a header's worth of room.
     pending: Mutex<Vec<u8>>,
     files: Mutex<Files>,
+    spares: spares::Spares,
 }
 
 struct Files {
     /// The file rounds append to; `None` until the next round opens one.
     current: Option<Segment>,
-    /// Closed files, oldest first: (sequence number, highest generation
-    /// a round written to it covered).
-    closed: Vec<(u64, u64)>,
+    /// Closed files, oldest first: (path, highest generation a round
+    /// written to it covered).
+    closed: Vec<(PathBuf, u64)>,
     next_seq: u64,
 }
 
@@ -97,15 +110,16 @@ impl Wal {
         let dir = dir_of(data_dir);
         std::fs::create_dir_all(&dir)?;
         let left = segments(&dir)?;
-        let next_seq = left.last().map_or(0, |s| s + 1);
+        let next_seq = left.last().map_or(0, |s| s.0 + 1);
         Ok(Wal {
+            spares: spares::Spares::start(&dir)?,
             dir,
             pending: Mutex::new(vec![0; HEADER]),
             files: Mutex::new(Files {
                 current: None,
                 // Never purged by generation (they predate this start):
                 // the next full sync removes them.
-                closed: left.into_iter().map(|s| (s, u64::MAX)).collect(),
+                closed: left.into_iter().map(|s| (s.1, u64::MAX)).collect(),
                 next_seq,
             }),
         })
@@ -145,21 +159,21 @@ impl Wal {
         if frame.len() == HEADER {
             return Ok(());
         }
-        let payload = &frame[HEADER..];
-        let len = u32::try_from(payload.len())
-            .map_err(|_| io::Error::other("a round's records exceed 4 GiB"))?;
-        let crc = crc32fast::hash(payload);
-        frame[..4].copy_from_slice(&len.to_le_bytes());
-        frame[4..HEADER].copy_from_slice(&crc.to_le_bytes());
         let mut files = self.files.lock();
         if files.current.is_none() {
             let seq = files.next_seq;
             files.next_seq += 1;
             let path = self.path(seq);
-            let file = OpenOptions::new()
-                .create_new(true)
-                .append(true)
-                .open(&path)?;
+            let file = match self.spares.take() {
+                Some(spare) => {
+                    std::fs::rename(&spare, &path)?;
+                    OpenOptions::new().write(true).open(&path)?
+                }
+                None => OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .open(&path)?,
+            };
             // The new name must survive a crash as well as its frames.
             sync_dir(&self.dir)?;
             files.current = Some(Segment {
@@ -171,15 +185,20 @@ impl Wal {
         }
         let seg = files.current.as_mut().expect("opened above");
         seg.covers = seg.covers.max(target);
+        seal(&mut frame, seg.seq)?;
         let path = self.path(seg.seq);
         let res = seg
             .file
-            .write_all(&frame)
+            .write_all_at(&frame, seg.len)
             .and_then(|()| super::fault::sync_data(&seg.file, &path));
+        let before = seg.len;
         seg.len += frame.len() as u64;
+        if before < spares::WANTED_AFTER && seg.len >= spares::WANTED_AFTER {
+            self.spares.want();
+        }
         if res.is_err() || seg.len >= SEGMENT_BYTES {
             let seg = files.current.take().expect("there is one");
-            files.closed.push((seg.seq, seg.covers));
+            files.closed.push((path, seg.covers));
         }
         res
     }
@@ -189,31 +208,39 @@ impl Wal {
         !self.files.lock().closed.is_empty()
     }
 
-    /// sled holds every write up to generation `g` on disk: deletes the
-    /// closed files whose rounds all ended at or below `g`, and with
-    /// `all`, the current file too if that holds for it (a full sync).
+    /// sled holds every write up to generation `g` on disk: deletes (or
+    /// keeps as spares) the closed files whose rounds all ended at or below
+    /// `g`, and with `all`, the current file too if that holds for it (a
+    /// full sync).
     pub fn purge(&self, g: u64, all: bool) -> io::Result<()> {
         let mut files = self.files.lock();
         if all && files.current.as_ref().is_some_and(|s| s.covers <= g) {
             let seg = files.current.take().expect("checked");
-            files.closed.push((seg.seq, seg.covers));
+            files.closed.push((self.path(seg.seq), seg.covers));
         }
         // A file older than this start covers u64::MAX: only a full sync,
         // which leaves sled complete, removes it.
         let mut kept = Vec::new();
-        for (seq, covers) in std::mem::take(&mut files.closed) {
+        let mut closed = std::mem::take(&mut files.closed).into_iter();
+        while let Some((path, covers)) = closed.next() {
             if covers <= g || (all && covers == u64::MAX) {
-                match std::fs::remove_file(self.path(seq)) {
+                let gone = match self.spares.recycle(&path) {
+                    Ok(true) => Ok(()),
+                    Ok(false) => std::fs::remove_file(&path),
+                    Err(e) => Err(e),
+                };
+                match gone {
                     Ok(()) => {}
                     Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                     Err(e) => {
-                        kept.push((seq, covers));
-                        files.closed.extend(kept);
+                        kept.push((path, covers));
+                        kept.extend(closed);
+                        files.closed = kept;
                         return Err(e);
                     }
                 }
             } else {
-                kept.push((seq, covers));
+                kept.push((path, covers));
             }
         }
         files.closed = kept;
@@ -226,12 +253,26 @@ impl Wal {
     }
 }
 
-fn segment_path(dir: &Path, seq: u64) -> PathBuf {
-    dir.join(format!("{seq:020}.log"))
+/// Fills in the header of `frame` (header room, then records) for the file
+/// numbered `seq`.
+fn seal(frame: &mut [u8], seq: u64) -> io::Result<()> {
+    let payload = &frame[HEADER..];
+    let len = u32::try_from(payload.len())
+        .map_err(|_| io::Error::other("a round's records exceed 4 GiB"))?;
+    let crc = crc32fast::hash(payload);
+    frame[..4].copy_from_slice(&len.to_le_bytes());
+    frame[4..8].copy_from_slice(&crc.to_le_bytes());
+    frame[8..HEADER].copy_from_slice(&seq.to_le_bytes());
+    Ok(())
 }
 
-/// The log files in `dir`, by sequence number.
-fn segments(dir: &Path) -> io::Result<Vec<u64>> {
+fn segment_path(dir: &Path, seq: u64) -> PathBuf {
+    dir.join(format!("{seq:020}.wal"))
+}
+
+/// The log files in `dir` (this release's `.wal` and an older one's
+/// `.log`), by sequence number.
+fn segments(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
     let mut seqs = Vec::new();
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
@@ -242,10 +283,10 @@ fn segments(dir: &Path) -> io::Result<Vec<u64>> {
         let name = entry?.file_name();
         if let Some(seq) = name
             .to_str()
-            .and_then(|n| n.strip_suffix(".log"))
+            .and_then(|n| n.strip_suffix(".wal").or_else(|| n.strip_suffix(".log")))
             .and_then(|n| n.parse::<u64>().ok())
         {
-            seqs.push(seq);
+            seqs.push((seq, dir.join(name)));
         }
     }
     seqs.sort_unstable();
@@ -261,17 +302,24 @@ pub fn replay(
 ) -> io::Result<u64> {
     let dir = dir_of(data_dir);
     let mut frames = 0;
-    for seq in segments(&dir)? {
-        let path = segment_path(&dir, seq);
+    for (seq, path) in segments(&dir)? {
+        let own = (path.extension() == Some("wal".as_ref())).then_some(seq);
         let mut bytes = Vec::new();
         File::open(&path)?.read_to_end(&mut bytes)?;
         let mut at = 0;
-        while let Some((payload, next)) = frame_at(&bytes, at) {
+        while let Some((payload, next)) = frame_at(&bytes, at, own) {
             for_each_record(payload, &mut apply)?;
             frames += 1;
             at = next;
         }
-        if at < bytes.len() {
+        // What follows the last frame in a spare-based file is its zeros or
+        // an earlier life's frames; only a header of this file's own is a
+        // round cut short.
+        let torn = match own {
+            None => at < bytes.len(),
+            Some(seq) => bytes.get(at + 8..at + HEADER) == Some(&seq.to_le_bytes()[..]),
+        };
+        if torn {
             tracing::warn!(
                 "write-ahead log {}: {} bytes after the last whole frame ignored (a write cut by a crash, never acknowledged)",
                 path.display(),
@@ -286,8 +334,8 @@ pub fn replay(
 pub fn clear(data_dir: &Path) -> io::Result<()> {
     let dir = dir_of(data_dir);
     let seqs = segments(&dir)?;
-    for &seq in &seqs {
-        std::fs::remove_file(segment_path(&dir, seq))?;
+    for (_, path) in &seqs {
+        std::fs::remove_file(path)?;
     }
     if seqs.is_empty() {
         return Ok(());
@@ -301,13 +349,20 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
 }
 
 /// The payload of the frame at `at` and where the next starts, if the
-/// frame is whole and its checksum holds.
-fn frame_at(bytes: &[u8], at: usize) -> Option<(&[u8], usize)> {
-    let header = bytes.get(at..at + HEADER)?;
+/// frame is whole, its checksum holds and it names the file's sequence
+/// number `own` (`None`: an older release's file, whose frames name none).
+fn frame_at(bytes: &[u8], at: usize, own: Option<u64>) -> Option<(&[u8], usize)> {
+    let header_len = if own.is_some() { HEADER } else { LEGACY_HEADER };
+    let header = bytes.get(at..at + header_len)?;
     let len = u32::from_le_bytes(header[..4].try_into().ok()?) as usize;
-    let crc = u32::from_le_bytes(header[4..].try_into().ok()?);
-    let payload = bytes.get(at + HEADER..at + HEADER + len)?;
-    (len > 0 && crc32fast::hash(payload) == crc).then_some((payload, at + HEADER + len))
+    let crc = u32::from_le_bytes(header[4..8].try_into().ok()?);
+    if let Some(seq) = own {
+        if header[8..] != seq.to_le_bytes() {
+            return None;
+        }
+    }
+    let payload = bytes.get(at + header_len..at + header_len + len)?;
+    (len > 0 && crc32fast::hash(payload) == crc).then_some((payload, at + header_len + len))
 }
 
 fn for_each_record(
@@ -342,6 +397,7 @@ fn for_each_record(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
 
     fn replayed(dir: &Path) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
         let mut out = Vec::new();
@@ -369,10 +425,7 @@ mod tests {
         // A third round cut short by a crash: half its frame on disk.
         wal.log(&written, b"c", Some(b"never acknowledged"));
         let (_, mut frame) = wal.take(&written);
-        let len = (frame.len() - HEADER) as u32;
-        let crc = crc32fast::hash(&frame[HEADER..]);
-        frame[..4].copy_from_slice(&len.to_le_bytes());
-        frame[4..HEADER].copy_from_slice(&crc.to_le_bytes());
+        seal(&mut frame, 0).unwrap();
         let path = segment_path(&dir_of(dir.path()), 0);
         let mut f = OpenOptions::new().append(true).open(&path).unwrap();
         f.write_all(&frame[..frame.len() / 2]).unwrap();
@@ -407,20 +460,133 @@ mod tests {
         let (t2, frame) = wal.take(&written);
         wal.write(t2, frame).unwrap();
         wal.purge(t1 - 1, false).unwrap();
-        assert_eq!(segments(&dir_of(dir.path())).unwrap(), vec![0, 1]);
+        assert_eq!(seqs(dir.path()), vec![0, 1]);
         wal.purge(t1, false).unwrap();
-        assert_eq!(segments(&dir_of(dir.path())).unwrap(), vec![1]);
+        assert_eq!(seqs(dir.path()), vec![1]);
         assert!(!wal.has_closed());
         // The open file goes only with a full sync that covers it.
         wal.purge(t1, true).unwrap();
-        assert_eq!(segments(&dir_of(dir.path())).unwrap(), vec![1]);
+        assert_eq!(seqs(dir.path()), vec![1]);
         wal.purge(t2, true).unwrap();
-        assert!(segments(&dir_of(dir.path())).unwrap().is_empty());
+        assert!(seqs(dir.path()).is_empty());
         // The next round starts a new file.
         wal.log(&written, b"again", Some(b"v"));
         let (t3, frame) = wal.take(&written);
         wal.write(t3, frame).unwrap();
-        assert_eq!(segments(&dir_of(dir.path())).unwrap(), vec![2]);
+        assert_eq!(seqs(dir.path()), vec![2]);
+    }
+
+    fn seqs(data_dir: &Path) -> Vec<u64> {
+        let segs = segments(&dir_of(data_dir)).unwrap();
+        segs.into_iter().map(|s| s.0).collect()
+    }
+
+    fn spares_in(data_dir: &Path) -> Vec<PathBuf> {
+        let entries = std::fs::read_dir(dir_of(data_dir)).unwrap();
+        let names = entries.map(|e| e.unwrap().path());
+        names
+            .filter(|p| {
+                p.to_str().unwrap().ends_with(".wal") && p.to_str().unwrap().contains("spare-")
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_recycled_file_replays_only_its_own_frames() {
+        // A closed file kept as a spare, then reused under a later number:
+        // its new rounds overwrite the start of its old frames.
+        let dir = tempfile::tempdir().unwrap();
+        let wal_dir = dir_of(dir.path());
+        std::fs::create_dir_all(&wal_dir).unwrap();
+        let frame = |seq: u64, key: &[u8], value: &[u8]| {
+            let written = AtomicU64::new(0);
+            let staging = Wal {
+                dir: wal_dir.clone(),
+                pending: Mutex::new(vec![0; HEADER]),
+                files: Mutex::new(Files {
+                    current: None,
+                    closed: Vec::new(),
+                    next_seq: 0,
+                }),
+                spares: spares::Spares::start(&wal_dir).unwrap(),
+            };
+            staging.log(&written, key, Some(value));
+            let mut frame = staging.take(&written).1;
+            seal(&mut frame, seq).unwrap();
+            frame
+        };
+        let mut old = frame(3, b"old", &[b'o'; 300]);
+        old.extend(frame(3, b"older", b"x"));
+        let path = segment_path(&wal_dir, 7);
+        std::fs::write(&path, &old).unwrap();
+        let new = frame(7, b"new", b"n");
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .write_all_at(&new, 0)
+            .unwrap();
+        assert_eq!(
+            replayed(dir.path()),
+            vec![(b"new".to_vec(), Some(b"n".to_vec()))]
+        );
+        // An older release's `.log` file (8-byte headers) still replays.
+        let mut legacy = frame(0, b"legacy", b"l");
+        legacy.drain(LEGACY_HEADER..HEADER);
+        std::fs::remove_file(&path).unwrap();
+        std::fs::write(wal_dir.join(format!("{:020}.log", 2)), &legacy).unwrap();
+        assert_eq!(
+            replayed(dir.path()),
+            vec![(b"legacy".to_vec(), Some(b"l".to_vec()))]
+        );
+    }
+
+    #[test]
+    fn segments_start_on_prepared_spares_once_the_log_is_busy() {
+        let dir = tempfile::tempdir().unwrap();
+        let written = AtomicU64::new(0);
+        let wal = Wal::open(dir.path()).unwrap();
+        let round = |key: &[u8], value: &[u8]| {
+            wal.log(&written, key, Some(value));
+            let (t, frame) = wal.take(&written);
+            wal.write(t, frame).unwrap();
+            t
+        };
+        round(b"small", b"v");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        assert!(
+            spares_in(dir.path()).is_empty(),
+            "a quiet log prepares nothing"
+        );
+        // A log that has written a megabyte gets spares (its thread fills
+        // them), and a closed file is kept as one instead of deleted.
+        let t1 = round(b"big", &vec![7u8; SEGMENT_BYTES as usize]);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while spares_in(dir.path()).is_empty() {
+            assert!(std::time::Instant::now() < deadline, "no spare prepared");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let t2 = round(b"next", b"v");
+        assert_eq!(seqs(dir.path()), vec![0, 1]);
+        let seg1 = segment_path(&dir_of(dir.path()), 1);
+        assert!(
+            std::fs::metadata(&seg1).unwrap().len() > SEGMENT_BYTES,
+            "the second file is a spare whose blocks were written ahead"
+        );
+        wal.purge(t1, false).unwrap();
+        assert_eq!(seqs(dir.path()), vec![1]);
+        assert!(!spares_in(dir.path()).is_empty());
+        round(b"last", b"w");
+        let want = vec![
+            (b"next".to_vec(), Some(b"v".to_vec())),
+            (b"last".to_vec(), Some(b"w".to_vec())),
+        ];
+        assert_eq!(replayed(dir.path()), want);
+        let _ = t2;
+        drop(wal);
+        // Spares do not outlive a start.
+        let _again = Wal::open(dir.path()).unwrap();
+        assert!(spares_in(dir.path()).is_empty());
     }
 
     #[test]
@@ -440,7 +606,7 @@ mod tests {
         wal.log(&written, b"k", Some(b"1"));
         let (t, frame) = wal.take(&written);
         wal.write(t, frame).unwrap();
-        assert_eq!(segments(&dir_of(dir.path())).unwrap(), vec![0, 1]);
+        assert_eq!(seqs(dir.path()), vec![0, 1]);
         let last = replayed(dir.path()).pop().unwrap();
         assert_eq!(last, (b"k".to_vec(), Some(b"1".to_vec())));
     }
