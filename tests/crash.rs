@@ -585,11 +585,11 @@ fn sync_mode_keeps_every_acknowledged_write() {
 /// As above with values of a few hundred KB, so each round's log closes
 /// files and writes the next ones into spares (recycled files, or files
 /// filled with zeros ahead), whose old bytes replay must not take for
-/// frames. A third of the rounds of the test above: each writes hundreds
+/// frames. A fifth of the rounds of the test above: each writes hundreds
 /// of MB.
 #[test]
 fn sync_mode_keeps_every_acknowledged_write_across_log_files() {
-    let rounds = rounds().div_ceil(3);
+    let rounds = rounds().div_ceil(5);
     run(
         &["--durability", "sync"],
         None,
