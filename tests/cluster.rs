@@ -323,8 +323,8 @@ fn binary_responses(c: &mut common::Client, last: u8) -> Vec<Response> {
     }
 }
 
-/// A pipeline of writes (storage commands, incr/decr, touch, delete, meta
-/// `ms`), on
+/// A pipeline of writes (storage commands, incr/decr, touch, `gat`, delete,
+/// meta `ms`), on
 /// the leader and on a follower, is proposed as one ordered unit: every
 /// command applies in its place (the appends build the value in order,
 /// `add` sees the key the run created, `incr` the `set` before it), the
@@ -358,9 +358,12 @@ fn pipelined_writes_apply_in_order_and_share_log_entries() {
              ms meta{node} 1 MA q\r\n!\r\nms meta{node} 1 ME q\r\nx\r\n\
              ma mc{node} N0 J10 v\r\n{}ma mc{node} MD D3 v\r\n\
              ms tmp{node} 1\r\nz\r\nmd tmp{node} q\r\nmd tmp{node}\r\n{}\
-             get {key} {ctr} meta{node} mc{node}\r\n",
+             set g{node} 0 0 1\r\n1\r\ngat 100 g{node} nokey{node}\r\n\
+             set g{node} 0 0 1\r\n2\r\ngat 100 g{node}\r\n{}\
+             get {key} {ctr} meta{node} mc{node}\r\nmn\r\n",
             format!("ma mc{node} q\r\n").repeat(8),
-            format!("mg mc{node} T100 v\r\n").repeat(10)
+            format!("mg mc{node} T100 v\r\n").repeat(10),
+            format!("gat 600 meta{node}\r\n").repeat(6)
         ));
         replies.push_str("NOT_FOUND\r\nSTORED\r\n6\r\n4\r\nTOUCHED\r\nNOT_FOUND\r\n");
         // The quiet append answers nothing; the quiet add that fails, NS.
@@ -370,21 +373,28 @@ fn pipelined_writes_apply_in_order_and_share_log_entries() {
         replies.push_str("VA 2\r\n10\r\nVA 2\r\n15\r\nHD\r\nNF\r\n");
         // Ten `mg`s that touch the counter (writes, in the log).
         replies.push_str(&"VA 2\r\n15\r\n".repeat(10));
+        // Each `gat` reads the item as its own touch left it, before the
+        // `set` after it.
+        replies.push_str(&format!(
+            "STORED\r\nVALUE g{node} 0 1\r\n1\r\nEND\r\nSTORED\r\nVALUE g{node} 0 1\r\n2\r\nEND\r\n"
+        ));
+        replies.push_str(&format!("VALUE meta{node} 5 3\r\nhi!\r\nEND\r\n").repeat(6));
         replies.push_str(&format!(
             "VALUE {key} 0 {}\r\n{value}\r\nVALUE {ctr} 0 1\r\n4\r\n\
-             VALUE meta{node} 5 3\r\nhi!\r\nVALUE mc{node} 0 2\r\n15\r\nEND\r\n",
+             VALUE meta{node} 5 3\r\nhi!\r\nVALUE mc{node} 0 2\r\n15\r\nEND\r\nMN\r\n",
             value.len()
         ));
         let before = commit_index();
         let mut c = g.client(node);
         c.send(pipeline.as_bytes());
-        let got = String::from_utf8(c.read_until(b"END\r\n")).unwrap();
+        let got = String::from_utf8(c.read_until(b"MN\r\n")).unwrap();
         assert_eq!(got, replies, "node {node}");
         let entries = commit_index() - before;
-        // Two runs take 2-4 (2 here); without runs for the ten `mg`s, 12.
+        // Two runs take 2-4 (2 here); without runs for the ten `mg`s, 12;
+        // without them for the `gat`s, 10 more.
         assert!(
             entries <= 6,
-            "85 pipelined writes on node {node} took {entries} log entries"
+            "96 pipelined writes on node {node} took {entries} log entries"
         );
     }
 }

@@ -898,3 +898,50 @@ fn the_cluster_subcommand_reaches_a_node_over_tls() {
         assert!(err.contains(says), "{args:?}: {err}");
     }
 }
+
+/// A peer of another release (another wire format: an older release's
+/// unversioned `/raft/append`, or a later `/raft/v3/...`) is refused
+/// before anything decodes its body, with a message saying why, and the
+/// node logs it; `GET /v1/cluster` names the format this node speaks.
+#[test]
+fn a_peer_of_another_wire_format_is_refused_clearly() {
+    let g = Group::start(1);
+    g.wait_leader();
+    let status = g.status(0).expect("status");
+    assert_eq!(status["wire_format"], 2, "{status}");
+    let raft = g.nodes[0].raft;
+    for path in ["/raft/append", "/raft/v1/vote", "/raft/v3/append"] {
+        let resp = g
+            .http
+            .post(format!("http://127.0.0.1:{raft}{path}"))
+            .body(vec![0u8, 1, 2, 3])
+            .send()
+            .unwrap();
+        let code = resp.status().as_u16();
+        let text = resp.text().unwrap();
+        assert_eq!(code, 409, "{path}: {text}");
+        assert!(
+            text.contains("wire format mismatch: this node speaks v2")
+                && text.contains(path)
+                && text.contains("Upgrading"),
+            "{path}: {text}"
+        );
+    }
+    // Not a peer at all: nothing to explain.
+    let resp = g
+        .http
+        .get(format!("http://127.0.0.1:{raft}/"))
+        .send()
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 404);
+    let log_path = g.nodes[0].dir.parent().unwrap().join("node1.log");
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert_eq!(
+        log.matches("wire format mismatch").count(),
+        1,
+        "logged once in 10 s: {log}"
+    );
+    // The node still serves its group.
+    let mut c = g.client(0);
+    assert_eq!(c.line(b"set k 0 0 1\r\nv\r\n"), "STORED\r\n");
+}

@@ -82,6 +82,9 @@ pub struct Status {
     /// The last entry applied to this node's items.
     pub applied_index: u64,
     pub members: Vec<Member>,
+    /// The format of the messages between nodes: every node of a group
+    /// must speak the same (see docs/replication.md, "Upgrading").
+    pub wire_format: u32,
 }
 
 /// One member of the group.
@@ -211,6 +214,7 @@ where
                 .max(m.last_applied.map_or(0, |l| l.index)),
             applied_index: m.last_applied.map_or(0, |l| l.index),
             members: members::members_of(m.membership_config.membership()),
+            wire_format: network::WIRE_FORMAT,
         }
     }
 }

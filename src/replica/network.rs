@@ -1,10 +1,23 @@
 //! Raft's messages between nodes: HTTP/1.1 POSTs with postcard bodies to
-//! each peer's `--raft-listen` address (`/raft/append`, `/raft/vote`,
-//! `/raft/snapshot`), plus `/raft/forward`, by which a follower hands a
-//! client's write to the leader, `/raft/members`, by which it hands the
-//! leader a membership change, and `/raft/applied`, the leader's applied
+//! each peer's `--raft-listen` address (`/raft/v2/append`, `.../vote`,
+//! `.../snapshot`), plus `.../forward`, by which a follower hands a
+//! client's write to the leader, `.../members`, by which it hands the
+//! leader a membership change, and `.../applied`, the leader's applied
 //! index for a follower's readiness. One pooled HTTP client per node keeps the
 //! connections open; the server side is a small axum router.
+//!
+//! # Wire format
+//!
+//! postcard is not self-describing: a body encoded by one release and
+//! decoded by another whose types changed can fail, or worse, decode into
+//! other values. So every path carries [`WIRE_FORMAT`], and a node serves
+//! only its own: a request for another format (an older release's
+//! unversioned `/raft/append`, or `/raft/v3/...`) is refused with 409 and
+//! a message, and logged, before anything decodes it; an older node asked
+//! for `/raft/v2/...` answers 404, which the sender reports the same way.
+//! A rolling update across a change of format therefore stops at its first
+//! new node (it never catches up, so it never becomes ready) instead of
+//! mixing formats; docs/replication.md, "Upgrading", says what to do then.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,6 +41,19 @@ use openraft::raft::{
 use openraft::{BasicNode, Raft, RaftTypeConfig};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+
+/// The format of every message between nodes, and of what they carry
+/// (log entries, forwarded writes and their answers, snapshots). Bump it
+/// whenever one of those types changes its encoding. 1 was the releases
+/// before formats were checked (paths without a version).
+pub const WIRE_FORMAT: u32 = 2;
+
+/// The path under which this release serves a message (`/raft/append` ->
+/// `/raft/v2/append`).
+fn versioned(path: &str) -> String {
+    let rest = path.strip_prefix("/raft").unwrap_or(path);
+    format!("/raft/v{WIRE_FORMAT}{rest}")
+}
 
 /// The node-level type configuration every part of this module assumes
 /// (openraft's default responder, which its membership calls require).
@@ -79,6 +105,7 @@ impl Network {
         body: Vec<u8>,
         timeout: Duration,
     ) -> Result<Bytes, PostError> {
+        let path = versioned(path);
         let resp = self
             .http
             .post(format!("http://{addr}{path}"))
@@ -98,6 +125,12 @@ impl Network {
             .bytes()
             .await
             .map_err(|e| PostError::Network(e.to_string()))?;
+        if status == StatusCode::NOT_FOUND {
+            return Err(PostError::Network(format!(
+                "{addr} does not serve {path}: it runs a release with another wire format \
+                 (this node speaks v{WIRE_FORMAT}; see docs/replication.md, \"Upgrading\")"
+            )));
+        }
         if !status.is_success() {
             return Err(PostError::Network(format!(
                 "{status}: {}",
@@ -229,20 +262,45 @@ where
     C::Entry: Serialize + DeserializeOwned,
 {
     Router::new()
-        .route("/raft/append", post(append::<C>))
-        .route("/raft/vote", post(vote::<C>))
-        .route("/raft/snapshot", post(snapshot::<C>))
-        .route("/raft/forward", post(forwarded::<C>))
-        .route("/raft/initialized", post(initialized::<C>))
-        .route("/raft/read-index", post(read_index::<C>))
-        .route("/raft/members", post(members::<C>))
-        .route("/raft/applied", post(applied::<C>))
+        .route(&versioned("/raft/append"), post(append::<C>))
+        .route(&versioned("/raft/vote"), post(vote::<C>))
+        .route(&versioned("/raft/snapshot"), post(snapshot::<C>))
+        .route(&versioned("/raft/forward"), post(forwarded::<C>))
+        .route(&versioned("/raft/initialized"), post(initialized::<C>))
+        .route(&versioned("/raft/read-index"), post(read_index::<C>))
+        .route(&versioned("/raft/members"), post(members::<C>))
+        .route(&versioned("/raft/applied"), post(applied::<C>))
+        .fallback(other_format)
         .with_state(Arc::new(Served {
             raft,
             forward,
             restored,
             quorum,
         }))
+}
+
+/// Any other path: a peer of another release (or a stray client). Refused
+/// before anything is decoded, and logged at most every 10 s, since the
+/// peer retries every heartbeat.
+async fn other_format(uri: axum::http::Uri) -> Response {
+    if !uri.path().starts_with("/raft/") {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    static LOGGED: std::sync::Mutex<Option<std::time::Instant>> = std::sync::Mutex::new(None);
+    let message = format!(
+        "wire format mismatch: this node speaks v{WIRE_FORMAT} and serves /raft/v{WIRE_FORMAT}/...; \
+         a request for {} comes from a release with another format. Every node of a group \
+         must run releases of one wire format: see docs/replication.md, \"Upgrading\"",
+        uri.path()
+    );
+    {
+        let mut last = LOGGED.lock().unwrap_or_else(|e| e.into_inner());
+        if last.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
+            *last = Some(std::time::Instant::now());
+            tracing::error!("{message}");
+        }
+    }
+    (StatusCode::CONFLICT, message).into_response()
 }
 
 fn encode<T: Serialize>(value: &T) -> Response {

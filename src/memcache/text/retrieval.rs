@@ -3,7 +3,7 @@
 use bytes::BytesMut;
 
 use super::parse::Keys;
-use crate::kv::{Kv, ReadPoint};
+use crate::kv::{Item, Kv, KvError, ReadPoint};
 use crate::memcache::reply;
 
 pub async fn execute(kv: &Kv, keys: Keys<'_>, cas: bool, touch: Option<i64>, out: &mut BytesMut) {
@@ -37,19 +37,34 @@ pub async fn answer(
             Some(exptime) => kv.get_and_touch_async(key, exptime).await,
             None => kv.get_from(key, point),
         };
-        match found {
-            Ok(Some(item)) => {
-                super::METRICS.hit();
-                reply::value(out, key, &item, cas)
-            }
-            Ok(None) => super::METRICS.miss(),
-            Err(e) => {
-                // Like memcached, an error replaces the partial answer.
-                out.truncate(mark);
-                reply::kv_error(out, &e);
-                return;
-            }
+        if !push_found(out, mark, key, found, cas) {
+            return;
         }
     }
     reply::line(out, "END");
+}
+
+/// Adds what `key` found to a retrieval reply begun at `mark`; on an error,
+/// which as in memcached replaces the partial answer, writes that instead
+/// and returns false (the reply is complete then: no `END`).
+pub fn push_found(
+    out: &mut BytesMut,
+    mark: usize,
+    key: &[u8],
+    found: Result<Option<Item>, KvError>,
+    cas: bool,
+) -> bool {
+    match found {
+        Ok(Some(item)) => {
+            super::METRICS.hit();
+            reply::value(out, key, &item, cas);
+        }
+        Ok(None) => super::METRICS.miss(),
+        Err(e) => {
+            out.truncate(mark);
+            reply::kv_error(out, &e);
+            return false;
+        }
+    }
+    true
 }

@@ -1,6 +1,6 @@
 //! A pipelined run of writes (storage commands, `delete`, `incr`/`decr`,
-//! `touch`, meta `ms`/`md`/`ma` and `mg`s that write) in a replicated
-//! group, and a run of reads
+//! `touch`, `gat`/`gats`, meta `ms`/`md`/`ma` and `mg`s that write) in a
+//! replicated group, and a run of reads
 //! answered from one read index ([`read_run`]).
 //!
 //! In a group each write waits for its entry's commit, and a connection
@@ -11,7 +11,10 @@
 //! a row, they are proposed together, as one ordered unit
 //! ([`Kv::write_run_async`]): each still applies in its place (a later
 //! command of the run sees the earlier ones' effects), and the run's
-//! replies are the ones the commands would have got one by one. Anything
+//! replies are the ones the commands would have got one by one. A `gat`
+//! is a touch-and-read per key (a meta get with a new exptime, whose
+//! answer carries the item as that write left it), so one `gat` of several
+//! keys is a run by itself. Anything
 //! else (a read, which must see the run's writes, a plain `mg` included;
 //! `flush_all`) ends the run and goes the usual way. A single node never
 //! comes here: its writes never wait for a commit round.
@@ -21,14 +24,38 @@ use bytes::BytesMut;
 use super::super::meta::{self, parse::MetaCmd};
 use super::parse::{self, Frame, Request};
 use super::{arith, command_index, keys, retrieval, storage, METRICS};
-use crate::kv::{ArithOptions, ArithOutcome, RunOutcome, RunWrite, SetOptions};
+use crate::kv::{ArithOptions, ArithOutcome, MetaGetOptions, RunOutcome, RunWrite, SetOptions};
 use crate::memcache::batch::{leading, Kind, Run};
 use crate::memcache::reply;
 use crate::metrics::Timer;
 use crate::state::AppState;
 
-/// A write command of the run, with its `noreply` (a meta `ms` answers
-/// by its own `q` rules).
+/// Whether `req` joins a run of writes.
+fn is_run_write(req: &Request<'_>) -> bool {
+    matches!(req, Request::Get { touch: Some(_), .. }) || write_of(req).is_some()
+}
+
+/// The run's writes for `req`, with their `noreply`: a `gat` gives one per
+/// key, the others one.
+fn push_writes<'r>(req: &'r Request<'_>, writes: &mut Vec<(RunWrite<'r>, bool)>) {
+    match req {
+        &Request::Get {
+            keys,
+            touch: Some(exptime),
+            ..
+        } => writes.extend(keys.iter().map(|key| {
+            let opts = MetaGetOptions {
+                touch: Some(exptime),
+                ..MetaGetOptions::default()
+            };
+            (RunWrite::MetaGet { key, opts }, false)
+        })),
+        _ => writes.extend(write_of(req)),
+    }
+}
+
+/// A single-write command of the run, with its `noreply` (a meta `ms`
+/// answers by its own `q` rules).
 fn write_of<'r>(req: &'r Request<'_>) -> Option<(RunWrite<'r>, bool)> {
     Some(match req {
         &Request::Store {
@@ -83,7 +110,7 @@ fn write_of<'r>(req: &'r Request<'_>) -> Option<(RunWrite<'r>, bool)> {
 }
 
 /// Runs the write commands at the start of `input` as one unit, if this
-/// node is in a group and there are at least two of them.
+/// node is in a group and they make at least two writes.
 pub async fn write_run(
     input: &[u8],
     max_item: usize,
@@ -95,18 +122,45 @@ pub async fn write_run(
         return None;
     }
     let (reqs, consumed) = leading(input, |rest| match parse::parse(rest, max_item) {
-        Frame::Request { req, len } if write_of(&req).is_some() => Some((req, len)),
+        Frame::Request { req, len } if is_run_write(&req) => Some((req, len)),
         _ => None,
     });
-    if reqs.len() < 2 {
+    let mut writes = Vec::with_capacity(reqs.len());
+    for req in &reqs {
+        push_writes(req, &mut writes);
+    }
+    if writes.len() < 2 {
         return None;
     }
-    let (writes, quiet): (Vec<_>, Vec<_>) = reqs.iter().filter_map(write_of).unzip();
+    let (writes, quiet): (Vec<_>, Vec<_>) = writes.into_iter().unzip();
     let started = Timer::start();
-    let outcomes = kv.write_run_async(&writes).await;
-    let mut replies = Vec::with_capacity(outcomes.len());
-    for ((outcome, noreply), req) in outcomes.into_iter().zip(quiet).zip(&reqs) {
+    let mut outcomes = kv.write_run_async(&writes).await.into_iter();
+    let mut quiet = quiet.into_iter();
+    let mut replies = Vec::with_capacity(reqs.len());
+    for req in &reqs {
         let start = out.len();
+        if let &Request::Get { keys, cas, .. } = req {
+            // Every key's outcome is taken, even after an error ends the reply.
+            let mut whole = true;
+            for key in keys.iter() {
+                let Some(RunOutcome::MetaGot(got)) = outcomes.next() else {
+                    unreachable!("a gat proposes a meta get per key");
+                };
+                quiet.next();
+                let item = got.map(|hit| hit.map(|h| h.item));
+                whole = whole && retrieval::push_found(out, start, key, item, cas);
+            }
+            if whole {
+                reply::line(out, "END");
+            }
+            METRICS.command(command_index(req)).record(started);
+            replies.push(((start, out.len()), Kind::Text));
+            continue;
+        }
+        let (outcome, noreply) = (
+            outcomes.next().expect("an outcome per write"),
+            quiet.next().expect("a noreply per write"),
+        );
         if let Request::Meta(_) = req {
             crate::kv::stats::bump(&kv.stats.cmd_meta);
         }
