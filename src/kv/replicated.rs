@@ -329,6 +329,25 @@ impl RaftStateMachine<KvRaft> for StateMachine {
     }
 }
 
+/// Refuses a data directory a single-node server wrote (items, and no
+/// sign of a group: no applied position, no member mark), and marks a
+/// fresh one as a group member's before anything is applied to it.
+fn check_data_dir(kv: &Kv, fresh: bool, data_dir: &std::path::Path) -> anyhow::Result<()> {
+    if !fresh {
+        return Ok(());
+    }
+    if kv.curr_items() > 0 && !kv.store.is_group_member()? {
+        anyhow::bail!(
+            "{} holds {} items written by a single-node server; a replicated group starts \
+             from an empty data directory (load the items through the group, e.g. with \
+             the CSV export and PUTs)",
+            data_dir.display(),
+            kv.curr_items()
+        );
+    }
+    Ok(kv.store.mark_group_member()?)
+}
+
 /// This node's membership of a group: proposes writes and answers
 /// forwarded ones.
 pub struct Replicated {
@@ -372,15 +391,7 @@ impl Replicated {
         let proposer = fastrand::u64(..);
         let sm = StateMachine::new(kv, proposer)?;
         let fresh = sm.state.lock().position.applied.is_none();
-        if fresh && kv.curr_items() > 0 {
-            anyhow::bail!(
-                "{} holds {} items written by a single-node server; a replicated group starts \
-                 from an empty data directory (load the items through the group, e.g. with \
-                 the CSV export and PUTs)",
-                data_dir.display(),
-                kv.curr_items()
-            );
-        }
+        check_data_dir(kv, fresh, data_dir)?;
         if data_dir.join("raft").join("db").exists() {
             anyhow::bail!(
                 "{} holds a Raft log in the sled format of earlier builds; the log is now a \
@@ -489,6 +500,46 @@ mod tests {
             let sm = StateMachine::new(&kv, 1).map_err(io_err)?;
             Ok(((dir, kv), log, sm))
         }
+    }
+
+    /// A node killed after its first items reached the disk but before its
+    /// first position did restarts (it marked its store before applying);
+    /// a single-node server's data directory is still refused.
+    #[tokio::test]
+    async fn a_group_member_without_a_position_restarts_but_single_node_data_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = crate::config::Config::for_data_dir(dir.path()).store;
+        let kv = reopen(&cfg);
+        check_data_dir(&kv, true, dir.path()).unwrap();
+        // Applied and on disk, the position not yet (as after a kill in
+        // that window): the store alone, no state machine save.
+        kv.set(crate::kv::StoreMode::Set, b"k", 0, 0, b"v").unwrap();
+        kv.store.sync().unwrap();
+        drop(kv);
+        let kv = reopen(&cfg);
+        assert!(StateMachine::new(&kv, 1)
+            .unwrap()
+            .state
+            .lock()
+            .position
+            .applied
+            .is_none());
+        assert_eq!(kv.curr_items(), 1);
+        check_data_dir(&kv, true, dir.path()).unwrap();
+        drop(kv);
+        // The same items written by a single node (no mark) are refused.
+        let single = tempfile::tempdir().unwrap();
+        let cfg = crate::config::Config::for_data_dir(single.path()).store;
+        let kv = reopen(&cfg);
+        kv.set(crate::kv::StoreMode::Set, b"k", 0, 0, b"v").unwrap();
+        let err = check_data_dir(&kv, true, single.path())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("written by a single-node server"), "{err}");
+        assert!(
+            !kv.store.is_group_member().unwrap(),
+            "a refused store is not marked"
+        );
     }
 
     #[test]

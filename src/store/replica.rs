@@ -24,6 +24,10 @@ use super::{Result, Store};
 /// Where the position is kept.
 const META_REPLICA: &[u8] = b"replica_state";
 
+/// Present once a group's node has started on this store (see
+/// [`Store::mark_group_member`]).
+const META_GROUP_MEMBER: &[u8] = b"group_member";
+
 /// Prefix of the answer batches' keys: the prefix, then the batch's
 /// sequence number big-endian (so they scan in order).
 const META_NOTES: &[u8] = b"replica_notes/";
@@ -168,6 +172,29 @@ impl Store {
             return Ok(());
         }
         Ok(self.notes.write(&self.meta, &note)?)
+    }
+
+    /// Records, durably, that this store belongs to a group's node, before
+    /// the node applies anything. A node killed after the write-behind
+    /// made an item durable but before its first position was (the
+    /// position is saved after the items it covers, and a concurrent
+    /// hand-over may flush the items first) restarts with items and no
+    /// position; this mark tells that apart from a single-node server's
+    /// data directory, which a group must not start on. Its items are
+    /// then applied again from the log (the CAS rule skips them): no
+    /// snapshot can have purged the log yet, since building one saves the
+    /// position and syncs first.
+    pub fn mark_group_member(&self) -> Result<()> {
+        if self.meta.contains_key(META_GROUP_MEMBER)? {
+            return Ok(());
+        }
+        self.meta.insert(META_GROUP_MEMBER, &[1])?;
+        self.sync()
+    }
+
+    /// Whether [`Store::mark_group_member`] ran on this store.
+    pub fn is_group_member(&self) -> Result<bool> {
+        Ok(self.meta.contains_key(META_GROUP_MEMBER)?)
     }
 
     /// The position saved last, if any.
