@@ -101,6 +101,9 @@ struct Segment {
     file: File,
     len: u64,
     covers: u64,
+    /// Started on a spare: its rounds overwrite written blocks. A file that
+    /// grows is left for a spare as soon as one is ready.
+    on_spare: bool,
 }
 
 impl Wal {
@@ -160,11 +163,18 @@ impl Wal {
             return Ok(());
         }
         let mut files = self.files.lock();
+        let grows = files.current.as_ref().is_some_and(|s| !s.on_spare);
+        if grows && self.spares.has_ready() {
+            let seg = files.current.take().expect("checked");
+            files.closed.push((self.path(seg.seq), seg.covers));
+        }
         if files.current.is_none() {
             let seq = files.next_seq;
             files.next_seq += 1;
             let path = self.path(seq);
-            let file = match self.spares.take() {
+            let spare = self.spares.take();
+            let on_spare = spare.is_some();
+            let file = match spare {
                 Some(spare) => {
                     std::fs::rename(&spare, &path)?;
                     OpenOptions::new().write(true).open(&path)?
@@ -181,6 +191,7 @@ impl Wal {
                 file,
                 len: 0,
                 covers: 0,
+                on_spare,
             });
         }
         let seg = files.current.as_mut().expect("opened above");
@@ -559,15 +570,18 @@ mod tests {
             "a quiet log prepares nothing"
         );
         // A log that has written a megabyte gets spares (its thread fills
-        // them), and a closed file is kept as one instead of deleted.
-        let t1 = round(b"big", &vec![7u8; SEGMENT_BYTES as usize]);
+        // them); the file that grew is left for one at the next round, well
+        // before it is full, and once the checkpoint no longer needs it, it
+        // is kept as a spare instead of deleted.
+        let t1 = round(b"big", &vec![7u8; spares::WANTED_AFTER as usize + 1000]);
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        while spares_in(dir.path()).is_empty() {
+        while !wal.spares.has_ready() {
             assert!(std::time::Instant::now() < deadline, "no spare prepared");
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
         let t2 = round(b"next", b"v");
         assert_eq!(seqs(dir.path()), vec![0, 1]);
+        assert!(wal.has_closed(), "the file that grew is closed");
         let seg1 = segment_path(&dir_of(dir.path()), 1);
         assert!(
             std::fs::metadata(&seg1).unwrap().len() > SEGMENT_BYTES,

@@ -106,6 +106,11 @@ impl Spares {
         }
     }
 
+    /// Whether a spare is ready.
+    pub fn has_ready(&self) -> bool {
+        !self.shared.state.lock().ready.is_empty()
+    }
+
     /// A spare for the next segment, if one is ready.
     pub fn take(&self) -> Option<PathBuf> {
         let mut state = self.shared.state.lock();
