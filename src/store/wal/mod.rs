@@ -420,6 +420,14 @@ mod tests {
         out
     }
 
+    /// One group-commit round of a single write: logged, taken, written
+    /// and synced; returns the round's target.
+    fn round(wal: &Wal, written: &AtomicU64, key: &[u8], record: Option<&[u8]>) -> io::Result<u64> {
+        wal.log(written, key, record);
+        let (target, frame) = wal.take(written);
+        wal.write(target, frame).map(|()| target)
+    }
+
     #[test]
     fn rounds_replay_in_order_up_to_a_torn_frame() {
         let dir = tempfile::tempdir().unwrap();
@@ -430,9 +438,7 @@ mod tests {
         let (target, frame) = wal.take(&written);
         assert_eq!(target, 2);
         wal.write(target, frame).unwrap();
-        wal.log(&written, b"a", Some(b"22"));
-        let (target, frame) = wal.take(&written);
-        wal.write(target, frame).unwrap();
+        round(&wal, &written, b"a", Some(b"22")).unwrap();
         // A third round cut short by a crash: half its frame on disk.
         wal.log(&written, b"c", Some(b"never acknowledged"));
         let (_, mut frame) = wal.take(&written);
@@ -463,13 +469,9 @@ mod tests {
         let written = AtomicU64::new(0);
         let wal = Wal::open(dir.path()).unwrap();
         let big = vec![7u8; SEGMENT_BYTES as usize];
-        wal.log(&written, b"big", Some(&big));
-        let (t1, frame) = wal.take(&written);
-        wal.write(t1, frame).unwrap();
+        let t1 = round(&wal, &written, b"big", Some(&big)).unwrap();
         assert!(wal.has_closed(), "a full file is closed");
-        wal.log(&written, b"small", Some(b"v"));
-        let (t2, frame) = wal.take(&written);
-        wal.write(t2, frame).unwrap();
+        let t2 = round(&wal, &written, b"small", Some(b"v")).unwrap();
         wal.purge(t1 - 1, false).unwrap();
         assert_eq!(seqs(dir.path()), vec![0, 1]);
         wal.purge(t1, false).unwrap();
@@ -481,9 +483,7 @@ mod tests {
         wal.purge(t2, true).unwrap();
         assert!(seqs(dir.path()).is_empty());
         // The next round starts a new file.
-        wal.log(&written, b"again", Some(b"v"));
-        let (t3, frame) = wal.take(&written);
-        wal.write(t3, frame).unwrap();
+        round(&wal, &written, b"again", Some(b"v")).unwrap();
         assert_eq!(seqs(dir.path()), vec![2]);
     }
 
@@ -557,12 +557,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let written = AtomicU64::new(0);
         let wal = Wal::open(dir.path()).unwrap();
-        let round = |key: &[u8], value: &[u8]| {
-            wal.log(&written, key, Some(value));
-            let (t, frame) = wal.take(&written);
-            wal.write(t, frame).unwrap();
-            t
-        };
+        let round = |key: &[u8], value: &[u8]| round(&wal, &written, key, Some(value)).unwrap();
         round(b"small", b"v");
         std::thread::sleep(std::time::Duration::from_millis(200));
         assert!(
@@ -608,18 +603,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let written = AtomicU64::new(0);
         let wal = Wal::open(dir.path()).unwrap();
-        wal.log(&written, b"k", Some(b"1"));
-        let (t, frame) = wal.take(&written);
-        wal.write(t, frame).unwrap();
+        round(&wal, &written, b"k", Some(b"1")).unwrap();
         super::super::fault::fail_syncs_under(dir.path(), Some(libc::EIO));
-        wal.log(&written, b"k", Some(b"2"));
-        let (t, frame) = wal.take(&written);
-        assert!(wal.write(t, frame).is_err());
+        assert!(round(&wal, &written, b"k", Some(b"2")).is_err());
         super::super::fault::fail_syncs_under(dir.path(), None);
         assert!(wal.has_closed());
-        wal.log(&written, b"k", Some(b"1"));
-        let (t, frame) = wal.take(&written);
-        wal.write(t, frame).unwrap();
+        round(&wal, &written, b"k", Some(b"1")).unwrap();
         assert_eq!(seqs(dir.path()), vec![0, 1]);
         let last = replayed(dir.path()).pop().unwrap();
         assert_eq!(last, (b"k".to_vec(), Some(b"1".to_vec())));
