@@ -721,6 +721,94 @@ fn each_acknowledged_sync_write_waits_for_its_own_fdatasync() {
     );
 }
 
+/// A round that overwrites a prepared log file sends about its own bytes
+/// to the disk: one client setting 1 KB values one by one (a round each)
+/// once the log has moved onto a spare writes well under 64 KB per set
+/// (`write_bytes` in `/proc/<pid>/io`). A spare filled with 1 MiB writes
+/// sat in the page cache in 1 MiB folios (Linux 6.16+), and each round's
+/// overwrite dirtied, and `fdatasync` wrote back, a whole one: about
+/// 1 MiB per set here.
+#[test]
+fn a_round_on_a_prepared_log_file_writes_about_its_own_bytes() {
+    let _serial = serial();
+    let server = Server::start(&["--durability", "sync"]);
+    let pid = server.child.as_ref().expect("running").id();
+    let wal = server.data_dir.join("wal");
+    // The current segment (highest number) started on a spare: spares are
+    // written whole ahead (33 MiB), a segment that grew is smaller.
+    let on_spare = || {
+        let mut segs: Vec<(String, u64)> = std::fs::read_dir(&wal)
+            .map(|d| {
+                d.filter_map(|e| {
+                    let e = e.ok()?;
+                    let name = e.file_name().into_string().ok()?;
+                    let ours = name.ends_with(".wal") && !name.starts_with("spare");
+                    ours.then(|| (name, e.metadata().map(|m| m.len()).unwrap_or(0)))
+                })
+                .collect()
+            })
+            .unwrap_or_default();
+        segs.sort();
+        segs.last().is_some_and(|s| s.1 > 32 << 20)
+    };
+    let written = || {
+        std::fs::read_to_string(format!("/proc/{pid}/io"))
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix("write_bytes: "))
+            .expect("write_bytes in /proc/<pid>/io")
+            .trim()
+            .parse::<u64>()
+            .unwrap()
+    };
+    let mut c = server.connect();
+    let value = "v".repeat(1024);
+    let mut set = |i: usize| {
+        assert_eq!(
+            c.line(format!("set io:{i} 0 0 1024\r\n{value}\r\n").as_bytes()),
+            "STORED\r\n"
+        );
+    };
+    // Past the log's first megabyte spares are prepared, and the next
+    // round after one is ready moves the log onto it.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut i = 0;
+    while !on_spare() {
+        assert!(
+            Instant::now() < deadline,
+            "the log never moved onto a spare"
+        );
+        set(i % 1000);
+        i += 1;
+    }
+    // The spare thread then fills the next spare (its zeros would count):
+    // measure once it has.
+    let ready = || {
+        let names: Vec<String> = std::fs::read_dir(&wal)
+            .map(|d| {
+                d.filter_map(|e| e.ok()?.file_name().into_string().ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.iter().any(|n| n.starts_with("spare-")) && !names.iter().any(|n| n == "spare.tmp")
+    };
+    while !ready() {
+        assert!(Instant::now() < deadline, "no next spare was prepared");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    const SETS: u64 = 300;
+    let before = written();
+    for j in 0..SETS as usize {
+        set(j);
+    }
+    let per_set = (written() - before) / SETS;
+    eprintln!("{per_set} bytes sent to the disk per 1 KB set on a prepared log file");
+    assert!(
+        per_set < 64 << 10,
+        "{per_set} bytes written to the disk per 1 KB set"
+    );
+}
+
 fn unsafe_sigint(pid: u32) {
     let status = std::process::Command::new("kill")
         .args(["-INT", &pid.to_string()])
