@@ -220,7 +220,7 @@ impl Shared {
         let mut left = SPARE_BYTES;
         while left > 0 {
             // A look at `stop` every MiB, so a closing store waits little.
-            if left % (1 << 20) == 0 && self.state.lock().stop {
+            if left.is_multiple_of(1 << 20) && self.state.lock().stop {
                 drop(file);
                 std::fs::remove_file(&tmp)?;
                 return Ok(None);
