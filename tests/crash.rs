@@ -725,7 +725,7 @@ fn each_acknowledged_sync_write_waits_for_its_own_fdatasync() {
 /// to the disk: one client setting 1 KB values one by one (a round each)
 /// once the log has moved onto a spare writes well under 64 KB per set
 /// (`write_bytes` in `/proc/<pid>/io`). A spare filled with 1 MiB writes
-/// sat in the page cache in 1 MiB folios (Linux 6.16+), and each round's
+/// sat in the page cache in 1 MiB folios (ext4, Linux 6.18), and each round's
 /// overwrite dirtied, and `fdatasync` wrote back, a whole one: about
 /// 1 MiB per set here.
 #[test]

@@ -45,9 +45,9 @@ const PREPARE: usize = 1;
 
 /// The size of each write that fills a spare with zeros: one page. The
 /// page cache keeps a file's pages in folios as large as the writes that
-/// made them (ext4 has large folios since Linux 6.16), and a later small
-/// overwrite dirties its whole folio, which `fdatasync` then writes back
-/// whole: filled with 1 MiB writes, each round's few KB overwrite sent
+/// made them (ext4 on recent kernels, this machine's 6.18 among them), and
+/// a later small overwrite dirties its whole folio, which `fdatasync` then
+/// writes back whole: filled with 1 MiB writes, each round's few KB sent
 /// 1 MiB to the disk (`/proc/self/io` `write_bytes`: 1,030 KiB per
 /// 7,000-byte overwrite, against 10.8 KiB after 4 KiB writes; at 50
 /// connections of 1 KB sets, 87-92 KB per set against 4.3 KB).
