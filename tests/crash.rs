@@ -735,22 +735,27 @@ fn a_round_on_a_prepared_log_file_writes_about_its_own_bytes() {
     let server = Server::start(&["--durability", "sync", "--no-csv-mirror"]);
     let pid = server.child.as_ref().expect("running").id();
     let wal = server.data_dir.join("wal");
-    // The current segment (highest number) started on a spare: spares are
-    // written whole ahead (33 MiB), a segment that grew is smaller.
-    let on_spare = || {
-        let mut segs: Vec<(String, u64)> = std::fs::read_dir(&wal)
+    // The log directory's files, sorted, with their lengths.
+    let files = || {
+        let mut files: Vec<(String, u64)> = std::fs::read_dir(&wal)
             .map(|d| {
                 d.filter_map(|e| {
                     let e = e.ok()?;
-                    let name = e.file_name().into_string().ok()?;
-                    let ours = name.ends_with(".wal") && !name.starts_with("spare");
-                    ours.then(|| (name, e.metadata().map(|m| m.len()).unwrap_or(0)))
+                    let len = e.metadata().map(|m| m.len()).unwrap_or(0);
+                    Some((e.file_name().into_string().ok()?, len))
                 })
                 .collect()
             })
             .unwrap_or_default();
-        segs.sort();
-        segs.last().is_some_and(|s| s.1 > 32 << 20)
+        files.sort();
+        files
+    };
+    // The current segment (highest number) started on a spare: spares are
+    // written whole ahead (33 MiB), a segment that grew is smaller.
+    let on_spare = || {
+        let segs = files();
+        let mut segs = segs.iter().filter(|f| !f.0.starts_with("spare"));
+        segs.next_back().is_some_and(|s| s.1 > 32 << 20)
     };
     let written = || {
         std::fs::read_to_string(format!("/proc/{pid}/io"))
@@ -785,13 +790,8 @@ fn a_round_on_a_prepared_log_file_writes_about_its_own_bytes() {
     // The spare thread then fills the next spare (its zeros would count):
     // measure once it has.
     let ready = || {
-        let names: Vec<String> = std::fs::read_dir(&wal)
-            .map(|d| {
-                d.filter_map(|e| e.ok()?.file_name().into_string().ok())
-                    .collect()
-            })
-            .unwrap_or_default();
-        names.iter().any(|n| n.starts_with("spare-")) && !names.iter().any(|n| n == "spare.tmp")
+        let files = files();
+        files.iter().any(|f| f.0.starts_with("spare-")) && !files.iter().any(|f| f.0 == "spare.tmp")
     };
     while !ready() {
         assert!(Instant::now() < deadline, "no next spare was prepared");
