@@ -474,15 +474,10 @@ fn round(
     if values == Values::Large {
         // The write-ahead log had moved past its first file: later files
         // start on spares, so the crash and replay below met them.
-        let files: Vec<String> = std::fs::read_dir(server.data_dir.join("wal"))
-            .map(|d| {
-                d.map(|e| e.unwrap().file_name().into_string().unwrap())
-                    .collect()
-            })
-            .unwrap_or_default();
+        let files = wal_files(&server.data_dir.join("wal"));
         eprintln!("round {round}: write-ahead log files at the kill: {files:?}");
         assert!(
-            files.iter().any(|f| f.ends_with(".wal")
+            files.iter().any(|(f, _)| f.ends_with(".wal")
                 && !f.starts_with("spare")
                 && f != "00000000000000000000.wal"),
             "round {round}: the log never left its first file: {files:?}"
@@ -735,21 +730,7 @@ fn a_round_on_a_prepared_log_file_writes_about_its_own_bytes() {
     let server = Server::start(&["--durability", "sync", "--no-csv-mirror"]);
     let pid = server.child.as_ref().expect("running").id();
     let wal = server.data_dir.join("wal");
-    // The log directory's files, sorted, with their lengths.
-    let files = || {
-        let mut files: Vec<(String, u64)> = std::fs::read_dir(&wal)
-            .map(|d| {
-                d.filter_map(|e| {
-                    let e = e.ok()?;
-                    let len = e.metadata().map(|m| m.len()).unwrap_or(0);
-                    Some((e.file_name().into_string().ok()?, len))
-                })
-                .collect()
-            })
-            .unwrap_or_default();
-        files.sort();
-        files
-    };
+    let files = || wal_files(&wal);
     // The current segment (highest number) started on a spare: spares are
     // written whole ahead (33 MiB), a segment that grew is smaller.
     let on_spare = || {
@@ -808,6 +789,23 @@ fn a_round_on_a_prepared_log_file_writes_about_its_own_bytes() {
         per_set < 64 << 10,
         "{per_set} bytes written to the disk per 1 KB set"
     );
+}
+
+/// The files of a write-ahead log directory, sorted by name, with their
+/// lengths (none if it does not exist).
+fn wal_files(dir: &std::path::Path) -> Vec<(String, u64)> {
+    let mut files: Vec<(String, u64)> = std::fs::read_dir(dir)
+        .map(|d| {
+            d.filter_map(|e| {
+                let e = e.ok()?;
+                let len = e.metadata().map(|m| m.len()).unwrap_or(0);
+                Some((e.file_name().into_string().ok()?, len))
+            })
+            .collect()
+        })
+        .unwrap_or_default();
+    files.sort();
+    files
 }
 
 fn unsafe_sigint(pid: u32) {
