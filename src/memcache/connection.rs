@@ -159,19 +159,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 }
             }
             if self.is_binary() {
-                // In a group, pipelined writes share commit rounds.
                 self.batch.before(&self.shared.kv);
-                let run =
-                    super::binary::run::write_run(&self.input, &self.shared, &mut self.output);
-                if let Some(run) = run.await {
-                    self.ran(run).await?;
-                    continue;
-                }
-                // And pipelined reads, one read index.
-                let run = super::binary::run::read_run(&self.input, &self.shared, &mut self.output);
-                if let Some(run) = run.await {
-                    self.ran(run).await?;
-                    continue;
+                // In a group, pipelined writes share commit rounds, and
+                // pipelined reads one read index. A single node has no
+                // runs, and skips building their futures.
+                if self.shared.kv.is_replicated() {
+                    let run =
+                        super::binary::run::write_run(&self.input, &self.shared, &mut self.output);
+                    if let Some(run) = run.await {
+                        self.ran(run).await?;
+                        continue;
+                    }
+                    let run =
+                        super::binary::run::read_run(&self.input, &self.shared, &mut self.output);
+                    if let Some(run) = run.await {
+                        self.ran(run).await?;
+                        continue;
+                    }
                 }
                 let start = self.output.len();
                 let kind = binary_kind(&self.input);
@@ -201,18 +205,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 }
                 continue;
             }
-            // In a group, pipelined writes share commit rounds.
             self.batch.before(&self.shared.kv);
-            let run = text::run::write_run(&self.input, max_item, &self.shared, &mut self.output);
-            if let Some(run) = run.await {
-                self.ran(run).await?;
-                continue;
-            }
-            // And pipelined reads, one read index.
-            let run = text::run::read_run(&self.input, max_item, &self.shared, &mut self.output);
-            if let Some(run) = run.await {
-                self.ran(run).await?;
-                continue;
+            // In a group, pipelined writes share commit rounds, and
+            // pipelined reads one read index (a single node: see above).
+            if self.shared.kv.is_replicated() {
+                let run =
+                    text::run::write_run(&self.input, max_item, &self.shared, &mut self.output);
+                if let Some(run) = run.await {
+                    self.ran(run).await?;
+                    continue;
+                }
+                let run =
+                    text::run::read_run(&self.input, max_item, &self.shared, &mut self.output);
+                if let Some(run) = run.await {
+                    self.ran(run).await?;
+                    continue;
+                }
             }
             let start = self.output.len();
             let mut mutating = false;
