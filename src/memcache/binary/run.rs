@@ -14,13 +14,11 @@ use super::parse::{self as binary, op, Frame};
 use crate::memcache::batch::{leading, Kind, Run};
 use crate::state::AppState;
 
-/// Runs the write requests at the start of `input` as one unit, if this
-/// node is in a group and there are at least two of them.
+/// Runs the write requests at the start of `input` as one unit, if there
+/// are at least two of them. The connection calls it only in a group (a
+/// single node's writes never wait for a commit round).
 pub async fn write_run(input: &[u8], shared: &AppState, out: &mut BytesMut) -> Option<Run> {
     let kv = &*shared.kv;
-    if !kv.is_replicated() {
-        return None;
-    }
     let (reqs, consumed) = leading(input, |rest| {
         match binary::parse(rest, kv.max_item_size()) {
             Frame::Request { req, len } if is_run_write(req.header.opcode) => Some((req, len)),

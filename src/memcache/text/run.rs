@@ -109,8 +109,9 @@ fn write_of<'r>(req: &'r Request<'_>) -> Option<(RunWrite<'r>, bool)> {
     })
 }
 
-/// Runs the write commands at the start of `input` as one unit, if this
-/// node is in a group and they make at least two writes.
+/// Runs the write commands at the start of `input` as one unit, if they
+/// make at least two writes. The connection calls it only in a group (a
+/// single node's writes never wait for a commit round).
 pub async fn write_run(
     input: &[u8],
     max_item: usize,
@@ -118,9 +119,6 @@ pub async fn write_run(
     out: &mut BytesMut,
 ) -> Option<Run> {
     let kv = &*shared.kv;
-    if !kv.is_replicated() {
-        return None;
-    }
     let (reqs, consumed) = leading(input, |rest| match parse::parse(rest, max_item) {
         Frame::Request { req, len } if is_run_write(&req) => Some((req, len)),
         _ => None,
